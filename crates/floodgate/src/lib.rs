@@ -1,0 +1,32 @@
+//! Concurrency control and resilience primitives for async Rust.
+//!
+//! floodgate keeps a service inside its limits. This crate holds the primitives, each a plain
+//! async API (and, with the default `tower` feature, a Tower layer):
+//!
+//! * [`Limiter`]: bounded concurrency with priorities, aging, a bounded queue, acquire
+//!   timeouts, leases, run-time resizing, close and drain.
+//! * [`batch`]: run a function over many items under a limit, results in input order.
+//!
+//! ```
+//! use floodgate::{batch, Limiter};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let limiter = Limiter::new(4);
+//! let doubled = batch::run_all(1..=10, &limiter, |n| async move { Ok::<_, String>(n * 2) })
+//!     .await
+//!     .unwrap();
+//! assert_eq!(doubled, (1..=10).map(|n| n * 2).collect::<Vec<_>>());
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod batch;
+pub mod limiter;
+mod sync;
+
+pub use limiter::{
+    DrainTimeout, InvalidPriority, Limiter, LimiterBuilder, LimiterError, LimiterStats,
+    OwnedPermit, Permit, Priority, Rejected, TryAcquireError,
+};
