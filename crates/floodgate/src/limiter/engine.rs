@@ -350,6 +350,8 @@ impl Engine {
                 None
             }
             WaiterState::Granted => {
+                // The grant never reached a caller: it does not count as acquired.
+                self.counters.acquired.fetch_sub(1, Relaxed);
                 self.metrics.active.decrement(1.0);
                 self.release_locked(&mut inner)
             }
