@@ -135,7 +135,10 @@ where
     .await;
     match failure {
         Some(e) => Err(e),
-        None => Ok(values.into_iter().map(|v| v.expect("every item finished")).collect()),
+        None => Ok(values
+            .into_iter()
+            .map(|v| v.expect("every item finished"))
+            .collect()),
     }
 }
 
@@ -330,7 +333,12 @@ impl<E> BatchError<E> {
 
 impl<E: fmt::Display> fmt::Display for BatchError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} of {} items failed: ", self.failures.len(), self.total)?;
+        write!(
+            f,
+            "{} of {} items failed: ",
+            self.failures.len(),
+            self.total
+        )?;
         for (n, (index, error)) in self.failures.iter().take(Self::DISPLAYED).enumerate() {
             if n > 0 {
                 f.write_str("; ")?;

@@ -69,13 +69,20 @@ async fn run_all_stops_at_the_first_error_and_cancels_the_rest() {
 #[tokio::test(start_paused = true)]
 async fn settled_reports_every_failure_with_its_index() {
     let settled = batch::run_all_settled(0..100usize, 8, |i| async move {
-        if i % 9 == 4 { Err(format!("bad {i}")) } else { Ok(i) }
+        if i % 9 == 4 {
+            Err(format!("bad {i}"))
+        } else {
+            Ok(i)
+        }
     })
     .await;
     assert_eq!(settled.len(), 100);
     assert_eq!(settled.failed(), 11);
     assert_eq!(settled.results()[3], Ok(3));
-    assert_eq!(settled.results()[4], Err(ItemError::Failed("bad 4".to_owned())));
+    assert_eq!(
+        settled.results()[4],
+        Err(ItemError::Failed("bad 4".to_owned()))
+    );
     let err = settled.into_result().unwrap_err();
     assert_eq!(err.total(), 100);
     assert_eq!(
@@ -92,9 +99,11 @@ async fn settled_reports_every_failure_with_its_index() {
 
 #[tokio::test(start_paused = true)]
 async fn settled_without_failures_gives_the_values() {
-    let settled = batch::run_all_settled(vec!["a", "bb"], 1, |s| async move { Ok::<_, ()>(s.len()) }).await;
+    let settled =
+        batch::run_all_settled(vec!["a", "bb"], 1, |s| async move { Ok::<_, ()>(s.len()) }).await;
     assert_eq!(settled.into_result().unwrap(), vec![1, 2]);
-    let empty = batch::run_all_settled(Vec::<u8>::new(), 3, |x| async move { Ok::<_, ()>(x) }).await;
+    let empty =
+        batch::run_all_settled(Vec::<u8>::new(), 3, |x| async move { Ok::<_, ()>(x) }).await;
     assert!(empty.is_empty());
 }
 
@@ -126,7 +135,10 @@ async fn a_closed_limiter_refuses_items_with_a_rejection() {
     limiter.close();
     let settled = batch::run_all_settled(0..3, &limiter, |i| async move { Ok::<_, ()>(i) }).await;
     assert_eq!(settled.failed(), 3);
-    assert_eq!(settled.results()[0], Err(ItemError::Rejected(Rejected::Closed)));
+    assert_eq!(
+        settled.results()[0],
+        Err(ItemError::Rejected(Rejected::Closed))
+    );
     let err = batch::run_all(0..3, &limiter, |i| async move { Ok::<_, String>(i) })
         .await
         .unwrap_err();
@@ -143,7 +155,8 @@ async fn streams_are_pulled_only_when_a_slot_is_free() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     });
-    let items = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+    let items =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
     let live = Arc::new(Live::default());
     let out = batch::run_all_stream(items, 2, |i| {
         let alive = Alive::new(&live);

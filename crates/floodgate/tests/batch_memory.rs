@@ -15,7 +15,9 @@ static HEAP: PeakAlloc = PeakAlloc;
 fn a_million_items_keep_at_most_limit_futures_and_little_memory() {
     const ITEMS: usize = 1_000_000;
     const LIMIT: usize = 16;
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let live = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let limiter = Limiter::new(LIMIT);
@@ -35,7 +37,11 @@ fn a_million_items_keep_at_most_limit_futures_and_little_memory() {
     let out = out.unwrap();
     assert_eq!(out.len(), ITEMS);
     assert!(out.iter().enumerate().all(|(i, v)| *v == i as u8));
-    assert!(peak.load(SeqCst) <= LIMIT, "peak live futures {}", peak.load(SeqCst));
+    assert!(
+        peak.load(SeqCst) <= LIMIT,
+        "peak live futures {}",
+        peak.load(SeqCst)
+    );
     // The output is 1 MB of `u8` (2 MB of `Option<u8>` slots while running, growing by
     // doubling); a runner that collected the futures up front would need hundreds of MB.
     println!("peak extra heap: {} KiB", extra / 1024);

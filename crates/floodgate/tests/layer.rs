@@ -11,7 +11,15 @@ use floodgate::{Limiter, Priority, Rejected};
 use support::{poll_once, settle};
 use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
 
-fn sleepy(ms: u64) -> impl Service<u32, Response = u32, Error = BoxError, Future = impl std::future::Future<Output = Result<u32, BoxError>> + Send> + Clone + Send {
+fn sleepy(
+    ms: u64,
+) -> impl Service<
+    u32,
+    Response = u32,
+    Error = BoxError,
+    Future = impl std::future::Future<Output = Result<u32, BoxError>> + Send,
+> + Clone
++ Send {
     service_fn(move |x: u32| async move {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok::<_, BoxError>(x)
@@ -65,7 +73,11 @@ async fn clones_share_the_limit_but_not_the_permit() {
 
 #[tokio::test(start_paused = true)]
 async fn rejections_surface_from_poll_ready() {
-    let limiter = Limiter::builder().max_concurrency(1).max_queue(0).build().unwrap();
+    let limiter = Limiter::builder()
+        .max_concurrency(1)
+        .max_queue(0)
+        .build()
+        .unwrap();
     let mut a = LimiterLayer::new(limiter.clone()).layer(sleepy(10));
     let mut b = a.clone();
     a.ready().await.unwrap();
@@ -73,7 +85,10 @@ async fn rejections_surface_from_poll_ready() {
     assert_eq!(rejection(err), Rejected::QueueFull { capacity: 0 });
     limiter.close();
     let mut c = LimiterLayer::new(limiter.clone()).layer(sleepy(10));
-    assert_eq!(rejection(c.ready().await.map(|_| ()).unwrap_err()), Rejected::Closed);
+    assert_eq!(
+        rejection(c.ready().await.map(|_| ()).unwrap_err()),
+        Rejected::Closed
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -101,7 +116,10 @@ async fn shed_mode_fails_at_once_instead_of_waiting() {
     let mut b = a.clone();
     let first = a.ready().await.unwrap().call(1);
     let second = b.ready().await.unwrap().call(2);
-    assert_eq!(rejection(second.await.unwrap_err()), Rejected::QueueFull { capacity: 0 });
+    assert_eq!(
+        rejection(second.await.unwrap_err()),
+        Rejected::QueueFull { capacity: 0 }
+    );
     assert_eq!(first.await.unwrap(), 1);
     assert_eq!(b.ready().await.unwrap().call(3).await.unwrap(), 3);
     assert_eq!(limiter.stats().rejected.queue_full, 1);

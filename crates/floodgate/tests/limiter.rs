@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use floodgate::{
-    DrainTimeout, Limiter, LimiterError, Priority, Rejected, TryAcquireError,
-    limiter::MAX_QUEUE,
+    DrainTimeout, Limiter, LimiterError, Priority, Rejected, TryAcquireError, limiter::MAX_QUEUE,
 };
 use support::{poll_once, settle};
 
@@ -54,7 +53,13 @@ async fn serves_higher_priority_first_and_fifo_within_a_level() {
     let held = l.acquire().await.unwrap();
     let mut tasks = Vec::new();
     for (tag, p) in [(1, 1), (2, 5), (3, 10), (4, 5), (5, 10), (6, 1)] {
-        tasks.push(spawn_waiter(&l, prio(p), tag, &order, Duration::from_millis(1)));
+        tasks.push(spawn_waiter(
+            &l,
+            prio(p),
+            tag,
+            &order,
+            Duration::from_millis(1),
+        ));
         settle().await;
     }
     assert_eq!(l.queued(), 6);
@@ -82,7 +87,11 @@ async fn try_acquire_never_jumps_the_queue() {
 
 #[tokio::test(start_paused = true)]
 async fn a_full_queue_rejects_at_once() {
-    let l = Limiter::builder().max_concurrency(1).max_queue(2).build().unwrap();
+    let l = Limiter::builder()
+        .max_concurrency(1)
+        .max_queue(2)
+        .build()
+        .unwrap();
     let _held = l.acquire().await.unwrap();
     let mut a = Box::pin(l.acquire());
     let mut b = Box::pin(l.acquire());
@@ -102,7 +111,11 @@ async fn a_full_queue_rejects_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_zero_queue_means_nobody_waits() {
-    let l = Limiter::builder().max_concurrency(1).max_queue(0).build().unwrap();
+    let l = Limiter::builder()
+        .max_concurrency(1)
+        .max_queue(0)
+        .build()
+        .unwrap();
     let _held = l.acquire().await.unwrap();
     assert_eq!(
         l.acquire().await.unwrap_err(),
@@ -287,7 +300,10 @@ async fn aging_serves_low_priority_within_a_bounded_time() {
     let waited = low_priority_wait(Some(aging)).await.expect("served");
     eprintln!("low priority served after {waited:?}");
     // Nine levels to climb, then it is the oldest at the top level; plus one hold time.
-    assert!(waited <= aging * 9 + Duration::from_millis(10), "waited {waited:?}");
+    assert!(
+        waited <= aging * 9 + Duration::from_millis(10),
+        "waited {waited:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -432,7 +448,10 @@ async fn stats_report_peak_waits_and_rejections() {
         tokio::spawn(async move { l.acquire().await.map(|_| ()) })
     };
     settle().await;
-    assert_eq!(l.acquire().await.unwrap_err(), Rejected::QueueFull { capacity: 1 });
+    assert_eq!(
+        l.acquire().await.unwrap_err(),
+        Rejected::QueueFull { capacity: 1 }
+    );
     tokio::time::sleep(Duration::from_millis(30)).await;
     drop(a);
     waiter.await.unwrap().unwrap();
@@ -455,15 +474,24 @@ fn builder_rejects_unusable_settings() {
         LimiterError::ZeroLimit
     );
     assert!(matches!(
-        Limiter::builder().max_concurrency(usize::MAX).build().unwrap_err(),
+        Limiter::builder()
+            .max_concurrency(usize::MAX)
+            .build()
+            .unwrap_err(),
         LimiterError::LimitTooLarge { .. }
     ));
     assert!(matches!(
-        Limiter::builder().max_queue(MAX_QUEUE + 1).build().unwrap_err(),
+        Limiter::builder()
+            .max_queue(MAX_QUEUE + 1)
+            .build()
+            .unwrap_err(),
         LimiterError::QueueTooLarge { .. }
     ));
     assert_eq!(
-        Limiter::builder().aging(Duration::ZERO).build().unwrap_err(),
+        Limiter::builder()
+            .aging(Duration::ZERO)
+            .build()
+            .unwrap_err(),
         LimiterError::ZeroDuration { setting: "aging" }
     );
     assert_eq!(
@@ -492,7 +520,11 @@ fn metrics_are_labelled_with_the_limiter_name() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let l = metrics::with_local_recorder(&recorder, || {
-        Limiter::builder().name("llm").max_concurrency(2).build().unwrap()
+        Limiter::builder()
+            .name("llm")
+            .max_concurrency(2)
+            .build()
+            .unwrap()
     });
     let _a = l.try_acquire().unwrap();
     let _b = l.try_acquire().unwrap();
@@ -504,8 +536,11 @@ fn metrics_are_labelled_with_the_limiter_name() {
             .find(|(key, ..)| {
                 let key = key.key();
                 key.name() == name
-                    && key.labels().any(|l| l.key() == "limiter" && l.value() == "llm")
-                    && label.is_none_or(|(k, v)| key.labels().any(|l| l.key() == k && l.value() == v))
+                    && key
+                        .labels()
+                        .any(|l| l.key() == "limiter" && l.value() == "llm")
+                    && label
+                        .is_none_or(|(k, v)| key.labels().any(|l| l.key() == k && l.value() == v))
             })
             .map(|(_, _, _, v)| v)
     };
@@ -522,7 +557,10 @@ fn metrics_are_labelled_with_the_limiter_name() {
         Some(&DebugValue::Counter(2))
     );
     assert_eq!(
-        value("floodgate_limiter_rejected_total", Some(("reason", "would_block"))),
+        value(
+            "floodgate_limiter_rejected_total",
+            Some(("reason", "would_block"))
+        ),
         Some(&DebugValue::Counter(1))
     );
 }

@@ -61,14 +61,16 @@ async fn random_priorities_timeouts_and_cancellations_never_exceed_the_limit() {
         let task = tokio::spawn(async move {
             let acquire = async {
                 if leased {
-                    limiter.acquire_leased_with(priority, Duration::from_secs(60)).await
+                    limiter
+                        .acquire_leased_with(priority, Duration::from_secs(60))
+                        .await
                 } else {
                     limiter.acquire_owned_with(priority).await
                 }
             };
             let result = tokio::time::timeout(own_timeout, acquire).await;
             match result {
-                Ok(Ok(permit)) => {
+                Ok(Ok(_permit)) => {
                     // Declared after `permit`, so dropped (even by an abort) before it.
                     let _holding = Holding::new(&tally);
                     tally.acquired.fetch_add(1, SeqCst);

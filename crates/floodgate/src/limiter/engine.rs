@@ -238,10 +238,7 @@ impl Engine {
             if next == cur {
                 break;
             }
-            match self
-                .state
-                .compare_exchange_weak(cur, next, AcqRel, Acquire)
-            {
+            match self.state.compare_exchange_weak(cur, next, AcqRel, Acquire) {
                 Ok(_) => break,
                 Err(actual) => cur = actual,
             }
@@ -284,10 +281,7 @@ impl Engine {
             } else {
                 break;
             };
-            match self
-                .state
-                .compare_exchange_weak(cur, next, AcqRel, Acquire)
-            {
+            match self.state.compare_exchange_weak(cur, next, AcqRel, Acquire) {
                 Ok(_) if next < cur => {
                     self.on_acquired(self.limit().saturating_sub(permits(next)));
                     return Poll::Ready(Ok(()));
@@ -325,7 +319,9 @@ impl Engine {
                 drop(inner);
                 *slot = None;
                 self.counters.record_wait(node.enqueued_at.elapsed());
-                self.metrics.wait.record(node.enqueued_at.elapsed().as_secs_f64());
+                self.metrics
+                    .wait
+                    .record(node.enqueued_at.elapsed().as_secs_f64());
                 Poll::Ready(Ok(()))
             }
             WaiterState::Closed => {

@@ -49,7 +49,9 @@ pub enum LimiterError {
         max: usize,
     },
     /// The queue bound is larger than supported.
-    #[error("max_queue {requested} is above the maximum of {max}; leave it unset for an unbounded queue")]
+    #[error(
+        "max_queue {requested} is above the maximum of {max}; leave it unset for an unbounded queue"
+    )]
     QueueTooLarge {
         /// The value asked for.
         requested: usize,

@@ -128,7 +128,8 @@ where
                     Ok(Some(permit)) => self.permit = Some(permit),
                     Ok(None) => {
                         let limiter = self.limiter.clone();
-                        self.acquiring = Some(Box::pin(async move { limiter.acquire_owned().await }));
+                        self.acquiring =
+                            Some(Box::pin(async move { limiter.acquire_owned().await }));
                     }
                     Err(rejected) => return Poll::Ready(Err(rejected.into())),
                 }
@@ -209,7 +210,9 @@ where
         match self.project().state.project() {
             StateProj::Running { future, .. } => future.poll(cx).map_err(Into::into),
             StateProj::Rejected { rejected } => {
-                let rejected = rejected.take().expect("ResponseFuture polled after completion");
+                let rejected = rejected
+                    .take()
+                    .expect("ResponseFuture polled after completion");
                 Poll::Ready(Err(rejected.into()))
             }
         }

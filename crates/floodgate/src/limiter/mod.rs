@@ -61,8 +61,8 @@ pub use permit::{OwnedPermit, Permit};
 pub use priority::Priority;
 pub use stats::{LimiterStats, RejectedCounts};
 
-use engine::{AcquireFuture, Engine, Fast};
 use crate::sync::Arc;
+use engine::{AcquireFuture, Engine, Fast};
 
 /// A bounded-concurrency gate with priorities, a bounded wait queue, timeouts, leases,
 /// run-time resizing and draining. Cloning gives another handle to the same limiter.
@@ -238,7 +238,10 @@ impl Limiter {
                 Err(TryAcquireError::Closed)
             }
             Fast::Empty => {
-                self.engine.counters.would_block.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.engine
+                    .counters
+                    .would_block
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.engine.metrics.count_would_block();
                 Err(TryAcquireError::NoPermits)
             }

@@ -102,9 +102,7 @@ pub(crate) struct LimiterMetrics {
 impl LimiterMetrics {
     pub(crate) fn new(name: &str) -> Self {
         let label = name.to_owned();
-        let rejected = |reason: &'static str| {
-            metrics::counter!("floodgate_limiter_rejected_total", "limiter" => label.clone(), "reason" => reason)
-        };
+        let rejected = |reason: &'static str| metrics::counter!("floodgate_limiter_rejected_total", "limiter" => label.clone(), "reason" => reason);
         LimiterMetrics {
             active: metrics::gauge!("floodgate_limiter_active", "limiter" => label.clone()),
             queued: metrics::gauge!("floodgate_limiter_queued", "limiter" => label.clone()),
@@ -211,6 +209,9 @@ mod tests {
     #[test]
     fn quantiles_of_nothing_are_zero() {
         let c = Counters::default();
-        assert_eq!(LimiterStats::wait_quantiles(&c, 0), (Duration::ZERO, Duration::ZERO));
+        assert_eq!(
+            LimiterStats::wait_quantiles(&c, 0),
+            (Duration::ZERO, Duration::ZERO)
+        );
     }
 }

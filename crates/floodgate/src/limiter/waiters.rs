@@ -128,7 +128,11 @@ impl WaitList {
     /// Without aging the effective priority is the level. With aging, a waiter gains one level
     /// for every `aging` it has waited; the head of each list is the oldest of its level and so
     /// the best of it, which is why looking at the heads suffices.
-    pub(crate) fn next(&self, aging: Option<Duration>, now: impl FnOnce() -> Instant) -> Option<usize> {
+    pub(crate) fn next(
+        &self,
+        aging: Option<Duration>,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<usize> {
         if self.occupied == 0 {
             return None;
         }
@@ -143,7 +147,9 @@ impl WaitList {
         let step = aging.as_nanos().max(1);
         let mut best: Option<(u128, u64, usize)> = None;
         for level in (0..=top).rev() {
-            let Some(key) = self.heads[level] else { continue };
+            let Some(key) = self.heads[level] else {
+                continue;
+            };
             let node = &self.nodes[key];
             let waited = now.saturating_duration_since(node.enqueued_at).as_nanos();
             let effective = level as u128 + waited / step;
@@ -203,7 +209,9 @@ mod tests {
     fn unlinking_from_the_middle_keeps_the_rest_in_order() {
         let now = Instant::now();
         let mut l = WaitList::default();
-        let keys: Vec<_> = (0..5).map(|_| l.push(3, now, Waker::noop().clone())).collect();
+        let keys: Vec<_> = (0..5)
+            .map(|_| l.push(3, now, Waker::noop().clone()))
+            .collect();
         l.remove(keys[2]);
         l.remove(keys[0]);
         l.remove(keys[4]);
