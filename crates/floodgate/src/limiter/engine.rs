@@ -318,10 +318,9 @@ impl Engine {
                 let node = inner.waiters.remove(key);
                 drop(inner);
                 *slot = None;
-                self.counters.record_wait(node.enqueued_at.elapsed());
-                self.metrics
-                    .wait
-                    .record(node.enqueued_at.elapsed().as_secs_f64());
+                let waited = node.enqueued_at.elapsed();
+                self.counters.record_wait(waited);
+                self.metrics.wait.record(waited.as_secs_f64());
                 Poll::Ready(Ok(()))
             }
             WaiterState::Closed => {
