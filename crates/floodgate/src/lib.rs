@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod breaker;
 pub mod limiter;
 mod sync;
 

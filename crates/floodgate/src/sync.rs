@@ -2,9 +2,15 @@
 //! `--cfg floodgate_loom` so that the loom tests explore every interleaving of the real code.
 
 #[cfg(floodgate_loom)]
-pub(crate) use loom::sync::{Arc, Mutex, MutexGuard, atomic::AtomicUsize};
+pub(crate) use loom::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicU32, AtomicU64, AtomicUsize},
+};
 #[cfg(not(floodgate_loom))]
-pub(crate) use std::sync::{Arc, Mutex, MutexGuard, atomic::AtomicUsize};
+pub(crate) use std::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicU32, AtomicU64, AtomicUsize},
+};
 
 /// Locks `mutex`, ignoring poisoning: no engine panics while it holds a lock, and a panic in a
 /// caller's code never runs under one, so the protected state is always consistent.
