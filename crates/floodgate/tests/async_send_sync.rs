@@ -17,5 +17,7 @@ fn limiter_types_and_futures_are_send() {
     is_send(&l.acquire_leased(std::time::Duration::from_secs(1)));
     is_send(&l.drain(std::time::Duration::from_secs(1)));
     is_send(&batch::run_all(0..3, &l, |i| async move { Ok::<_, ()>(i) }));
-    is_send(&batch::run_all_settled(0..3, 2, |i| async move { Ok::<_, ()>(i) }));
+    is_send(&batch::run_all_settled(0..3, 2, |i| async move {
+        Ok::<_, ()>(i)
+    }));
 }

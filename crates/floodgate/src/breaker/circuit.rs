@@ -16,8 +16,8 @@
 
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge};
@@ -67,9 +67,7 @@ struct Metrics {
 
 impl Metrics {
     fn new(name: &str) -> Self {
-        let calls = |outcome: &'static str| {
-            metrics::counter!("floodgate_breaker_calls_total", "breaker" => name.to_owned(), "outcome" => outcome)
-        };
+        let calls = |outcome: &'static str| metrics::counter!("floodgate_breaker_calls_total", "breaker" => name.to_owned(), "outcome" => outcome);
         Metrics {
             state: metrics::gauge!("floodgate_breaker_state", "breaker" => name.to_owned()),
             success: calls("success"),
@@ -172,7 +170,10 @@ impl CircuitBreaker {
         Self::from_config(name.into(), BreakerConfig::default()).expect("the defaults are valid")
     }
 
-    pub(crate) fn from_config(name: String, config: BreakerConfig) -> Result<Self, BreakerConfigError> {
+    pub(crate) fn from_config(
+        name: String,
+        config: BreakerConfig,
+    ) -> Result<Self, BreakerConfigError> {
         Self::with_hook(name, config, None)
     }
 
@@ -187,10 +188,11 @@ impl CircuitBreaker {
             WindowKind::Time { window, buckets } => Window::Time(TimeWindow::new(window, buckets)),
         };
         let now = Instant::now();
-        let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
+        let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        }) ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         let metrics = Metrics::new(&name);
         metrics.state.set(0.0);
         Ok(CircuitBreaker {
@@ -300,14 +302,21 @@ impl CircuitBreaker {
     /// assert_eq!(breaker.stats().ignored, 1);
     /// # }
     /// ```
-    pub async fn call_classified<F, Fut, T, E, C>(&self, op: F, classify: C) -> Result<T, BreakerError<E>>
+    pub async fn call_classified<F, Fut, T, E, C>(
+        &self,
+        op: F,
+        classify: C,
+    ) -> Result<T, BreakerError<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         C: FnOnce(&Result<T, E>) -> Outcome,
         E: Display,
     {
-        let ticket = self.engine.admit().map_err(|retry_after| self.open_error(retry_after))?;
+        let ticket = self
+            .engine
+            .admit()
+            .map_err(|retry_after| self.open_error(retry_after))?;
         let mut pending = Pending {
             engine: &self.engine,
             ticket: Some(ticket),
@@ -318,8 +327,9 @@ impl CircuitBreaker {
                 Ok(result) => result,
                 Err(_) => {
                     let ticket = pending.ticket.take().expect("recorded once");
-                    self.engine
-                        .record(ticket, Outcome::Failure, || format!("timed out after {limit:?}"));
+                    self.engine.record(ticket, Outcome::Failure, || {
+                        format!("timed out after {limit:?}")
+                    });
                     return Err(BreakerError::Timeout(limit));
                 }
             },
@@ -328,7 +338,9 @@ impl CircuitBreaker {
         let ticket = pending.ticket.take().expect("recorded once");
         match &result {
             Err(e) => self.engine.record(ticket, outcome, || e.to_string()),
-            Ok(_) => self.engine.record(ticket, outcome, || "slow calls".to_owned()),
+            Ok(_) => self
+                .engine
+                .record(ticket, outcome, || "slow calls".to_owned()),
         }
         result.map_err(BreakerError::Inner)
     }
@@ -349,7 +361,11 @@ impl CircuitBreaker {
     /// assert_eq!(price, 40); // the cached price
     /// # }
     /// ```
-    pub async fn call_with_fallback<F, Fut, T, E, FB, FbFut>(&self, op: F, fallback: FB) -> Result<T, BreakerError<E>>
+    pub async fn call_with_fallback<F, Fut, T, E, FB, FbFut>(
+        &self,
+        op: F,
+        fallback: FB,
+    ) -> Result<T, BreakerError<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -367,7 +383,10 @@ impl CircuitBreaker {
     /// outcome on, or the `Open` error. For middleware and runtimes that drive calls
     /// themselves. A permit dropped without an outcome counts as `Ignored`.
     pub fn try_acquire(&self) -> Result<CallPermit, BreakerError<std::convert::Infallible>> {
-        let ticket = self.engine.admit().map_err(|retry_after| self.open_error(retry_after))?;
+        let ticket = self
+            .engine
+            .admit()
+            .map_err(|retry_after| self.open_error(retry_after))?;
         Ok(CallPermit {
             breaker: self.clone(),
             ticket: Some(ticket),
@@ -454,9 +473,9 @@ impl CallPermit {
     /// Reports the call's outcome; `error` describes a failure for health reports.
     pub fn record(mut self, outcome: Outcome, error: Option<&dyn Display>) {
         if let Some(ticket) = self.ticket.take() {
-            self.breaker
-                .engine
-                .record(ticket, outcome, || error.map_or_else(|| "failure".to_owned(), |e| e.to_string()));
+            self.breaker.engine.record(ticket, outcome, || {
+                error.map_or_else(|| "failure".to_owned(), |e| e.to_string())
+            });
         }
     }
 
@@ -469,7 +488,9 @@ impl CallPermit {
 impl Drop for CallPermit {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.breaker.engine.record(ticket, Outcome::Ignored, String::new);
+            self.breaker
+                .engine
+                .record(ticket, Outcome::Ignored, String::new);
         }
     }
 }
@@ -480,7 +501,11 @@ impl Engine {
     }
 
     fn open_remaining(&self, now: Instant) -> Duration {
-        Duration::from_nanos(self.open_until.load(Acquire).saturating_sub(self.nanos(now)))
+        Duration::from_nanos(
+            self.open_until
+                .load(Acquire)
+                .saturating_sub(self.nanos(now)),
+        )
     }
 
     /// Admits a call, or says how long the breaker stays open (`None`: forced open).
@@ -502,7 +527,12 @@ impl Engine {
                     if !remaining.is_zero() {
                         return Err(self.reject(Some(remaining)));
                     }
-                    self.transition(w, State::HalfOpen, || "open wait passed".to_owned(), String::new);
+                    self.transition(
+                        w,
+                        State::HalfOpen,
+                        || "open wait passed".to_owned(),
+                        String::new,
+                    );
                 }
                 State::HalfOpen => {
                     if self.probes_admitted.fetch_add(1, AcqRel) < self.config.half_open_probes {
@@ -550,7 +580,11 @@ impl Engine {
         if slow {
             self.slow.fetch_add(1, Relaxed);
         }
-        let rates = self.window.record(failed, slow);
+        let min_calls = match self.config.trip {
+            TripPolicy::Rate { minimum_calls, .. } => minimum_calls.min(self.window.capacity()),
+            TripPolicy::ConsecutiveFailures(_) => u64::MAX,
+        };
+        let rates = self.window.record(failed, slow, min_calls);
         if !current {
             return;
         }
@@ -560,21 +594,24 @@ impl Engine {
                     if failed {
                         let run = self.consecutive.fetch_add(1, AcqRel) + 1;
                         if run >= n {
-                            self.transition(w, State::Open, || format!("{run} consecutive failures"), describe);
+                            self.transition(
+                                w,
+                                State::Open,
+                                || format!("{run} consecutive failures"),
+                                describe,
+                            );
                         }
                     } else if self.consecutive.load(Relaxed) != 0 {
                         self.consecutive.store(0, Relaxed);
                     }
                 }
-                TripPolicy::Rate {
-                    failure_rate,
-                    minimum_calls,
-                } => {
+                TripPolicy::Rate { failure_rate, .. } => {
                     let Some(r) = rates else { return };
-                    if r.calls < minimum_calls {
+                    if r.calls < min_calls {
                         return;
                     }
-                    let slow_trip = self.config.slow_call_duration.is_some() && r.slow_rate() >= self.config.slow_call_rate;
+                    let slow_trip = self.config.slow_call_duration.is_some()
+                        && r.slow_rate() >= self.config.slow_call_rate;
                     if r.failure_rate() >= failure_rate {
                         let reason = || {
                             format!(
@@ -600,10 +637,19 @@ impl Engine {
             },
             State::HalfOpen if ticket.probe => {
                 if failed || slow {
-                    let why = if failed { "a probe failed" } else { "a probe was slow" };
+                    let why = if failed {
+                        "a probe failed"
+                    } else {
+                        "a probe was slow"
+                    };
                     self.transition(w, State::Open, || why.to_owned(), describe);
                 } else if self.probes_ok.fetch_add(1, AcqRel) + 1 >= self.config.half_open_probes {
-                    self.transition(w, State::Closed, || "all probes succeeded".to_owned(), String::new);
+                    self.transition(
+                        w,
+                        State::Closed,
+                        || "all probes succeeded".to_owned(),
+                        String::new,
+                    );
                 }
             }
             _ => {}
@@ -666,7 +712,8 @@ impl Engine {
             }
             State::ForcedOpen | State::Disabled => {}
         }
-        self.state.store(word((from >> STATE_BITS) + 1, to), Release);
+        self.state
+            .store(word((from >> STATE_BITS) + 1, to), Release);
         t.since = now;
         drop(t);
         let event = BreakerEvent {

@@ -121,7 +121,11 @@ impl BreakerConfig {
     pub fn validate(&self) -> Result<(), BreakerConfigError> {
         let count = |setting, value: u64, max: u64| {
             if value == 0 || value > max {
-                Err(BreakerConfigError::Count { setting, value, max })
+                Err(BreakerConfigError::Count {
+                    setting,
+                    value,
+                    max,
+                })
             } else {
                 Ok(())
             }
@@ -173,7 +177,11 @@ impl BreakerConfig {
         if !(0.0..1.0).contains(&self.open_wait.jitter) {
             return Err(BreakerConfigError::Jitter(self.open_wait.jitter));
         }
-        count("half_open_probes", u64::from(self.half_open_probes), 1 << 20)?;
+        count(
+            "half_open_probes",
+            u64::from(self.half_open_probes),
+            1 << 20,
+        )?;
         Ok(())
     }
 }
@@ -254,6 +262,9 @@ impl BreakerBuilder {
 
     /// Checks the settings and builds the breaker.
     pub fn build(self) -> Result<super::CircuitBreaker, BreakerConfigError> {
-        super::CircuitBreaker::from_config(self.name.unwrap_or_else(|| "default".to_owned()), self.config)
+        super::CircuitBreaker::from_config(
+            self.name.unwrap_or_else(|| "default".to_owned()),
+            self.config,
+        )
     }
 }

@@ -51,9 +51,10 @@ mod outcome;
 mod registry;
 mod window;
 
-
 pub use circuit::{BreakerStats, CallPermit, CircuitBreaker};
-pub use config::{BreakerBuilder, BreakerConfig, MAX_WINDOW_CALLS, OpenWait, TripPolicy, WindowKind};
+pub use config::{
+    BreakerBuilder, BreakerConfig, MAX_WINDOW_CALLS, OpenWait, TripPolicy, WindowKind,
+};
 pub use error::{BreakerConfigError, BreakerError};
 pub use events::{BreakerEvent, State};
 pub use outcome::Outcome;

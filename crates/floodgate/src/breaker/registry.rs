@@ -180,7 +180,11 @@ impl BreakerRegistryBuilder {
     }
 
     /// Only these names get breakers of their own; others are handled per `unknown`.
-    pub fn allowlist<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I, unknown: UnknownNames) -> Self {
+    pub fn allowlist<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        names: I,
+        unknown: UnknownNames,
+    ) -> Self {
         self.allowlist = Some(names.into_iter().map(Into::into).collect());
         self.unknown = unknown;
         self
@@ -211,7 +215,9 @@ impl BreakerRegistryBuilder {
             None => None,
             Some(p) => {
                 if p.open_breakers == 0 {
-                    return Err(RegistryError::Protective("open_breakers must be at least 1"));
+                    return Err(RegistryError::Protective(
+                        "open_breakers must be at least 1",
+                    ));
                 }
                 if !(p.fraction > 0.0 && p.fraction <= 1.0) {
                     return Err(RegistryError::Protective("fraction must be in (0, 1]"));
@@ -338,7 +344,12 @@ impl BreakerRegistry {
                 }
             }
         }
-        let config = self.inner.overrides.get(name).unwrap_or(&self.inner.default).clone();
+        let config = self
+            .inner
+            .overrides
+            .get(name)
+            .unwrap_or(&self.inner.default)
+            .clone();
         let breaker = CircuitBreaker::with_hook(name.to_owned(), config, Some(self.hook()))
             .map_err(|error| RegistryError::Config {
                 name: name.to_owned(),
@@ -365,10 +376,14 @@ impl BreakerRegistry {
     }
 
     fn sweep_idle(&self, breakers: &mut LruCache<String, Entry>, now: Instant) {
-        let Some(ttl) = self.inner.idle_ttl else { return };
+        let Some(ttl) = self.inner.idle_ttl else {
+            return;
+        };
         let idle: Vec<String> = breakers
             .iter()
-            .filter(|(_, e)| now.saturating_duration_since(e.last_used) > ttl && !e.breaker.state().is_open())
+            .filter(|(_, e)| {
+                now.saturating_duration_since(e.last_used) > ttl && !e.breaker.state().is_open()
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for k in idle {
@@ -427,14 +442,23 @@ impl BreakerRegistry {
         };
         breakers.sort_by(|a, b| a.name.cmp(&b.name));
         let open = breakers.iter().filter(|b| b.state.is_open()).count();
-        let testing = breakers.iter().filter(|b| b.state == State::HalfOpen).count();
-        let protective_limit = self.inner.protective.as_ref().map(|p| (p.mode.limiter.limit(), p.base));
+        let testing = breakers
+            .iter()
+            .filter(|b| b.state == State::HalfOpen)
+            .count();
+        let protective_limit = self
+            .inner
+            .protective
+            .as_ref()
+            .map(|p| (p.mode.limiter.limit(), p.base));
         let fully_protective = self
             .inner
             .protective
             .as_ref()
             .is_some_and(|p| open >= p.mode.open_breakers);
-        let status = if fully_protective || (!breakers.is_empty() && open * 2 >= breakers.len() && open > 0) {
+        let status = if fully_protective
+            || (!breakers.is_empty() && open * 2 >= breakers.len() && open > 0)
+        {
             Health::Critical
         } else if open + testing > 0 {
             Health::Degraded
@@ -449,7 +473,8 @@ impl BreakerRegistry {
                 "protective mode: {open} breakers are open, so the worker limit is {limit} of {base}; fix the failing dependencies to restore it"
             ));
         }
-        let mut by_time: Vec<&BreakerStats> = breakers.iter().filter(|b| b.state.is_open()).collect();
+        let mut by_time: Vec<&BreakerStats> =
+            breakers.iter().filter(|b| b.state.is_open()).collect();
         by_time.sort_by(|a, b| b.in_state_for.cmp(&a.in_state_for));
         for b in by_time {
             let how_long = human(b.in_state_for);
@@ -459,7 +484,10 @@ impl BreakerRegistry {
                 .map(|e| format!("; last error: {e}"))
                 .unwrap_or_default();
             let line = if b.state == State::ForcedOpen {
-                format!("{} was forced open {how_long} ago; reset it when the dependency is back", b.name)
+                format!(
+                    "{} was forced open {how_long} ago; reset it when the dependency is back",
+                    b.name
+                )
             } else {
                 format!(
                     "{} has been open for {how_long} ({} re-opens in a row){error}; check the dependency",
@@ -469,7 +497,10 @@ impl BreakerRegistry {
             recommendations.push(line);
         }
         for b in breakers.iter().filter(|b| b.state == State::HalfOpen) {
-            recommendations.push(format!("{} is testing whether the dependency has recovered", b.name));
+            recommendations.push(format!(
+                "{} is testing whether the dependency has recovered",
+                b.name
+            ));
         }
         for b in breakers
             .iter()

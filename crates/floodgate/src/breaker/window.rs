@@ -50,11 +50,20 @@ pub(crate) enum Window {
 
 impl Window {
     /// Records one outcome; returns the window's counts when they may have crossed a
-    /// threshold (a failure or a slow call), `None` for a fast success.
-    pub(crate) fn record(&self, failed: bool, slow: bool) -> Option<Rates> {
+    /// threshold: after a failure or a slow call, or when a success brings the window to
+    /// `min_calls` calls. `None` for any other fast success.
+    pub(crate) fn record(&self, failed: bool, slow: bool, min_calls: u64) -> Option<Rates> {
         match self {
-            Window::Count(w) => w.record(failed, slow),
+            Window::Count(w) => w.record(failed, slow, min_calls),
             Window::Time(w) => w.record(Instant::now(), failed, slow),
+        }
+    }
+
+    /// The most calls the window can hold (`u64::MAX` for time windows).
+    pub(crate) fn capacity(&self) -> u64 {
+        match self {
+            Window::Count(w) => w.size(),
+            Window::Time(_) => u64::MAX,
         }
     }
 
@@ -96,10 +105,10 @@ impl CountWindow {
         self.slots.len() as u64
     }
 
-    pub(crate) fn record(&self, failed: bool, slow: bool) -> Option<Rates> {
+    pub(crate) fn record(&self, failed: bool, slow: bool, min_calls: u64) -> Option<Rates> {
         let n = self.seq.fetch_add(1, AcqRel) + 1;
         if !failed && !slow {
-            return None;
+            return (n - self.start.load(Relaxed).min(n) == min_calls).then(|| self.rates());
         }
         let flags = if failed { FAILED } else { 0 } | if slow { SLOW } else { 0 };
         self.slots[(n % self.size()) as usize].store(n << 2 | flags, Release);
@@ -168,7 +177,10 @@ impl TimeWindow {
         let len = buckets.len() as u64;
         let b = &mut buckets[(tick % len) as usize];
         if b.tick != tick {
-            *b = Bucket { tick, rates: Rates::default() };
+            *b = Bucket {
+                tick,
+                rates: Rates::default(),
+            };
         }
         b.rates.calls += 1;
         b.rates.failures += u64::from(failed);
@@ -182,7 +194,10 @@ impl TimeWindow {
         let buckets = lock(&self.buckets);
         let len = buckets.len() as u64;
         let mut r = Rates::default();
-        for b in buckets.iter().filter(|b| b.tick != 0 && b.tick + len > tick && b.tick <= tick) {
+        for b in buckets
+            .iter()
+            .filter(|b| b.tick != 0 && b.tick + len > tick && b.tick <= tick)
+        {
             r.calls += b.rates.calls;
             r.failures += b.rates.failures;
             r.slow += b.rates.slow;
@@ -216,7 +231,7 @@ mod tests {
                     model.clear();
                     continue;
                 }
-                w.record(failed, slow);
+                w.record(failed, slow, u64::MAX);
                 model.push((failed, slow));
                 let tail = &model[model.len().saturating_sub(size)..];
                 let expect = Rates {
