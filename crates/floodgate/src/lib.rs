@@ -24,7 +24,10 @@
 
 pub mod batch;
 pub mod breaker;
+pub mod hedge;
+mod histogram;
 pub mod limiter;
+pub mod retry;
 mod sync;
 
 pub use limiter::{

@@ -446,3 +446,41 @@ fn invalid_settings_are_reported() {
             .is_err()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_fails_fast_while_open_and_classifies_responses() {
+    use floodgate::breaker::layer::BreakerLayer;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    let b = CircuitBreaker::builder()
+        .consecutive_failures(2)
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let inner = service_fn(move |status: u16| {
+        c.fetch_add(1, SeqCst);
+        async move { Ok::<u16, std::io::Error>(status) }
+    });
+    let svc = BreakerLayer::new(b.clone())
+        .classify(|r: &Result<u16, std::io::Error>| match r {
+            Ok(s) => Outcome::from_http_status(*s),
+            Err(e) => Outcome::from_io_error(e),
+        })
+        .layer(inner);
+    assert_eq!(svc.clone().oneshot(429).await.unwrap(), 429);
+    assert_eq!(b.stats().ignored, 1);
+    svc.clone().oneshot(503).await.unwrap();
+    svc.clone().oneshot(500).await.unwrap();
+    assert_eq!(b.state(), State::Open);
+    let err = svc.clone().oneshot(200).await.unwrap_err();
+    let open = err
+        .downcast_ref::<BreakerError<std::convert::Infallible>>()
+        .expect("a breaker error");
+    assert!(open.is_open());
+    assert_eq!(
+        calls.load(SeqCst),
+        3,
+        "the open breaker kept the call from the service"
+    );
+}

@@ -51,6 +51,9 @@ mod outcome;
 mod registry;
 mod window;
 
+#[cfg(feature = "tower")]
+pub mod layer;
+
 pub use circuit::{BreakerStats, CallPermit, CircuitBreaker};
 pub use config::{
     BreakerBuilder, BreakerConfig, MAX_WINDOW_CALLS, OpenWait, TripPolicy, WindowKind,

@@ -475,7 +475,7 @@ impl BreakerRegistry {
         }
         let mut by_time: Vec<&BreakerStats> =
             breakers.iter().filter(|b| b.state.is_open()).collect();
-        by_time.sort_by(|a, b| b.in_state_for.cmp(&a.in_state_for));
+        by_time.sort_by_key(|b| std::cmp::Reverse(b.in_state_for));
         for b in by_time {
             let how_long = human(b.in_state_for);
             let error = b

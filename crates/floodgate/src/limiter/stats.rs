@@ -8,9 +8,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram};
 
 use super::error::Rejected;
-
-/// Buckets of the wait histogram: bucket `i > 0` holds waits in `[2^(i-1), 2^i)` µs.
-const BUCKETS: usize = 40;
+use crate::histogram::LogHistogram;
 
 /// Lock-free counters behind [`LimiterStats`].
 #[derive(Debug)]
@@ -23,8 +21,8 @@ pub(crate) struct Counters {
     pub(crate) would_block: AtomicU64,
     pub(crate) expired: AtomicU64,
     /// Waits of acquires that queued. Acquires that never queued waited zero: they are
-    /// `acquired - sum(waits)`, so the fast path records nothing here.
-    waits: [AtomicU64; BUCKETS],
+    /// `acquired - waits.count()`, so the fast path records nothing here.
+    waits: LogHistogram,
 }
 
 impl Default for Counters {
@@ -37,16 +35,14 @@ impl Default for Counters {
             closed: AtomicU64::new(0),
             would_block: AtomicU64::new(0),
             expired: AtomicU64::new(0),
-            waits: std::array::from_fn(|_| AtomicU64::new(0)),
+            waits: LogHistogram::default(),
         }
     }
 }
 
 impl Counters {
     pub(crate) fn record_wait(&self, waited: Duration) {
-        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
-        let bucket = (u64::BITS - micros.leading_zeros()) as usize;
-        self.waits[bucket.min(BUCKETS - 1)].fetch_add(1, Relaxed);
+        self.waits.record(waited);
     }
 
     pub(crate) fn count_rejection(&self, rejected: &Rejected) {
@@ -60,24 +56,10 @@ impl Counters {
 
     /// The `q` quantile (0..=1) of waits, as the upper bound of its bucket.
     fn wait_quantile(&self, acquired: u64, q: f64) -> Duration {
-        let waits: Vec<u64> = self.waits.iter().map(|b| b.load(Relaxed)).collect();
-        let queued: u64 = waits.iter().sum();
-        let total = acquired.max(queued);
-        if total == 0 {
-            return Duration::ZERO;
-        }
-        let rank = ((q * total as f64).ceil() as u64).max(1);
-        let mut seen = total - queued;
-        if seen >= rank {
-            return Duration::ZERO;
-        }
-        for (i, n) in waits.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Duration::from_micros(1u64 << i.min(63));
-            }
-        }
-        Duration::from_micros(1u64 << (BUCKETS - 1))
+        let queued = self.waits.count();
+        self.waits
+            .quantile(q, acquired.saturating_sub(queued))
+            .unwrap_or(Duration::ZERO)
     }
 }
 
