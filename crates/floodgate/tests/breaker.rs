@@ -77,7 +77,7 @@ async fn an_open_breaker_rejects_without_running_the_call() {
     assert_eq!(ran.load(SeqCst), 0);
     match &err {
         BreakerError::Open { name, retry_after } => {
-            assert_eq!(name, "dep");
+            assert_eq!(&**name, "dep");
             assert_eq!(*retry_after, Some(Duration::from_secs(7)));
         }
         other => panic!("expected Open, got {other:?}"),

@@ -395,9 +395,19 @@ impl CircuitBreaker {
 
     fn open_error<E>(&self, retry_after: Option<Duration>) -> BreakerError<E> {
         BreakerError::Open {
-            name: self.engine.name.to_string(),
+            name: self.engine.name.clone(),
             retry_after,
         }
+    }
+
+    /// Moves an open or closed breaker straight to half-open (loom models only).
+    #[cfg(all(test, floodgate_loom))]
+    pub(crate) fn enter_half_open(&self) {
+        let w = self.engine.state.load(Acquire);
+        assert!(
+            self.engine
+                .transition(w, State::HalfOpen, String::new, String::new)
+        );
     }
 
     /// Closes the breaker and forgets the window and the re-open count.

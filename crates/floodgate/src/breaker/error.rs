@@ -9,7 +9,7 @@ pub enum BreakerError<E> {
     #[error("circuit breaker {name} is open{}", retry_hint(.retry_after))]
     Open {
         /// The breaker's name.
-        name: String,
+        name: std::sync::Arc<str>,
         /// When a call may be let through again (`None` while forced open).
         retry_after: Option<Duration>,
     },

@@ -51,6 +51,9 @@ mod outcome;
 mod registry;
 mod window;
 
+#[cfg(all(test, floodgate_loom))]
+mod loom_tests;
+
 #[cfg(feature = "tower")]
 pub mod layer;
 

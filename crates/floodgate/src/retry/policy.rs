@@ -19,6 +19,12 @@ pub trait RetryPolicy: Send + Sync {
     /// unless the policy lets Retry-After exceed it).
     fn max_delay(&self) -> Duration;
 
+    /// Whether [`next_delay`](Self::next_delay) looks at `elapsed`; when it does not (and no
+    /// deadline is set), the retry loop skips reading the clock on the first attempt.
+    fn uses_elapsed(&self) -> bool {
+        true
+    }
+
     /// Whether a server's Retry-After may exceed [`max_delay`](Self::max_delay).
     fn retry_after_exceeds_cap(&self) -> bool {
         false
@@ -175,6 +181,10 @@ impl RetryPolicy for ExponentialBackoff {
 
     fn max_delay(&self) -> Duration {
         self.cap
+    }
+
+    fn uses_elapsed(&self) -> bool {
+        self.max_elapsed.is_some()
     }
 
     fn retry_after_exceeds_cap(&self) -> bool {

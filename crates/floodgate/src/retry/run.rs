@@ -111,8 +111,10 @@ impl<P: RetryPolicy> Retry<P> {
         Fut: Future<Output = Result<T, E>>,
         C: FnMut(&E) -> RetryDecision,
     {
-        let start = Instant::now();
-        let deadline = self.deadline.map(|d| start + d);
+        // The clock is read only when something needs it: the first attempt of the common
+        // case (it succeeds) then costs no clock read at all.
+        let start = (self.deadline.is_some() || self.policy.uses_elapsed()).then(Instant::now);
+        let deadline = self.deadline.zip(start).map(|(d, s)| s + d);
         if let Some(b) = &self.budget {
             b.deposit();
         }
@@ -149,7 +151,8 @@ impl<P: RetryPolicy> Retry<P> {
                     d.min(self.policy.max_delay())
                 }),
             };
-            let Some(delay) = self.policy.next_delay(attempts, start.elapsed(), previous) else {
+            let elapsed = start.map_or(Duration::ZERO, |s| s.elapsed());
+            let Some(delay) = self.policy.next_delay(attempts, elapsed, previous) else {
                 return Err(RetryError::Exhausted {
                     attempts,
                     last: error,
