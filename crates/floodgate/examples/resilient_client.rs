@@ -40,7 +40,7 @@ impl Flaky {
         let t = self.started.elapsed();
         if t >= Duration::from_millis(300) && t < Duration::from_millis(900) {
             Err("503 service unavailable".to_owned())
-        } else if n % 13 == 0 {
+        } else if n.is_multiple_of(13) {
             Err("connection reset".to_owned())
         } else {
             Ok(format!("item {id}"))
