@@ -6,6 +6,9 @@
 //! * [`Limiter`]: bounded concurrency with priorities, aging, a bounded queue, acquire
 //!   timeouts, leases, run-time resizing, close and drain.
 //! * [`batch`]: run a function over many items under a limit, results in input order.
+//! * [`breaker`]: circuit breakers, a bounded registry with health and protective mode.
+//! * [`retry`]: backoff with jitter, Retry-After, a shared retry budget and deadlines.
+//! * [`hedge`]: hedged requests against tail latency.
 //!
 //! ```
 //! use floodgate::{batch, Limiter};
