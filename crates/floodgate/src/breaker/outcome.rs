@@ -55,6 +55,27 @@ impl Outcome {
         }
     }
 
+    /// Classifies the result of `tokio::time::timeout(..)`: a timeout is a `Failure`, else the
+    /// inner result's [`Outcome::of`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use floodgate::breaker::Outcome;
+    /// let slow = tokio::time::timeout(Duration::from_millis(10), std::future::pending::<Result<(), ()>>()).await;
+    /// assert_eq!(Outcome::from_timeout(&slow), Outcome::Failure);
+    /// # }
+    /// ```
+    pub fn from_timeout<T, E>(
+        result: &Result<Result<T, E>, tokio::time::error::Elapsed>,
+    ) -> Outcome {
+        match result {
+            Ok(inner) => Outcome::of(inner),
+            Err(_) => Outcome::Failure,
+        }
+    }
+
     /// Classifies an I/O error: timeouts and connection failures are `Failure`s, permission
     /// errors `Permanent`, an interrupted call `Ignored`, anything else a `Failure`.
     pub fn from_io_error(error: &std::io::Error) -> Outcome {

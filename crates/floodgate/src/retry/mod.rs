@@ -48,3 +48,28 @@ pub use decision::RetryDecision;
 pub use error::{AttemptError, RetryError};
 pub use policy::{ExponentialBackoff, Jitter, RetryPolicy};
 pub use run::Retry;
+
+/// Runs `op` until it succeeds or `policy` gives up; every error is retryable. The short form
+/// of [`Retry::new(policy).run(op)`](Retry::run).
+///
+/// # Cancel safety
+///
+/// Dropping the future cancels the attempt in flight and makes no further attempt.
+///
+/// ```
+/// use std::time::Duration;
+/// use floodgate::retry::{retry, ExponentialBackoff};
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let answer = retry(ExponentialBackoff::new(Duration::from_millis(10)), || async { Ok::<_, ()>(42) }).await;
+/// assert_eq!(answer, Ok(42));
+/// # }
+/// ```
+pub async fn retry<P, F, Fut, T, E>(policy: P, op: F) -> Result<T, RetryError<E>>
+where
+    P: RetryPolicy,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    Retry::new(policy).run(op).await
+}
