@@ -9,6 +9,7 @@
 //! * [`breaker`]: circuit breakers, a bounded registry with health and protective mode.
 //! * [`retry`]: backoff with jitter, Retry-After, a shared retry budget and deadlines.
 //! * [`hedge`]: hedged requests against tail latency.
+//! * [`rate`]: GCRA rate limiting, direct and keyed (bounded), with a Tower layer.
 //!
 //! ```
 //! use floodgate::{batch, Limiter};
@@ -30,6 +31,7 @@ pub mod breaker;
 pub mod hedge;
 mod histogram;
 pub mod limiter;
+pub mod rate;
 pub mod retry;
 mod sync;
 

@@ -1,0 +1,196 @@
+//! GCRA (the generic cell rate algorithm) and the direct [`RateLimiter`].
+//!
+//! # Implementation
+//!
+//! A limiter of `rate` cells per period with a burst of `burst` keeps one number, the
+//! *theoretical arrival time* (TAT): when the bucket would be empty again if no more cells were
+//! taken. With `t` = the emission interval (`period / rate`) and `tau = t * burst` the burst
+//! tolerance, taking `n` cells at `now` is allowed when
+//! `max(tat, now) + n * t - now <= tau`, and then `tat` becomes `max(tat, now) + n * t`.
+//! Otherwise the caller must wait until `max(tat, now) + n * t - tau`. One atomic
+//! compare-and-swap per check; no background refill. A TAT in the past means a full bucket, so a
+//! key whose TAT has passed carries no information and can be forgotten (see the keyed limiter).
+
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{AcqRel, Acquire},
+};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::error::{NotUntil, RateError};
+
+/// The rate and burst of a limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Nanoseconds between cells (`period / rate`).
+    pub(crate) interval: u64,
+    /// Cells that can be taken at once from a full bucket.
+    pub(crate) burst: u32,
+}
+
+impl Quota {
+    /// `rate` cells per second, with a burst of `rate` (at least 1).
+    pub fn per_second(rate: u32) -> Result<Quota, RateError> {
+        Quota::per(rate, Duration::from_secs(1))
+    }
+
+    /// `rate` cells per minute, with a burst of `rate`.
+    pub fn per_minute(rate: u32) -> Result<Quota, RateError> {
+        Quota::per(rate, Duration::from_secs(60))
+    }
+
+    /// `rate` cells per `period`, with a burst of `rate`.
+    pub fn per(rate: u32, period: Duration) -> Result<Quota, RateError> {
+        if rate == 0 {
+            return Err(RateError::InvalidQuota("rate must be at least 1"));
+        }
+        let interval = u64::try_from(period.as_nanos() / u128::from(rate))
+            .map_err(|_| RateError::InvalidQuota("period too long"))?;
+        if interval == 0 {
+            return Err(RateError::InvalidQuota(
+                "rate too high for the period (more than 1 per ns)",
+            ));
+        }
+        Ok(Quota {
+            interval,
+            burst: rate,
+        })
+    }
+
+    /// The same rate with a burst of `burst` cells (at least 1).
+    pub fn burst(self, burst: u32) -> Result<Quota, RateError> {
+        if burst == 0 {
+            return Err(RateError::InvalidQuota("burst must be at least 1"));
+        }
+        Ok(Quota { burst, ..self })
+    }
+
+    /// The time one cell takes to replenish.
+    pub fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval)
+    }
+
+    /// The burst size.
+    pub fn burst_size(&self) -> u32 {
+        self.burst
+    }
+
+    fn tau(&self) -> u64 {
+        self.interval.saturating_mul(u64::from(self.burst))
+    }
+
+    /// The GCRA step: the new TAT after taking `n` cells at `now` (nanoseconds), or how long
+    /// to wait.
+    pub(crate) fn step(&self, tat: u64, now: u64, n: u32) -> Result<u64, NotUntil> {
+        if n > self.burst {
+            return Err(NotUntil::Never { burst: self.burst });
+        }
+        let cost = self.interval.saturating_mul(u64::from(n));
+        let next = tat.max(now).saturating_add(cost);
+        let tau = self.tau();
+        if next - now > tau {
+            Err(NotUntil::Wait(Duration::from_nanos(next - tau - now)))
+        } else {
+            Ok(next)
+        }
+    }
+
+    /// [`step`](Self::step) on an atomic TAT.
+    pub(crate) fn take(&self, tat: &AtomicU64, now: u64, n: u32) -> Result<(), NotUntil> {
+        let mut cur = tat.load(Acquire);
+        loop {
+            let next = self.step(cur, now, n)?;
+            match tat.compare_exchange_weak(cur, next, AcqRel, Acquire) {
+                Ok(_) => return Ok(()),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+/// The clock every limiter reads: nanoseconds since a base instant, on tokio's clock (so
+/// paused-time tests control it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    base: Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Clock {
+            base: Instant::now(),
+        }
+    }
+
+    /// Never 0, so that a fresh TAT of 0 is always in the past.
+    pub(crate) fn now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64 + 1
+    }
+}
+
+/// A rate limiter for one stream of events (GCRA, like governor's direct limiter).
+///
+/// ```
+/// use floodgate::rate::{NotUntil, Quota, RateLimiter};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), floodgate::rate::RateError> {
+/// let limiter = RateLimiter::new(Quota::per_second(10)?.burst(2)?);
+/// assert!(limiter.check().is_ok());
+/// assert!(limiter.check().is_ok());
+/// let Err(NotUntil::Wait(wait)) = limiter.check() else { panic!() };
+/// assert_eq!(wait, std::time::Duration::from_millis(100));
+/// limiter.until_ready().await; // sleeps 100 ms
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RateLimiter {
+    quota: Quota,
+    clock: Clock,
+    tat: AtomicU64,
+}
+
+impl RateLimiter {
+    /// A limiter with `quota`.
+    pub fn new(quota: Quota) -> Self {
+        RateLimiter {
+            quota,
+            clock: Clock::new(),
+            tat: AtomicU64::new(0),
+        }
+    }
+
+    /// `rate` per second with a burst of `rate`; see [`Quota`] for other shapes.
+    pub fn per_second(rate: u32) -> Result<Self, RateError> {
+        Ok(RateLimiter::new(Quota::per_second(rate)?))
+    }
+
+    /// The quota.
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// Takes one cell now, or says how long until one is available.
+    pub fn check(&self) -> Result<(), NotUntil> {
+        self.quota.take(&self.tat, self.clock.now(), 1)
+    }
+
+    /// Takes `n` cells at once; [`NotUntil::Never`] if `n` exceeds the burst.
+    pub fn check_n(&self, n: u32) -> Result<(), NotUntil> {
+        self.quota.take(&self.tat, self.clock.now(), n)
+    }
+
+    /// Waits until a cell is available and takes it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a cell is taken only when the future completes.
+    pub async fn until_ready(&self) {
+        while let Err(NotUntil::Wait(d)) = self.check() {
+            tokio::time::sleep(d).await;
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! [`KeyedRateLimiter`]: one GCRA per key, with a bounded key set.
+//!
+//! Keys often come from outside (client IPs, tenants, API keys), so the key set is bounded:
+//! at most `max_keys` keys are kept, in 16 shards, each a least-recently-used map. A key whose
+//! bucket is full again (its TAT has passed) carries no information and is the first to be
+//! dropped; dropping a busier key forgets its debt, which errs on the permissive side for a key
+//! idle enough to be the least recently used. Hostile churn through millions of keys therefore
+//! costs a fixed amount of memory.
+
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+
+use super::error::{NotUntil, RateError};
+use super::gcra::{Clock, Quota};
+use crate::sync::{Mutex, lock};
+
+const SHARDS: usize = 16;
+
+/// A rate limiter per key (GCRA), bounded in the number of keys it remembers.
+///
+/// ```
+/// use floodgate::rate::{KeyedRateLimiter, Quota};
+/// let per_client = KeyedRateLimiter::new(Quota::per_second(1).unwrap(), 10_000).unwrap();
+/// assert!(per_client.check(&"10.0.0.1").is_ok());
+/// assert!(per_client.check(&"10.0.0.1").is_err());
+/// assert!(per_client.check(&"10.0.0.2").is_ok()); // another key, another bucket
+/// ```
+#[derive(Debug)]
+pub struct KeyedRateLimiter<K: Hash + Eq> {
+    quota: Quota,
+    clock: Clock,
+    hasher: RandomState,
+    shards: Box<[Mutex<LruCache<K, u64>>]>,
+}
+
+impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
+    /// A limiter of `quota` per key, remembering at most `max_keys` keys.
+    pub fn new(quota: Quota, max_keys: usize) -> Result<Self, RateError> {
+        if max_keys == 0 {
+            return Err(RateError::ZeroKeys);
+        }
+        let per_shard = NonZeroUsize::new(max_keys.div_ceil(SHARDS)).expect("at least 1");
+        Ok(KeyedRateLimiter {
+            quota,
+            clock: Clock::new(),
+            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(LruCache::new(per_shard)))
+                .collect(),
+        })
+    }
+
+    /// The quota of each key.
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// Takes one cell for `key`.
+    pub fn check(&self, key: &K) -> Result<(), NotUntil> {
+        self.check_n(key, 1)
+    }
+
+    /// Takes `n` cells for `key`.
+    pub fn check_n(&self, key: &K, n: u32) -> Result<(), NotUntil> {
+        let now = self.clock.now();
+        let shard = &self.shards[self.hasher.hash_one(key) as usize % SHARDS];
+        let mut map = lock(shard);
+        match map.get_mut(key) {
+            Some(tat) => {
+                *tat = self.quota.step(*tat, now, n)?;
+                Ok(())
+            }
+            None => {
+                let tat = self.quota.step(0, now, n)?;
+                map.push(key.clone(), tat);
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits until `key` has a cell and takes it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a cell is taken only when the future completes.
+    pub async fn until_ready(&self, key: &K) {
+        while let Err(NotUntil::Wait(d)) = self.check(key) {
+            tokio::time::sleep(d).await;
+        }
+    }
+
+    /// Keys remembered now.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    /// Whether no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every key whose bucket is full again (it would behave the same as a new key).
+    pub fn forget_idle(&self) {
+        let now = self.clock.now();
+        for shard in self.shards.iter() {
+            let mut map = lock(shard);
+            let idle: Vec<K> = map
+                .iter()
+                .filter(|(_, tat)| **tat <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in idle {
+                map.pop(&k);
+            }
+        }
+    }
+}
