@@ -14,7 +14,8 @@ const BURST: u32 = 1_000_000;
 fn direct(c: &mut Criterion) {
     let mut g = c.benchmark_group("rate/direct_check");
     let gov = governor::RateLimiter::direct(
-        governor::Quota::per_second(NonZeroU32::new(RATE).unwrap()).allow_burst(NonZeroU32::new(BURST).unwrap()),
+        governor::Quota::per_second(NonZeroU32::new(RATE).unwrap())
+            .allow_burst(NonZeroU32::new(BURST).unwrap()),
     );
     g.bench_function("governor", |b| b.iter(|| black_box(gov.check().is_ok())));
     let ours = RateLimiter::new(Quota::per_second(RATE).unwrap().burst(BURST).unwrap());
@@ -25,7 +26,8 @@ fn direct(c: &mut Criterion) {
 fn keyed(c: &mut Criterion) {
     let mut g = c.benchmark_group("rate/keyed_check_1000_keys");
     let gov = governor::RateLimiter::keyed(
-        governor::Quota::per_second(NonZeroU32::new(RATE).unwrap()).allow_burst(NonZeroU32::new(BURST).unwrap()),
+        governor::Quota::per_second(NonZeroU32::new(RATE).unwrap())
+            .allow_burst(NonZeroU32::new(BURST).unwrap()),
     );
     let mut k = 0u32;
     g.bench_function("governor", |b| {
@@ -34,7 +36,11 @@ fn keyed(c: &mut Criterion) {
             black_box(gov.check_key(&k).is_ok())
         })
     });
-    let ours = KeyedRateLimiter::new(Quota::per_second(RATE).unwrap().burst(BURST).unwrap(), 10_000).unwrap();
+    let ours = KeyedRateLimiter::new(
+        Quota::per_second(RATE).unwrap().burst(BURST).unwrap(),
+        10_000,
+    )
+    .unwrap();
     let mut k = 0u32;
     g.bench_function("floodgate", |b| {
         b.iter(|| {

@@ -9,6 +9,7 @@
 //! * [`breaker`]: circuit breakers, a bounded registry with health and protective mode.
 //! * [`retry`]: backoff with jitter, Retry-After, a shared retry budget and deadlines.
 //! * [`hedge`]: hedged requests against tail latency.
+//! * [`flight`]: single-flight, one execution shared by concurrent calls for a key.
 //! * [`rate`]: GCRA rate limiting, direct and keyed (bounded), with a Tower layer.
 //!
 //! ```
@@ -28,6 +29,7 @@
 
 pub mod batch;
 pub mod breaker;
+pub mod flight;
 pub mod hedge;
 mod histogram;
 pub mod limiter;
