@@ -10,6 +10,7 @@
 //! * [`retry`]: backoff with jitter, Retry-After, a shared retry budget and deadlines.
 //! * [`hedge`]: hedged requests against tail latency.
 //! * [`flight`]: single-flight, one execution shared by concurrent calls for a key.
+//! * [`shutdown`]: graceful shutdown: stop admitting, drain by a deadline, run isolated hooks.
 //! * [`rate`]: GCRA rate limiting, direct and keyed (bounded), with a Tower layer.
 //!
 //! ```
@@ -33,8 +34,10 @@ pub mod flight;
 pub mod hedge;
 mod histogram;
 pub mod limiter;
+mod panic;
 pub mod rate;
 pub mod retry;
+pub mod shutdown;
 mod sync;
 
 pub use limiter::{

@@ -267,7 +267,7 @@ where
             let result = match AssertUnwindSafe(work).catch_unwind().await {
                 Ok(Ok(v)) => Ok(v),
                 Ok(Err(e)) => Err(FlightError::Failed(e)),
-                Err(panic) => Err(FlightError::Panicked(panic_message(&*panic))),
+                Err(panic) => Err(FlightError::Panicked(crate::panic::message(&*panic))),
             };
             if let (Ok(v), Some((cache, ttl))) = (&result, &inner.cache) {
                 cache.set(&key, v, *ttl).await;
@@ -299,15 +299,5 @@ impl<K: Hash + Eq, V, E> Drop for Entry<'_, K, V, E> {
         if let Some(key) = self.key.take() {
             lock(&self.inner.flights).remove(key);
         }
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
     }
 }
