@@ -48,4 +48,17 @@ pub enum RateError {
     /// A keyed limiter needs room for at least one key.
     #[error("max_keys must be at least 1")]
     ZeroKeys,
+    /// Over the limit (from a distributed limiter).
+    #[error(transparent)]
+    Limited(NotUntil),
+    /// The shared store (Redis) could not answer in time and the failure policy is `Closed`.
+    /// The server maps this to HTTP 503 with code `RATE_LIMIT_SERVICE_ERROR`.
+    #[error("rate limit service unavailable: {reason}")]
+    Unavailable {
+        /// What went wrong (connection refused, timed out, ...).
+        reason: String,
+    },
+    /// The Redis URL or settings are unusable.
+    #[error("invalid Redis settings: {0}")]
+    Config(String),
 }

@@ -23,6 +23,8 @@ mod keyed;
 
 #[cfg(feature = "tower")]
 pub mod layer;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 pub use error::{NotUntil, RateError};
 pub use gcra::{Quota, RateLimiter};

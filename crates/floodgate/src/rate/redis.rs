@@ -1,0 +1,455 @@
+//! Distributed limits in Redis: [`RedisRateLimiter`] (GCRA shared by every node) and
+//! [`GlobalLimiter`] (N concurrency permits shared by every node, each a lease).
+//!
+//! Both run their logic atomically in Lua scripts (`EVALSHA`, falling back to `EVAL` when the
+//! script is not cached) and read Redis's own clock (`TIME`), so node clocks don't matter. They
+//! use the `redis` crate's connection manager: connect and command timeouts, reconnection with
+//! exponential backoff. When Redis is slow or down, the [`FailurePolicy`] decides: `Open` lets
+//! the call through and counts `floodgate_rate_redis_errors_total`, `Closed` refuses with
+//! [`RateError::Unavailable`]. Connection state changes are logged and counted.
+//!
+//! Keys live under a configurable prefix and expire when idle: a rate key when its bucket is
+//! full again, the permit set when no permit has been renewed for two TTLs.
+
+use std::sync::Arc;
+use std::sync::atomic::{
+    AtomicBool,
+    Ordering::{AcqRel, Acquire, Release},
+};
+use std::time::Duration;
+
+use metrics::{Counter, Gauge};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+
+use super::error::{NotUntil, RateError};
+use super::gcra::Quota;
+
+/// What to do when Redis can't answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Allow the call (availability first) and count the error.
+    Open,
+    /// Refuse with [`RateError::Unavailable`] (protection first).
+    Closed,
+}
+
+/// Connection settings shared by the Redis-backed limiters.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Prefix of every key (default `floodgate:`).
+    pub prefix: String,
+    /// Name for metrics labels and logs.
+    pub name: String,
+    /// What to do when Redis can't answer (default `Closed`).
+    pub failure_policy: FailurePolicy,
+    /// How long to wait for a connection (default 1 s).
+    pub connect_timeout: Duration,
+    /// How long to wait for a command's answer (default 250 ms).
+    pub command_timeout: Duration,
+}
+
+impl RedisSettings {
+    /// Settings for `url` with the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisSettings {
+            url: url.into(),
+            prefix: "floodgate:".to_owned(),
+            name: "redis".to_owned(),
+            failure_policy: FailurePolicy::Closed,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_millis(250),
+        }
+    }
+
+    /// Key prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Name for metrics and logs.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Failure policy.
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure_policy = policy;
+        self
+    }
+
+    /// Connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Command timeout.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+}
+
+/// A connection plus the failure bookkeeping both limiters share.
+#[derive(Clone)]
+struct Link {
+    conn: ConnectionManager,
+    settings: Arc<RedisSettings>,
+    healthy: Arc<AtomicBool>,
+    errors: Counter,
+    connected: Gauge,
+}
+
+impl Link {
+    fn new(settings: RedisSettings) -> Result<Self, RateError> {
+        let client =
+            Client::open(settings.url.as_str()).map_err(|e| RateError::Config(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.command_timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(2));
+        // Lazy: a node starts (and follows its failure policy) while Redis is down.
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| RateError::Config(e.to_string()))?;
+        let errors = metrics::counter!("floodgate_rate_redis_errors_total", "limiter" => settings.name.clone());
+        let connected =
+            metrics::gauge!("floodgate_rate_redis_connected", "limiter" => settings.name.clone());
+        Ok(Link {
+            conn,
+            settings: Arc::new(settings),
+            healthy: Arc::new(AtomicBool::new(true)),
+            errors,
+            connected,
+        })
+    }
+
+    /// Runs a script with the command timeout, tracking connection health.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        inv: &mut redis::ScriptInvocation<'_>,
+    ) -> Result<T, String> {
+        let mut conn = self.conn.clone();
+        let result = tokio::time::timeout(
+            self.settings.command_timeout,
+            inv.invoke_async::<T>(&mut conn),
+        )
+        .await;
+        let result = match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "no answer within {:?}",
+                self.settings.command_timeout
+            )),
+        };
+        match &result {
+            Ok(_) => {
+                if !self.healthy.swap(true, AcqRel) {
+                    tracing::info!(limiter = %self.settings.name, "Redis reachable again");
+                    self.connected.set(1.0);
+                }
+            }
+            Err(e) => {
+                self.errors.increment(1);
+                if self.healthy.swap(false, AcqRel) {
+                    tracing::warn!(limiter = %self.settings.name, error = %e, policy = ?self.settings.failure_policy, "Redis unavailable");
+                    self.connected.set(0.0);
+                }
+            }
+        }
+        result
+    }
+
+    fn healthy(&self) -> bool {
+        self.healthy.load(Acquire)
+    }
+}
+
+const GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local tau = interval * burst
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new = tat + interval * n
+if new - now > tau then
+  return {0, new - tau - now}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1)
+return {1, 0}
+"#;
+
+/// GCRA shared by every node through Redis; see the [module docs](self).
+#[derive(Clone)]
+pub struct RedisRateLimiter {
+    link: Link,
+    quota: Quota,
+    script: Arc<Script>,
+}
+
+impl std::fmt::Debug for RedisRateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRateLimiter")
+            .field("name", &self.link.settings.name)
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisRateLimiter {
+    /// A limiter of `quota` per key, in the Redis of `settings`. Does not connect yet.
+    pub fn new(settings: RedisSettings, quota: Quota) -> Result<Self, RateError> {
+        Ok(RedisRateLimiter {
+            link: Link::new(settings)?,
+            quota,
+            script: Arc::new(Script::new(GCRA)),
+        })
+    }
+
+    /// Takes one cell for `key`.
+    pub async fn check(&self, key: &str) -> Result<(), RateError> {
+        self.check_n(key, 1).await
+    }
+
+    /// Takes `n` cells for `key`.
+    pub async fn check_n(&self, key: &str, n: u32) -> Result<(), RateError> {
+        if n > self.quota.burst {
+            return Err(RateError::Limited(NotUntil::Never {
+                burst: self.quota.burst,
+            }));
+        }
+        let interval_us = (self.quota.interval / 1_000).max(1);
+        let mut inv = self
+            .script
+            .key(format!("{}rate:{key}", self.link.settings.prefix));
+        inv.arg(interval_us).arg(self.quota.burst).arg(n);
+        match self.link.invoke::<(i64, i64)>(&mut inv).await {
+            Ok((1, _)) => Ok(()),
+            Ok((_, wait_us)) => Err(RateError::Limited(NotUntil::Wait(Duration::from_micros(
+                wait_us.max(0) as u64,
+            )))),
+            Err(reason) => match self.link.settings.failure_policy {
+                FailurePolicy::Open => Ok(()),
+                FailurePolicy::Closed => Err(RateError::Unavailable { reason }),
+            },
+        }
+    }
+
+    /// Whether the last command reached Redis.
+    pub fn is_healthy(&self) -> bool {
+        self.link.healthy()
+    }
+}
+
+const ACQUIRE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+  return 1
+end
+return 0
+"#;
+
+const RENEW: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if not score or tonumber(score) <= now then
+  redis.call('ZREM', KEYS[1], ARGV[2])
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
+return 1
+"#;
+
+const RELEASE: &str = "return redis.call('ZREM', KEYS[1], ARGV[1])";
+
+/// A concurrency limit shared by every node: at most `limit` [`GlobalPermit`]s exist across
+/// the fleet. Each permit is a lease with a TTL, renewed while held, so the permit of a crashed
+/// holder comes back by itself after the TTL.
+#[derive(Clone)]
+pub struct GlobalLimiter {
+    link: Link,
+    key: String,
+    limit: u32,
+    ttl: Duration,
+    scripts: Arc<(Script, Script, Script)>,
+}
+
+impl std::fmt::Debug for GlobalLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalLimiter")
+            .field("key", &self.key)
+            .field("limit", &self.limit)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A permit of a [`GlobalLimiter`]; released when dropped (inside a Tokio runtime).
+#[derive(Debug)]
+#[must_use = "the permit is released as soon as it is dropped"]
+pub struct GlobalPermit {
+    limiter: Option<GlobalLimiter>,
+    id: String,
+    lost: Arc<AtomicBool>,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl GlobalPermit {
+    /// Whether the lease was lost (not renewed in time, e.g. during a Redis outage): the
+    /// permit no longer counts against the limit and the holder should wrap up.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Acquire)
+    }
+
+    /// Whether this permit was granted without Redis under `FailurePolicy::Open`.
+    pub fn is_unguarded(&self) -> bool {
+        self.limiter.is_none()
+    }
+}
+
+impl Drop for GlobalPermit {
+    fn drop(&mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+        if let Some(limiter) = self.limiter.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let id = std::mem::take(&mut self.id);
+            rt.spawn(async move {
+                let mut inv = limiter.scripts.2.key(&limiter.key);
+                inv.arg(&id);
+                let _ = limiter.link.invoke::<i64>(&mut inv).await;
+            });
+        }
+    }
+}
+
+impl GlobalLimiter {
+    /// At most `limit` permits under `name` across every node, each a lease of `ttl`.
+    pub fn new(
+        settings: RedisSettings,
+        name: &str,
+        limit: u32,
+        ttl: Duration,
+    ) -> Result<Self, RateError> {
+        if limit == 0 {
+            return Err(RateError::InvalidQuota("limit must be at least 1"));
+        }
+        if ttl < Duration::from_millis(30) {
+            return Err(RateError::InvalidQuota("lease ttl must be at least 30 ms"));
+        }
+        let key = format!("{}permits:{name}", settings.prefix);
+        Ok(GlobalLimiter {
+            link: Link::new(settings)?,
+            key,
+            limit,
+            ttl,
+            scripts: Arc::new((
+                Script::new(ACQUIRE),
+                Script::new(RENEW),
+                Script::new(RELEASE),
+            )),
+        })
+    }
+
+    /// Takes a permit if fewer than `limit` are held fleet-wide; `Ok(None)` when none is free.
+    pub async fn try_acquire(&self) -> Result<Option<GlobalPermit>, RateError> {
+        let id = format!("{:032x}", rand::random::<u128>());
+        let ttl_ms = self.ttl.as_millis() as u64;
+        let mut inv = self.scripts.0.key(&self.key);
+        inv.arg(self.limit).arg(ttl_ms).arg(&id);
+        match self.link.invoke::<i64>(&mut inv).await {
+            Ok(1) => Ok(Some(self.guard(id))),
+            Ok(_) => Ok(None),
+            Err(reason) => match self.link.settings.failure_policy {
+                FailurePolicy::Open => Ok(Some(GlobalPermit {
+                    limiter: None,
+                    id,
+                    lost: Arc::new(AtomicBool::new(false)),
+                    renewer: None,
+                })),
+                FailurePolicy::Closed => Err(RateError::Unavailable { reason }),
+            },
+        }
+    }
+
+    /// Waits up to `timeout` for a permit, polling with a growing pause (5 ms to 100 ms).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a permit taken just before cancellation is released by its drop.
+    pub async fn acquire(&self, timeout: Duration) -> Result<Option<GlobalPermit>, RateError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if let Some(p) = self.try_acquire().await? {
+                return Ok(Some(p));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let jitter = pause.mul_f64(rand::random::<f64>() * 0.5);
+            tokio::time::sleep((pause + jitter).min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    fn guard(&self, id: String) -> GlobalPermit {
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let limiter = self.clone();
+            let id = id.clone();
+            let lost = lost.clone();
+            tokio::spawn(async move {
+                let every = limiter.ttl / 3;
+                loop {
+                    tokio::time::sleep(every).await;
+                    let mut inv = limiter.scripts.1.key(&limiter.key);
+                    inv.arg(limiter.ttl.as_millis() as u64).arg(&id);
+                    if let Ok(0) = limiter.link.invoke::<i64>(&mut inv).await {
+                        tracing::warn!(key = %limiter.key, "global permit lease lost");
+                        lost.store(true, Release);
+                        return;
+                    }
+                }
+            })
+        };
+        GlobalPermit {
+            limiter: Some(self.clone()),
+            id,
+            lost,
+            renewer: Some(renewer),
+        }
+    }
+
+    /// Permits held fleet-wide now (expired leases not counted).
+    pub async fn held(&self) -> Result<u32, RateError> {
+        let script = Script::new(
+            "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
+             return redis.call('ZCOUNT', KEYS[1], now + 1, '+inf')",
+        );
+        let mut inv = script.key(&self.key);
+        self.link
+            .invoke::<u32>(&mut inv)
+            .await
+            .map_err(|reason| RateError::Unavailable { reason })
+    }
+}
