@@ -10,6 +10,24 @@
 //!
 //! Keys live under a configurable prefix and expire when idle: a rate key when its bucket is
 //! full again, the permit set when no permit has been renewed for two TTLs.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use floodgate::rate::Quota;
+//! use floodgate::rate::redis::{FailurePolicy, GlobalLimiter, RedisRateLimiter, RedisSettings};
+//!
+//! # async fn demo() -> Result<(), floodgate::rate::RateError> {
+//! let settings = RedisSettings::new("redis://127.0.0.1:6379").failure_policy(FailurePolicy::Closed);
+//! let per_tenant = RedisRateLimiter::new(settings.clone(), Quota::per_second(50)?)?;
+//! per_tenant.check("tenant-42").await?; // Limited(..) or Unavailable { .. } otherwise
+//!
+//! let workers = GlobalLimiter::new(settings, "llm-calls", 100, Duration::from_secs(30))?;
+//! if let Some(_permit) = workers.acquire(Duration::from_secs(5)).await? {
+//!     // at most 100 of these run across the whole fleet
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 use std::sync::Arc;
 use std::sync::atomic::{
