@@ -5,6 +5,7 @@
 //!
 //! * [`Limiter`]: bounded concurrency with priorities, aging, a bounded queue, acquire
 //!   timeouts, leases, run-time resizing, close and drain.
+//! * [`adaptive`]: adaptive concurrency limits (AIMD, Vegas, Gradient2) driving a `Limiter`.
 //! * [`batch`]: run a function over many items under a limit, results in input order.
 //! * [`breaker`]: circuit breakers, a bounded registry with health and protective mode.
 //! * [`retry`]: backoff with jitter, Retry-After, a shared retry budget and deadlines.
@@ -28,6 +29,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod adaptive;
 pub mod batch;
 pub mod breaker;
 pub mod flight;
