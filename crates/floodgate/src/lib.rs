@@ -12,6 +12,7 @@
 //! * [`hedge`]: hedged requests against tail latency.
 //! * [`flight`]: single-flight, one execution shared by concurrent calls for a key.
 //! * [`shutdown`]: graceful shutdown: stop admitting, drain by a deadline, run isolated hooks.
+//! * [`processor`]: an in-memory JSON-RPC shaped worker pool with a bounded queue.
 //! * [`rate`]: GCRA rate limiting, direct and keyed (bounded), with a Tower layer.
 //!
 //! ```
@@ -37,6 +38,7 @@ pub mod hedge;
 mod histogram;
 pub mod limiter;
 mod panic;
+pub mod processor;
 pub mod rate;
 pub mod retry;
 pub mod shutdown;
