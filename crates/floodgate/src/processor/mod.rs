@@ -10,10 +10,13 @@
 //!
 //! **Dispatch.** All workers pull from one shared bounded queue (an MPMC channel). The
 //! alternative, a bounded queue per worker with least-loaded dispatch, was measured beside it
-//! (`benches/processor.rs`, figures in `BENCHMARKS.md`): the shared queue is never worse at
-//! balancing (an idle worker always takes the next message, so one slow message can't hold up
-//! others queued behind it on the same worker), needs no dispatcher, and keeps one capacity for
-//! backpressure; it is what this module uses.
+//! (`benches/processor.rs`, figures in `BENCHMARKS.md`). With no-op messages per-worker queues
+//! are 5-15% faster (less contention on one queue); with one message in 16 taking 1 ms the
+//! shared queue moves 1.5x (2 workers) to 2x (4 workers) as many messages, because an idle
+//! worker always takes the next message while per-worker queues leave messages stuck behind a
+//! slow one. Real handlers vary, so the shared queue it is; it also keeps a single capacity for
+//! backpressure. Per-worker figures in [`ProcessorStats::per_worker`] count what each worker
+//! processed (with one queue there is no per-worker depth).
 //!
 //! ```
 //! use floodgate::processor::{HandlerError, Processor, Request};
@@ -142,13 +145,44 @@ enum Job {
     Notification(Notification, Instant),
 }
 
-#[derive(Default)]
 struct Counters {
     processed: AtomicU64,
     failed: AtomicU64,
     panicked: AtomicU64,
     rejected: AtomicU64,
     latency: LogHistogram,
+    metrics: Metrics,
+}
+
+/// `floodgate_processor_*{processor="name"}` handles.
+struct Metrics {
+    processed: metrics::Counter,
+    failed: metrics::Counter,
+    panicked: metrics::Counter,
+    rejected: metrics::Counter,
+    queued: metrics::Gauge,
+    latency: metrics::Histogram,
+}
+
+impl Counters {
+    fn new(name: &str) -> Self {
+        let l = || name.to_owned();
+        Counters {
+            processed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            panicked: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            latency: LogHistogram::default(),
+            metrics: Metrics {
+                processed: metrics::counter!("floodgate_processor_processed_total", "processor" => l()),
+                failed: metrics::counter!("floodgate_processor_failed_total", "processor" => l()),
+                panicked: metrics::counter!("floodgate_processor_panicked_total", "processor" => l()),
+                rejected: metrics::counter!("floodgate_processor_rejected_total", "processor" => l()),
+                queued: metrics::gauge!("floodgate_processor_queued", "processor" => l()),
+                latency: metrics::histogram!("floodgate_processor_latency_seconds", "processor" => l()),
+            },
+        }
+    }
 }
 
 struct Inner {
@@ -240,6 +274,7 @@ impl ProcessorBuilder {
         }
         let (tx, rx) = async_channel::bounded(self.capacity);
         let inner = Arc::new(Inner {
+            counters: Counters::new(&self.name),
             name: self.name,
             capacity: self.capacity,
             methods: RwLock::new(HashMap::new()),
@@ -248,7 +283,6 @@ impl ProcessorBuilder {
             shutting_down: AtomicBool::new(false),
             workers: Mutex::new(JoinSet::new()),
             per_worker: (0..self.workers).map(|_| AtomicU64::new(0)).collect(),
-            counters: Counters::default(),
         });
         {
             let mut workers = lock(&inner.workers);
@@ -468,6 +502,7 @@ impl Processor {
 impl Inner {
     fn reject(&self, e: ProcessorError) -> ProcessorError {
         self.counters.rejected.fetch_add(1, Relaxed);
+        self.counters.metrics.rejected.increment(1);
         e
     }
 
@@ -478,10 +513,15 @@ impl Inner {
         };
         let outcome = self.call(&method, params).await;
         let c = &self.counters;
+        let latency = queued_at.elapsed();
         c.processed.fetch_add(1, Relaxed);
-        c.latency.record(queued_at.elapsed());
+        c.latency.record(latency);
+        c.metrics.processed.increment(1);
+        c.metrics.latency.record(latency.as_secs_f64());
+        c.metrics.queued.set(self.tx.len() as f64);
         if let Err(e) = &outcome {
             c.failed.fetch_add(1, Relaxed);
+            c.metrics.failed.increment(1);
             tracing::debug!(processor = %self.name, %method, error = %e, "handler failed");
         }
         if let Some((id, tx)) = reply {
@@ -526,6 +566,7 @@ impl Inner {
                 Ok(r) => r,
                 Err(panic) => {
                     self.counters.panicked.fetch_add(1, Relaxed);
+                    self.counters.metrics.panicked.increment(1);
                     let msg = crate::panic::message(&*panic);
                     tracing::error!(processor = %self.name, %method, panic = %msg, "handler panicked");
                     Err(HandlerError::internal(format!("{method} panicked: {msg}")))
