@@ -37,8 +37,33 @@ pub trait LimitAlgorithm: Send + 'static {
     fn update(&mut self, sample: Sample) -> usize;
 }
 
-fn clamp(limit: f64, min: usize, max: usize) -> f64 {
-    limit.clamp(min as f64, max as f64)
+/// A limit kept as a real number (so steps of 1/limit add up) within `min..=max`.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    limit: f64,
+    min: usize,
+    max: usize,
+}
+
+impl Range {
+    fn new(initial: usize, min: usize, max: usize) -> Self {
+        let min = min.max(1);
+        let max = max.max(min);
+        Range {
+            limit: (initial.clamp(min, max)) as f64,
+            min,
+            max,
+        }
+    }
+
+    fn set(&mut self, limit: f64) -> usize {
+        self.limit = limit.clamp(self.min as f64, self.max as f64);
+        self.get()
+    }
+
+    fn get(&self) -> usize {
+        self.limit as usize
+    }
 }
 
 /// At most one cut per round trip: a drop of a call that was already in flight when the
@@ -58,9 +83,7 @@ fn cut_due(last_cut: &mut Option<Instant>, s: &Sample) -> bool {
 /// `timeout`, at most once per round trip.
 #[derive(Debug, Clone)]
 pub struct Aimd {
-    limit: f64,
-    min: usize,
-    max: usize,
+    range: Range,
     backoff: f64,
     timeout: Duration,
     last_cut: Option<Instant>,
@@ -70,9 +93,7 @@ impl Default for Aimd {
     /// Initial 20, min 1, max 200, backoff 0.9, timeout 5 s.
     fn default() -> Self {
         Aimd {
-            limit: 20.0,
-            min: 1,
-            max: 200,
+            range: Range::new(20, 1, 200),
             backoff: 0.9,
             timeout: Duration::from_secs(5),
             last_cut: None,
@@ -83,9 +104,7 @@ impl Default for Aimd {
 impl Aimd {
     /// Bounds of the limit and its starting value (clamped into them).
     pub fn limits(mut self, initial: usize, min: usize, max: usize) -> Self {
-        self.min = min.max(1);
-        self.max = max.max(self.min);
-        self.limit = clamp(initial as f64, self.min, self.max);
+        self.range = Range::new(initial, min, max);
         self
     }
 
@@ -104,7 +123,7 @@ impl Aimd {
 
 impl LimitAlgorithm for Aimd {
     fn limit(&self) -> usize {
-        self.limit as usize
+        self.range.get()
     }
 
     fn update(&mut self, s: Sample) -> usize {
@@ -113,14 +132,14 @@ impl LimitAlgorithm for Aimd {
             SampleOutcome::Dropped => true,
             SampleOutcome::Success => s.latency >= self.timeout,
         };
+        let l = self.range.limit;
         if dropped {
             if cut_due(&mut self.last_cut, &s) {
-                self.limit *= self.backoff;
+                return self.range.set(l * self.backoff);
             }
-        } else if s.in_flight as f64 * 2.0 >= self.limit {
-            self.limit += 1.0 / self.limit;
+        } else if s.in_flight as f64 * 2.0 >= l {
+            return self.range.set(l + 1.0 / l);
         }
-        self.limit = clamp(self.limit, self.min, self.max);
         self.limit()
     }
 }
@@ -140,9 +159,7 @@ fn log10_root(limit: f64) -> f64 {
 /// become slower for good (e.g. a new deployment).
 #[derive(Debug, Clone)]
 pub struct Vegas {
-    limit: f64,
-    min: usize,
-    max: usize,
+    range: Range,
     smoothing: f64,
     rtt_noload: Option<Duration>,
     last_cut: Option<Instant>,
@@ -152,9 +169,7 @@ impl Default for Vegas {
     /// Initial 20, min 1, max 1000, smoothing 1.0.
     fn default() -> Self {
         Vegas {
-            limit: 20.0,
-            min: 1,
-            max: 1_000,
+            range: Range::new(20, 1, 1_000),
             smoothing: 1.0,
             rtt_noload: None,
             last_cut: None,
@@ -165,9 +180,7 @@ impl Default for Vegas {
 impl Vegas {
     /// Bounds of the limit and its starting value.
     pub fn limits(mut self, initial: usize, min: usize, max: usize) -> Self {
-        self.min = min.max(1);
-        self.max = max.max(self.min);
-        self.limit = clamp(initial as f64, self.min, self.max);
+        self.range = Range::new(initial, min, max);
         self
     }
 
@@ -185,16 +198,16 @@ impl Vegas {
 
 impl LimitAlgorithm for Vegas {
     fn limit(&self) -> usize {
-        self.limit as usize
+        self.range.get()
     }
 
     fn update(&mut self, s: Sample) -> usize {
-        let l = self.limit;
+        let l = self.range.limit;
         match s.outcome {
             SampleOutcome::Ignored => {}
             SampleOutcome::Dropped => {
                 if cut_due(&mut self.last_cut, &s) {
-                    self.limit = l - log10_root(l);
+                    return self.range.set(l - log10_root(l));
                 }
             }
             SampleOutcome::Success => {
@@ -220,11 +233,10 @@ impl LimitAlgorithm for Vegas {
                         l
                     };
                     // Vegas adjusts once per round trip: each sample moves 1/limit of the way.
-                    self.limit = l + (target - l) * self.smoothing / l;
+                    return self.range.set(l + (target - l) * self.smoothing / l);
                 }
             }
         }
-        self.limit = clamp(self.limit, self.min, self.max);
         self.limit()
     }
 }
@@ -238,9 +250,7 @@ impl LimitAlgorithm for Vegas {
 /// the new normal); a drop halves the limit, at most once per round trip.
 #[derive(Debug, Clone)]
 pub struct Gradient2 {
-    limit: f64,
-    min: usize,
-    max: usize,
+    range: Range,
     smoothing: f64,
     tolerance: f64,
     queue: f64,
@@ -253,9 +263,7 @@ impl Default for Gradient2 {
     /// Initial 20, min 1, max 200, smoothing 0.2, tolerance 1.5, queue 4, window 600 samples.
     fn default() -> Self {
         Gradient2 {
-            limit: 20.0,
-            min: 1,
-            max: 200,
+            range: Range::new(20, 1, 200),
             smoothing: 0.2,
             tolerance: 1.5,
             queue: 4.0,
@@ -269,9 +277,7 @@ impl Default for Gradient2 {
 impl Gradient2 {
     /// Bounds of the limit and its starting value.
     pub fn limits(mut self, initial: usize, min: usize, max: usize) -> Self {
-        self.min = min.max(1);
-        self.max = max.max(self.min);
-        self.limit = clamp(initial as f64, self.min, self.max);
+        self.range = Range::new(initial, min, max);
         self
     }
 
@@ -290,16 +296,16 @@ impl Gradient2 {
 
 impl LimitAlgorithm for Gradient2 {
     fn limit(&self) -> usize {
-        self.limit as usize
+        self.range.get()
     }
 
     fn update(&mut self, s: Sample) -> usize {
-        let l = self.limit;
+        let l = self.range.limit;
         match s.outcome {
             SampleOutcome::Ignored => {}
             SampleOutcome::Dropped => {
                 if cut_due(&mut self.last_cut, &s) {
-                    self.limit = l * 0.5;
+                    return self.range.set(l * 0.5);
                 }
             }
             SampleOutcome::Success => {
@@ -317,11 +323,10 @@ impl LimitAlgorithm for Gradient2 {
                 if (s.in_flight as f64) * 2.0 >= l {
                     let target = l * gradient + self.queue;
                     // `smoothing` of the way per round trip: 1/limit of that per sample.
-                    self.limit = l + (target - l) * self.smoothing / l;
+                    return self.range.set(l + (target - l) * self.smoothing / l);
                 }
             }
         }
-        self.limit = clamp(self.limit, self.min, self.max);
         self.limit()
     }
 }
