@@ -484,3 +484,19 @@ async fn the_layer_fails_fast_while_open_and_classifies_responses() {
         "the open breaker kept the call from the service"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_freed_by_an_ignored_probe_is_reusable_after_rejections() {
+    let b = rate_breaker(1, OpenWait::fixed(TEN_S), 1);
+    fail(&b).await.unwrap_err();
+    sleep(TEN_S).await;
+    let probe = b.try_acquire().unwrap();
+    // Rejected while the only probe runs: must not use up the slot for later.
+    for _ in 0..3 {
+        assert!(b.try_acquire().unwrap_err().is_open());
+    }
+    probe.record(Outcome::Ignored, None);
+    let again = b.try_acquire().expect("the freed probe slot");
+    again.record(Outcome::Success, None);
+    assert_eq!(b.state(), State::Closed);
+}

@@ -552,6 +552,9 @@ impl Engine {
                             start: self.config.slow_call_duration.map(|_| Instant::now()),
                         });
                     }
+                    // Undo the count, so the counter is the probes in flight and a slot freed by
+                    // an ignored probe can be taken again.
+                    self.probes_admitted.fetch_sub(1, AcqRel);
                     return Err(self.reject(Some(Duration::ZERO)));
                 }
                 State::ForcedOpen => return Err(self.reject(None)),
