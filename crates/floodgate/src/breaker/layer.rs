@@ -1,7 +1,7 @@
 //! [`BreakerLayer`]: Tower middleware that fails fast while a breaker is open.
 //!
 //! Each call asks the breaker for a permit; while open, the call fails at once with
-//! [`BreakerError::Open`] (boxed) without reaching the inner service. The inner result is
+//! [`BreakerError::Open`](super::BreakerError::Open) (boxed) without reaching the inner service. The inner result is
 //! classified (by default `Ok` is a success and `Err` a failure) and reported when the response
 //! future completes; a response future dropped before that counts as `Ignored`.
 //!

@@ -1,31 +1,4 @@
 //! [`BreakerRegistry`]: breakers by name, bounded, with a health report and protective mode.
-//!
-//! Names often come from data (a host, a tenant): a registry must not grow without bound.
-//! It keeps at most `max_breakers` (default 1,000); when full, the least-recently-used breaker
-//! that is not open is evicted (an open breaker is never evicted: that would forget a sick
-//! dependency), and breakers idle longer than `idle_ttl` (default 1 hour) are dropped. An
-//! optional allowlist maps unknown names to a catch-all breaker (default `unknown`) or rejects
-//! them.
-//!
-//! **Protective mode.** Linked to a [`Limiter`], the registry shrinks the limiter while
-//! breakers are open: with `k` the open-breaker threshold, the limit is
-//! `base - (base - base * fraction) * min(open, k) / k` — the full reduction at `k` open
-//! breakers, given back step by step as they close.
-//!
-//! ```
-//! use floodgate::breaker::{BreakerRegistry, ProtectiveMode};
-//! use floodgate::Limiter;
-//!
-//! let workers = Limiter::new(100);
-//! let registry = BreakerRegistry::builder()
-//!     .max_breakers(500)
-//!     .protective_mode(ProtectiveMode::new(workers.clone(), 3, 0.2))
-//!     .build()
-//!     .unwrap();
-//! let b = registry.get("payments").unwrap();
-//! b.force_open();
-//! assert_eq!(workers.limit(), 100 - 80 / 3); // one of three steps down to 20
-//! ```
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -80,7 +53,7 @@ pub enum RegistryError {
     Protective(&'static str),
 }
 
-/// Shrinks a limiter while breakers are open; see the [module docs](self).
+/// Shrinks a limiter while breakers are open; see [`BreakerRegistry`].
 #[derive(Debug, Clone)]
 pub struct ProtectiveMode {
     limiter: Limiter,
@@ -299,7 +272,35 @@ struct Inner {
     events: broadcast::Sender<RegistryEvent>,
 }
 
-/// Circuit breakers by name; see the [module docs](self). Cloning shares the registry.
+/// Circuit breakers by name, bounded, with a health report and protective mode. Cloning
+/// shares the registry.
+///
+/// Names often come from data (a host, a tenant): a registry must not grow without bound.
+/// It keeps at most `max_breakers` (default 1,000); when full, the least-recently-used breaker
+/// that is not open is evicted (an open breaker is never evicted: that would forget a sick
+/// dependency), and breakers idle longer than `idle_ttl` (default 1 hour) are dropped. An
+/// optional allowlist maps unknown names to a catch-all breaker (default `unknown`) or rejects
+/// them.
+///
+/// **Protective mode.** Linked to a [`Limiter`], the registry shrinks the limiter while
+/// breakers are open: with `k` the open-breaker threshold, the limit is
+/// `base - (base - base * fraction) * min(open, k) / k` — the full reduction at `k` open
+/// breakers, given back step by step as they close.
+///
+/// ```
+/// use floodgate::breaker::{BreakerRegistry, ProtectiveMode};
+/// use floodgate::Limiter;
+///
+/// let workers = Limiter::new(100);
+/// let registry = BreakerRegistry::builder()
+///     .max_breakers(500)
+///     .protective_mode(ProtectiveMode::new(workers.clone(), 3, 0.2))
+///     .build()
+///     .unwrap();
+/// let b = registry.get("payments").unwrap();
+/// b.force_open();
+/// assert_eq!(workers.limit(), 100 - 80 / 3); // one of three steps down to 20
+/// ```
 #[derive(Debug, Clone)]
 pub struct BreakerRegistry {
     inner: Arc<Inner>,

@@ -1,11 +1,4 @@
 //! [`KeyedRateLimiter`]: one GCRA per key, with a bounded key set.
-//!
-//! Keys often come from outside (client IPs, tenants, API keys), so the key set is bounded:
-//! at most `max_keys` keys are kept, in 16 shards, each a least-recently-used map. A key whose
-//! bucket is full again (its TAT has passed) carries no information and is the first to be
-//! dropped; dropping a busier key forgets its debt, which errs on the permissive side for a key
-//! idle enough to be the least recently used. Hostile churn through millions of keys therefore
-//! costs a fixed amount of memory.
 
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::num::NonZeroUsize;
@@ -19,6 +12,13 @@ use crate::sync::{Mutex, lock};
 const SHARDS: usize = 16;
 
 /// A rate limiter per key (GCRA), bounded in the number of keys it remembers.
+///
+/// Keys often come from outside (client IPs, tenants, API keys), so the key set is bounded:
+/// at most `max_keys` keys are kept, in 16 shards, each a least-recently-used map. A key whose
+/// bucket is full again (its TAT has passed) carries no information and is the first to be
+/// dropped; dropping a busier key forgets its debt, which errs on the permissive side for a key
+/// idle enough to be the least recently used. Hostile churn through millions of keys therefore
+/// costs a fixed amount of memory.
 ///
 /// ```
 /// use floodgate::rate::{KeyedRateLimiter, Quota};
