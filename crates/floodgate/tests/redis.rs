@@ -269,3 +269,137 @@ async fn failure_policies_when_a_command_times_out() {
     open.check("k").await.unwrap();
     silent.abort();
 }
+
+// ---- two real processes ------------------------------------------------------------------
+
+const CHILD_ENV: &str = "FLOODGATE_REDIS_GLOBAL_CHILD";
+
+/// Counts a holder in Redis and keeps the highest count seen.
+const ENTER: &str = "local v = redis.call('INCR', KEYS[1]) \
+    local m = tonumber(redis.call('GET', KEYS[2]) or '0') \
+    if v > m then redis.call('SET', KEYS[2], v) end return v";
+
+/// In child mode (set by the test below), runs 50 tasks that each hold a global permit for a
+/// moment while counting holders in Redis, then exits. Otherwise checks the limit within this
+/// process, so the entry point is an honest test on its own.
+#[test]
+fn global_limit_child_entry() {
+    let prefix = std::env::var(CHILD_ENV).ok();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let Some(url) = floodgate_testing::redis_url().await else {
+            return;
+        };
+        let own = prefix.is_none();
+        let p = prefix.unwrap_or_else(|| prefix("child-self"));
+        let limiter = GlobalLimiter::new(
+            RedisSettings::new(&url).prefix(&p),
+            "workers",
+            5,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let tasks = if own { 10 } else { 50 };
+        let enter = Arc::new(redis::Script::new(ENTER));
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let conn = client.get_multiplexed_async_connection().await.unwrap();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let (limiter, enter, mut conn, p) =
+                    (limiter.clone(), enter.clone(), conn.clone(), p.clone());
+                tokio::spawn(async move {
+                    let permit = limiter
+                        .acquire(Duration::from_secs(60))
+                        .await
+                        .unwrap()
+                        .expect("a permit in time");
+                    let _: i64 = enter
+                        .key(format!("{p}holders"))
+                        .key(format!("{p}max"))
+                        .invoke_async(&mut conn)
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let _: i64 = redis::cmd("DECR")
+                        .arg(format!("{p}holders"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    let _: i64 = redis::cmd("INCR")
+                        .arg(format!("{p}done"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    drop(permit);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+        if own {
+            let mut conn = conn.clone();
+            let max: i64 = redis::cmd("GET")
+                .arg(format!("{p}max"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(max <= 5);
+            cleanup(&url, &p).await;
+        }
+    });
+    if std::env::var(CHILD_ENV).is_ok() {
+        std::process::exit(0);
+    }
+}
+
+#[test]
+fn two_processes_of_fifty_tasks_never_exceed_the_global_limit() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(url) = rt.block_on(floodgate_testing::redis_url()) else {
+        return;
+    };
+    let p = prefix("two-processes");
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "global_limit_child_entry", "--test-threads=1"])
+                .env(CHILD_ENV, &p)
+                .env("REDIS_URL", &url)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a child process failed");
+    }
+    rt.block_on(async {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let max: i64 = redis::cmd("GET")
+            .arg(format!("{p}max"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let done: i64 = redis::cmd("GET")
+            .arg(format!("{p}done"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            done, 100,
+            "every task of both processes got a permit and finished"
+        );
+        assert!(
+            max <= 5,
+            "{max} holders at once across two processes with a global limit of 5"
+        );
+        assert!(max >= 2, "the permits were shared");
+        cleanup(&url, &p).await;
+    });
+}
