@@ -284,7 +284,7 @@ const ENTER: &str = "local v = redis.call('INCR', KEYS[1]) \
 /// process, so the entry point is an honest test on its own.
 #[test]
 fn global_limit_child_entry() {
-    let prefix = std::env::var(CHILD_ENV).ok();
+    let child_prefix = std::env::var(CHILD_ENV).ok();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -294,8 +294,8 @@ fn global_limit_child_entry() {
         let Some(url) = floodgate_testing::redis_url().await else {
             return;
         };
-        let own = prefix.is_none();
-        let p = prefix.unwrap_or_else(|| prefix("child-self"));
+        let own = child_prefix.is_none();
+        let p = child_prefix.unwrap_or_else(|| prefix("child-self"));
         let limiter = GlobalLimiter::new(
             RedisSettings::new(&url).prefix(&p),
             "workers",
