@@ -36,7 +36,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -72,7 +72,6 @@ pub(crate) struct Config {
 #[derive(Debug, Default)]
 struct Inner {
     waiters: WaitList,
-    debt: usize,
     closed: bool,
 }
 
@@ -88,6 +87,9 @@ pub(crate) enum Fast {
 pub(crate) struct Engine {
     state: AtomicUsize,
     limit: AtomicUsize,
+    /// Permits a shrink still has to swallow. Written only under the lock; an atomic so that
+    /// `active()` can read it without the lock.
+    debt: AtomicUsize,
     inner: Mutex<Inner>,
     drained: Notify,
     pub(crate) config: Config,
@@ -103,6 +105,7 @@ impl Engine {
         Engine {
             state: AtomicUsize::new(limit << SHIFT),
             limit: AtomicUsize::new(limit),
+            debt: AtomicUsize::new(0),
             inner: Mutex::new(Inner::default()),
             drained: Notify::new(),
             config,
@@ -123,19 +126,15 @@ impl Engine {
         self.state.load(Acquire) & CLOSED != 0
     }
 
-    /// Permits currently held (including grants not yet collected by their futures).
+    /// Permits currently held (including grants not yet collected by their futures). Reads
+    /// no lock: exact under the lock, a snapshot outside it.
     pub(crate) fn active(&self) -> usize {
-        let inner = lock(&self.inner);
-        self.active_locked(&inner)
+        (self.limit() + self.debt.load(Acquire)).saturating_sub(self.available())
     }
 
     /// Waiters queued right now.
     pub(crate) fn queued(&self) -> usize {
         lock(&self.inner).waiters.waiting()
-    }
-
-    fn active_locked(&self, inner: &Inner) -> usize {
-        (self.limit() + inner.debt).saturating_sub(self.available())
     }
 
     /// Takes a permit without waiting and without touching the lock.
@@ -201,8 +200,9 @@ impl Engine {
 
     /// Gives one permit to the debt, the next waiter or the counter, in that order.
     fn release_locked(&self, inner: &mut Inner) -> Option<Waker> {
-        if inner.debt > 0 {
-            inner.debt -= 1;
+        let debt = self.debt.load(Acquire);
+        if debt > 0 {
+            self.debt.store(debt - 1, Release);
             self.add_permits_locked(inner, 0);
             return None;
         }
@@ -218,7 +218,7 @@ impl Engine {
         let key = inner.waiters.next(self.config.aging, Instant::now)?;
         let waker = inner.waiters.serve(key, WaiterState::Granted);
         self.metrics.queued.decrement(1.0);
-        let active = self.active_locked(inner);
+        let active = self.active();
         self.on_acquired(active);
         if inner.waiters.waiting() == 0 {
             self.add_permits_locked(inner, 0);
@@ -228,7 +228,7 @@ impl Engine {
 
     /// Adds `n` permits to the counter and clears `SLOW` if nobody needs it any more.
     fn add_permits_locked(&self, inner: &Inner, n: usize) {
-        let clear = !inner.closed && inner.debt == 0 && inner.waiters.waiting() == 0;
+        let clear = !inner.closed && self.debt.load(Acquire) == 0 && inner.waiters.waiting() == 0;
         let mut cur = self.state.load(Acquire);
         loop {
             let mut next = cur + n * ONE;
@@ -243,7 +243,7 @@ impl Engine {
                 Err(actual) => cur = actual,
             }
         }
-        if inner.closed && self.active_locked(inner) == 0 {
+        if inner.closed && self.active() == 0 {
             self.drained.notify_waiters();
         }
     }
@@ -374,8 +374,9 @@ impl Engine {
         let old = self.limit.swap(limit, Relaxed);
         if limit > old {
             let mut add = limit - old;
-            let paid = add.min(inner.debt);
-            inner.debt -= paid;
+            let debt = self.debt.load(Acquire);
+            let paid = add.min(debt);
+            self.debt.store(debt - paid, Release);
             add -= paid;
             while add > 0 {
                 match self.grant_next_locked(&mut inner) {
@@ -404,7 +405,7 @@ impl Engine {
                 }
             }
             if take > 0 {
-                inner.debt += take;
+                self.debt.fetch_add(take, AcqRel);
                 self.state.fetch_or(SLOW, AcqRel);
             }
         }
@@ -426,7 +427,7 @@ impl Engine {
         self.state.fetch_or(CLOSED | SLOW, AcqRel);
         let wakers = inner.waiters.serve_all(WaiterState::Closed);
         self.metrics.queued.decrement(wakers.len() as f64);
-        let active = self.active_locked(&inner);
+        let active = self.active();
         if active == 0 {
             self.drained.notify_waiters();
         }
