@@ -48,10 +48,28 @@ fn uncontended(c: &mut Criterion) {
     g.finish();
 }
 
-/// 8 tasks on a 2-worker runtime, each acquiring and releasing `ops` times; the time per
-/// acquire+release across all tasks.
-fn contended(c: &mut Criterion) {
+/// Runs `TASKS` tasks made by `task(index, ops)` on `rt`, each doing `ops` acquire+release
+/// pairs so that all of them together do at least `iters`; the time they take.
+fn contended_run<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, task: F) -> Duration
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     const TASKS: usize = 8;
+    let ops = (iters as usize).div_ceil(TASKS);
+    rt.block_on(async {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..TASKS).map(|i| tokio::spawn(task(i, ops))).collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        start.elapsed()
+    })
+}
+
+/// 8 tasks on a 2-worker runtime, each acquiring and releasing (yielding while it holds the
+/// permit); the time per acquire+release across all tasks.
+fn contended(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -62,25 +80,15 @@ fn contended(c: &mut Criterion) {
         g.bench_function("tokio_semaphore", |b| {
             b.iter_custom(|iters| {
                 let sem = Arc::new(Semaphore::new(limit));
-                let ops = (iters as usize).div_ceil(TASKS);
-                rt.block_on(async {
-                    let start = Instant::now();
-                    let tasks: Vec<_> = (0..TASKS)
-                        .map(|_| {
-                            let sem = sem.clone();
-                            tokio::spawn(async move {
-                                for _ in 0..ops {
-                                    let p = sem.acquire().await.unwrap();
-                                    tokio::task::yield_now().await;
-                                    drop(p);
-                                }
-                            })
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.await.unwrap();
+                contended_run(&rt, iters, |_, ops| {
+                    let sem = sem.clone();
+                    async move {
+                        for _ in 0..ops {
+                            let p = sem.acquire().await.unwrap();
+                            tokio::task::yield_now().await;
+                            drop(p);
+                        }
                     }
-                    start.elapsed()
                 })
             })
         });
@@ -91,26 +99,16 @@ fn contended(c: &mut Criterion) {
                     .aging(Duration::from_millis(10))
                     .build()
                     .unwrap();
-                let ops = (iters as usize).div_ceil(TASKS);
-                rt.block_on(async {
-                    let start = Instant::now();
-                    let tasks: Vec<_> = (0..TASKS)
-                        .map(|i| {
-                            let limiter = limiter.clone();
-                            let priority = floodgate::Priority::new(1 + (i % 10) as u8).unwrap();
-                            tokio::spawn(async move {
-                                for _ in 0..ops {
-                                    let p = limiter.acquire_with(priority).await.unwrap();
-                                    tokio::task::yield_now().await;
-                                    drop(p);
-                                }
-                            })
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.await.unwrap();
+                contended_run(&rt, iters, |i, ops| {
+                    let limiter = limiter.clone();
+                    let priority = floodgate::Priority::new(1 + (i % 10) as u8).unwrap();
+                    async move {
+                        for _ in 0..ops {
+                            let p = limiter.acquire_with(priority).await.unwrap();
+                            tokio::task::yield_now().await;
+                            drop(p);
+                        }
                     }
-                    start.elapsed()
                 })
             })
         });
