@@ -1,0 +1,79 @@
+//! The store's one error type.
+
+use crate::job::{JobId, JobState};
+
+/// What went wrong in a store operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The job is no longer `running` under that lease token: the lease expired and the job
+    /// was rescued or claimed again, or it was cancelled or finished. Nothing was changed;
+    /// the caller must not treat its work as recorded.
+    #[error(
+        "lease lost for job {id}: it is no longer running under this lease token (rescued after \
+         the lease expired, taken over, or finished); nothing was written"
+    )]
+    LeaseLost {
+        /// The job.
+        id: JobId,
+    },
+    /// No job has that id (never existed, or removed by retention).
+    #[error("job {id} not found")]
+    NotFound {
+        /// The id asked for.
+        id: JobId,
+    },
+    /// The operation does not apply to a job in its current state.
+    #[error(
+        "cannot {operation} job {id}: it is {state}, and {operation} needs a job that is {expected}"
+    )]
+    InvalidState {
+        /// The job.
+        id: JobId,
+        /// Its state when asked.
+        state: JobState,
+        /// What was asked (`cancel`, `retry`).
+        operation: &'static str,
+        /// The states the operation accepts.
+        expected: &'static str,
+    },
+    /// An argument was out of range or malformed.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The argument or field.
+        field: &'static str,
+        /// What is wrong, and so what to fix.
+        reason: String,
+    },
+    /// A payload, result or metadata could not be converted to or from JSON.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A schema migration failed; the database is left at the previous version.
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        /// Its number.
+        version: i64,
+        /// Its name.
+        name: &'static str,
+        /// The database's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database holds something this version cannot read (written by a newer version?).
+    #[error("unreadable data in the job store: {0}")]
+    Corrupt(String),
+    /// The database failed or could not be reached.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    pub(crate) fn invalid(field: &'static str, reason: String) -> Self {
+        StoreError::Invalid { field, reason }
+    }
+
+    /// Whether this is [`StoreError::LeaseLost`].
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, StoreError::LeaseLost { .. })
+    }
+}

@@ -1,0 +1,78 @@
+//! Embedded, numbered schema migrations, shared by the backends: each backend runs the list
+//! for its dialect under its own lock (an advisory lock on PostgreSQL, a write transaction on
+//! SQLite), skipping versions already recorded, each migration in its own transaction.
+
+/// One migration: its number, a name, and its SQL with `{t}`, `{n}` and `{channel}` holes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) name: &'static str,
+    sql: &'static str,
+}
+
+impl Migration {
+    /// The SQL with the table prefix, the bare name prefix and the channel filled in.
+    pub(crate) fn render(&self, names: &Names) -> String {
+        names.render(self.sql)
+    }
+}
+
+/// What the `{…}` holes in SQL text stand for in one store.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    /// Table names' prefix, schema-qualified where the backend has schemas: `"app".floodgate_`.
+    pub(crate) table: String,
+    /// The bare prefix for index, constraint and trigger names: `floodgate_`.
+    pub(crate) bare: String,
+    /// The NOTIFY channel (PostgreSQL).
+    pub(crate) channel: String,
+}
+
+impl Names {
+    pub(crate) fn render(&self, sql: &str) -> String {
+        sql.replace("{t}", &self.table)
+            .replace("{n}", &self.bare)
+            .replace("{channel}", &self.channel)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "jobs",
+    sql: include_str!("../../migrations/sqlite/0001_jobs.sql"),
+}];
+
+#[cfg(feature = "postgres")]
+pub(crate) const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "jobs",
+    sql: include_str!("../../migrations/postgres/0001_jobs.sql"),
+}];
+
+/// Checks a schema name or prefix: letters, digits and `_`, starting with a letter or `_`, at
+/// most `max` bytes (so derived names stay within PostgreSQL's 63).
+pub(crate) fn validate_identifier(
+    field: &'static str,
+    value: &str,
+    max: usize,
+) -> Result<(), crate::StoreError> {
+    let ok = !value.is_empty()
+        && value.len() <= max
+        && value
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::StoreError::invalid(
+            field,
+            format!(
+                "{value:?} must be 1 to {max} ASCII letters, digits or underscores, not \
+                 starting with a digit"
+            ),
+        ))
+    }
+}

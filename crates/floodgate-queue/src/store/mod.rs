@@ -1,0 +1,226 @@
+//! The [`Store`] trait: every operation of the job queue, implemented by each backend.
+//!
+//! Backends: [`SqliteStore`](crate::SqliteStore) (feature `sqlite`, the default) and
+//! [`PgStore`](crate::PgStore) (feature `postgres`). One conformance suite
+//! (`tests/conformance/`) runs against both.
+//!
+//! # How a claim stays fast
+//!
+//! A job queue table churns: every job is inserted, updated two or three times and finally
+//! deleted. What makes database queues slow down in production is a claim that has to step
+//! over rows it cannot take — finished jobs piling up behind the claim index, or dead row
+//! versions nobody can vacuum because a long transaction elsewhere pins the MVCC horizon.
+//! The schema is built so that a claim only ever reads runnable rows:
+//!
+//! * The claim index is *partial*: `(queue, priority DESC, run_at, id) WHERE state IN
+//!   ('pending', 'failed')`. Finished and running jobs are not in it at all, however many
+//!   there are, and the claim query spells the states as literals so the planner can match
+//!   the index predicate. The claim for one queue is an ordered index scan that stops after
+//!   `limit` rows: its cost does not depend on how many finished jobs the table holds.
+//! * Finished jobs leave the claim index the moment they finish and the table itself when
+//!   [`delete_finished`](Store::delete_finished) runs (in bounded batches, each its own short
+//!   statement, so retention never holds a long transaction).
+//! * On PostgreSQL a claimed row's old version stays in the partial index until vacuum, and
+//!   while another transaction pins the horizon, vacuum cannot remove it; claims then skip
+//!   such entries (cheaply: the index tuple is marked dead the first time it is found dead to
+//!   everyone) — `BENCHMARKS.md` has the measured cost of a 30-second pinned horizon.
+//!
+//! Postgres plan of the one-queue claim with 500,000 finished rows in the table
+//! (`EXPLAIN` of the inner `SELECT`; the `queues` anti-join is a one-row lookup):
+//!
+//! ```text
+//! Limit
+//!   ->  LockRows
+//!         ->  Nested Loop Anti Join
+//!               ->  Index Scan using floodgate_jobs_runnable on floodgate_jobs j
+//!                     Index Cond: ((queue = 'default') AND (run_at <= now()))
+//!                     Filter: ((ordering_key IS NULL) OR (NOT (SubPlan 1)))
+//!               ->  Index Scan using floodgate_queues_pkey on floodgate_queues q
+//! ```
+
+mod params;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+pub use params::{
+    Claim, Completion, DEFAULT_LEASE_TTL, JobPage, LeaseStatus, ListJobs, QueueStats, Rescued,
+    Retention, RetryAt, StateCounts,
+};
+
+use crate::error::StoreError;
+use crate::job::{Enqueued, Job, JobId, JobState, Lease, NewJob};
+use crate::wakeup::Wakeups;
+
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
+
+mod migrate;
+
+/// A job store: the durable queue's storage and its client API.
+///
+/// Methods are async and cancel-safe in the database's sense: each is one statement or one
+/// transaction, so a dropped future either happened or did not.
+pub trait Store: Send + Sync + 'static {
+    /// The sqlx database the backend runs on (for [`enqueue_in`](Store::enqueue_in)).
+    type Database: sqlx::Database;
+
+    /// Starts a transaction on the store's own pool, for business writes and
+    /// [`enqueue_in`](Store::enqueue_in) together. (Any transaction on the same database
+    /// works; this one is on the connection the store writes with, which on SQLite avoids
+    /// waiting on a second writer.)
+    fn begin(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, StoreError>> + Send;
+
+    /// Enqueues one job in its own transaction.
+    fn enqueue(&self, job: NewJob) -> impl Future<Output = Result<Enqueued, StoreError>> + Send;
+
+    /// Enqueues many jobs in one transaction (a few statements however many jobs), returning
+    /// one [`Enqueued`] per job in input order.
+    fn enqueue_many(
+        &self,
+        jobs: Vec<NewJob>,
+    ) -> impl Future<Output = Result<Vec<Enqueued>, StoreError>> + Send;
+
+    /// Enqueues inside the caller's open transaction: the job exists if and only if that
+    /// transaction commits (the transactional outbox).
+    fn enqueue_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Self::Database>,
+        job: NewJob,
+    ) -> impl Future<Output = Result<Enqueued, StoreError>> + Send;
+
+    /// [`enqueue_many`](Store::enqueue_many) inside the caller's open transaction.
+    fn enqueue_many_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Self::Database>,
+        jobs: Vec<NewJob>,
+    ) -> impl Future<Output = Result<Vec<Enqueued>, StoreError>> + Send;
+
+    /// Claims up to `claim.limit` runnable jobs (pending or failed, `run_at` passed, queue not
+    /// paused, first of their ordering key), highest priority first, then oldest `run_at`,
+    /// then lowest id, in one statement. Each becomes `running` with a new lease token, one
+    /// more attempt and a lease until now + `lease_ttl`. Returned in that order.
+    fn claim(&self, claim: &Claim) -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send;
+
+    /// Heartbeat: extends the leases `worker_id` still holds to now + `ttl`, in one statement.
+    /// One status per lease, in input order.
+    fn extend_leases(
+        &self,
+        worker_id: &str,
+        leases: &[Lease],
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<LeaseStatus>, StoreError>> + Send;
+
+    /// Marks a running job `succeeded` with its result, if `lease` still holds it; otherwise
+    /// [`StoreError::LeaseLost`] and nothing changes.
+    fn complete(
+        &self,
+        lease: Lease,
+        result: Option<Value>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// [`complete`](Store::complete) for many jobs in one statement. Returns the ids whose
+    /// lease was lost (those are left unchanged).
+    fn complete_many(
+        &self,
+        completions: Vec<Completion>,
+    ) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send;
+
+    /// Records a failed attempt, if `lease` still holds the job. It goes `failed` to run again
+    /// at `retry_at`, or `dead` when its attempts are used up, or `cancelled` when
+    /// cancellation was asked for. Returns the new state.
+    fn fail(
+        &self,
+        lease: Lease,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<JobState, StoreError>> + Send;
+
+    /// Sends a running job straight to `dead` (a permanent failure), if `lease` still holds it.
+    fn dead(
+        &self,
+        lease: Lease,
+        error: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Puts a running job back to `pending` until `until` without spending an attempt, if
+    /// `lease` still holds it.
+    fn snooze(
+        &self,
+        lease: Lease,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes back up to `limit` running jobs whose lease ran out: to `pending` (or `dead` when
+    /// their attempts are used up, `cancelled` when cancellation was asked for), recording the
+    /// takeover in their metadata (`rescues`, `last_rescue`).
+    fn rescue_expired(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Rescued>, StoreError>> + Send;
+
+    /// Requeues a `dead` or `cancelled` job to run now with a fresh set of attempts.
+    fn retry_dead(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Requeues every dead job of a queue (of one kind, if given); returns how many.
+    fn retry_dead_all(
+        &self,
+        queue: &str,
+        kind: Option<&str>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Cancels a job: `pending` and `failed` jobs become `cancelled`; a `running` job is
+    /// marked so its worker learns at its next heartbeat (and its next `fail` cancels it).
+    /// Returns the state after the call (`cancelled`, or `running` when only marked).
+    fn cancel(&self, id: JobId) -> impl Future<Output = Result<JobState, StoreError>> + Send;
+
+    /// Claims skip this queue until [`resume`](Store::resume).
+    fn pause(&self, queue: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Claims take from this queue again.
+    fn resume(&self, queue: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Counts per queue and state, pause flags and the oldest runnable job's age.
+    fn queue_stats(&self) -> impl Future<Output = Result<Vec<QueueStats>, StoreError>> + Send;
+
+    /// Wake-ups when jobs are enqueued (LISTEN/NOTIFY on Postgres, in-process on SQLite),
+    /// with a polling tick as the fallback.
+    fn listen(&self) -> impl Future<Output = Result<Wakeups, StoreError>> + Send;
+
+    /// Deletes finished jobs older than the retention allows, `batch_size` rows a statement.
+    /// Returns how many went.
+    fn delete_finished(
+        &self,
+        retention: Retention,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// One job by id, for status polling.
+    fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
+
+    /// Jobs matching the filters, newest first, one page at a time.
+    fn list(&self, list: &ListJobs) -> impl Future<Output = Result<JobPage, StoreError>> + Send;
+}
+
+/// Validates a batch before any of it is written, so a bad job rejects the whole batch.
+pub(crate) fn validate_all(jobs: &[NewJob]) -> Result<(), StoreError> {
+    if jobs.len() > 100_000 {
+        return Err(StoreError::invalid(
+            "jobs",
+            format!("{} jobs in one batch; at most 100000", jobs.len()),
+        ));
+    }
+    jobs.iter().try_for_each(NewJob::validate)
+}
+
+/// Microseconds in a duration, capped at 100 years (for lease and retention arithmetic in
+/// SQL, where larger intervals overflow).
+pub(crate) fn micros(d: std::time::Duration) -> i64 {
+    const CAP: u128 = 100 * 366 * 24 * 3600 * 1_000_000;
+    d.as_micros().min(CAP) as i64
+}

@@ -1,0 +1,257 @@
+//! The parameter and result structs of [`Store`](super::Store) operations, one per operation
+//! that takes more than a couple of arguments (River's driver interface is the model).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::StoreError;
+use crate::job::{DEFAULT_QUEUE, Job, JobId, JobState, Lease, validate_name};
+
+/// The lease a claim takes unless [`Claim::lease_ttl`] says otherwise: 5 minutes.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(300);
+
+/// Which jobs to claim, and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// The claiming worker (recorded as the lease owner).
+    pub worker_id: String,
+    /// Queues to take from (at least one).
+    pub queues: Vec<String>,
+    /// Kinds to take; empty takes every kind.
+    pub kinds: Vec<String>,
+    /// At most this many jobs (1..=10,000).
+    pub limit: u32,
+    /// How long the lease lasts before a heartbeat must extend it.
+    pub lease_ttl: Duration,
+}
+
+impl Claim {
+    /// Up to `limit` jobs of any kind from the `default` queue, leased for 5 minutes.
+    pub fn new(worker_id: impl Into<String>, limit: u32) -> Self {
+        Claim {
+            worker_id: worker_id.into(),
+            queues: vec![DEFAULT_QUEUE.to_owned()],
+            kinds: Vec::new(),
+            limit,
+            lease_ttl: DEFAULT_LEASE_TTL,
+        }
+    }
+
+    /// Take from these queues.
+    pub fn queues<I: IntoIterator<Item = S>, S: Into<String>>(mut self, queues: I) -> Self {
+        self.queues = queues.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Take only these kinds.
+    pub fn kinds<I: IntoIterator<Item = S>, S: Into<String>>(mut self, kinds: I) -> Self {
+        self.kinds = kinds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Lease the jobs for `ttl`.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        validate_name("worker_id", &self.worker_id)?;
+        if self.queues.is_empty() {
+            return Err(StoreError::invalid(
+                "queues",
+                "name at least one queue to claim from".to_owned(),
+            ));
+        }
+        for queue in &self.queues {
+            validate_name("queues", queue)?;
+        }
+        for kind in &self.kinds {
+            validate_name("kinds", kind)?;
+        }
+        if !(1..=10_000).contains(&self.limit) {
+            return Err(StoreError::invalid(
+                "limit",
+                format!("{} is outside 1..=10000", self.limit),
+            ));
+        }
+        validate_ttl(self.lease_ttl)
+    }
+}
+
+pub(crate) fn validate_ttl(ttl: Duration) -> Result<(), StoreError> {
+    if ttl.is_zero() || ttl > Duration::from_secs(7 * 24 * 3600) {
+        return Err(StoreError::invalid(
+            "lease_ttl",
+            format!("{ttl:?} is outside (0, 7 days]"),
+        ));
+    }
+    Ok(())
+}
+
+/// What a heartbeat found for one lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseStatus {
+    /// Extended; carry on.
+    Extended,
+    /// Extended, but cancellation was asked for: stop the work and report it failed or done.
+    CancelRequested,
+    /// No longer held under this token (rescued, taken over or finished): stop, write nothing.
+    Lost,
+}
+
+/// What `rescue_expired` did with one job whose lease had run out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rescued {
+    /// The job.
+    pub id: JobId,
+    /// The worker that held the lease.
+    pub previous_owner: Option<String>,
+    /// Its new state: `pending` to run again, `dead` when its attempts were used up, or
+    /// `cancelled` when cancellation had been asked for.
+    pub state: JobState,
+}
+
+/// How long finished jobs are kept before [`delete_finished`](super::Store::delete_finished)
+/// removes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Succeeded jobs finished longer ago than this go.
+    pub succeeded: Duration,
+    /// Dead and cancelled jobs finished longer ago than this go.
+    pub dead: Duration,
+    /// Rows deleted per statement, so no transaction is long (1..=100,000).
+    pub batch_size: u32,
+}
+
+impl Default for Retention {
+    /// Succeeded jobs kept a day, dead and cancelled ones a week, 1,000 rows a statement.
+    fn default() -> Self {
+        Retention {
+            succeeded: Duration::from_secs(24 * 3600),
+            dead: Duration::from_secs(7 * 24 * 3600),
+            batch_size: 1_000,
+        }
+    }
+}
+
+impl Retention {
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        if !(1..=100_000).contains(&self.batch_size) {
+            return Err(StoreError::invalid(
+                "batch_size",
+                format!("{} is outside 1..=100000", self.batch_size),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Filters and a page for listing jobs, newest id first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListJobs {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Only ids below this one: the `next` of the previous page (keyset pagination).
+    pub before: Option<JobId>,
+    /// Page size (1..=1,000; 0 means 100).
+    pub limit: u32,
+}
+
+impl ListJobs {
+    pub(crate) fn page_size(&self) -> Result<i64, StoreError> {
+        match self.limit {
+            0 => Ok(100),
+            1..=1_000 => Ok(i64::from(self.limit)),
+            n => Err(StoreError::invalid(
+                "limit",
+                format!("{n} is outside 1..=1000"),
+            )),
+        }
+    }
+}
+
+/// One page of [`ListJobs`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobPage {
+    /// The jobs, newest id first.
+    pub jobs: Vec<Job>,
+    /// Pass as [`ListJobs::before`] for the next page; `None` on the last page.
+    pub next: Option<JobId>,
+}
+
+/// Counts for one queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: String,
+    /// Whether claims skip it.
+    pub paused: bool,
+    /// Jobs per state (every state present, zero included).
+    pub counts: StateCounts,
+    /// How long the oldest runnable job (pending or failed, `run_at` passed) has waited.
+    pub oldest_runnable_age: Option<Duration>,
+}
+
+/// Jobs per state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCounts {
+    /// `pending`.
+    pub pending: u64,
+    /// `running`.
+    pub running: u64,
+    /// `succeeded`.
+    pub succeeded: u64,
+    /// `failed` (waiting for a retry).
+    pub failed: u64,
+    /// `dead`.
+    pub dead: u64,
+    /// `cancelled`.
+    pub cancelled: u64,
+}
+
+impl StateCounts {
+    /// The count for one state.
+    pub fn get(&self, state: JobState) -> u64 {
+        match state {
+            JobState::Pending => self.pending,
+            JobState::Running => self.running,
+            JobState::Succeeded => self.succeeded,
+            JobState::Failed => self.failed,
+            JobState::Dead => self.dead,
+            JobState::Cancelled => self.cancelled,
+        }
+    }
+
+    pub(crate) fn add(&mut self, state: JobState, n: u64) {
+        let slot = match state {
+            JobState::Pending => &mut self.pending,
+            JobState::Running => &mut self.running,
+            JobState::Succeeded => &mut self.succeeded,
+            JobState::Failed => &mut self.failed,
+            JobState::Dead => &mut self.dead,
+            JobState::Cancelled => &mut self.cancelled,
+        };
+        *slot += n;
+    }
+}
+
+/// One job's completion in a batch: its lease and what the handler returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The lease of the claim.
+    pub lease: Lease,
+    /// The handler's result, kept on the job.
+    pub result: Option<Value>,
+}
+
+/// The time a failed job should run again.
+pub type RetryAt = DateTime<Utc>;

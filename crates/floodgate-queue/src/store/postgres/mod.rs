@@ -1,0 +1,965 @@
+//! The PostgreSQL backend, for many nodes sharing one queue.
+//!
+//! * Claims are one statement: a CTE picks the next runnable rows `FOR UPDATE SKIP LOCKED`
+//!   (claimers never wait on each other's rows) and an `UPDATE … RETURNING` leases them.
+//! * Batch enqueue is one `INSERT … SELECT FROM UNNEST(…)` however many jobs; completion of
+//!   a batch is one `UPDATE … FROM UNNEST(…)`.
+//! * A statement-level trigger NOTIFYs once per inserting statement and queue; [`listen`]
+//!   (`Store::listen`) turns those into wake-ups, reconnecting after a dropped connection.
+//! * Sessions carry `statement_timeout` and `idle_in_transaction_session_timeout`, so a stuck
+//!   query or a transaction left open by a crashed caller cannot hold locks (or the MVCC
+//!   horizon) for long.
+//! * Times come from the database's clock (`now()`), so nodes with skewed clocks agree on
+//!   lease expiry.
+//!
+//! [`listen`]: crate::Store::listen
+
+mod sql;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row};
+
+use self::sql::Sql;
+use crate::error::StoreError;
+use crate::job::{Enqueued, Job, JobId, JobState, Lease, LeaseToken, NewJob};
+use crate::observe::Observe;
+use crate::store::migrate::{self, Names};
+use crate::store::{
+    Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, Rescued, Retention, StateCounts,
+    Store, micros, validate_all,
+};
+use crate::wakeup::Wakeups;
+
+/// The job store on PostgreSQL.
+///
+/// Cheap to clone; clones share the pool.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), floodgate_queue::StoreError> {
+/// use std::time::Duration;
+/// use floodgate_queue::{NewJob, PgStore, Store};
+/// use serde_json::json;
+///
+/// let store = PgStore::builder("postgres://postgres@127.0.0.1:5432/app")?
+///     .schema("jobs")                       // tables go in schema "jobs" (created if missing)
+///     .max_connections(20)
+///     .statement_timeout(Some(Duration::from_secs(30)))
+///     .connect()
+///     .await?;
+/// store.enqueue(NewJob::new("send_email", json!({"to": "ada"}))).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: PgPool,
+    sql: Sql,
+    channel: String,
+    observe: Observe,
+}
+
+/// Settings for a [`PgStore`]; from [`PgStore::builder`] or [`PgStore::builder_with`].
+#[derive(Debug, Clone)]
+pub struct PgStoreBuilder {
+    options: PgConnectOptions,
+    schema: Option<String>,
+    max_connections: u32,
+    min_connections: u32,
+    acquire_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    max_lifetime: Option<Duration>,
+    statement_timeout: Option<Duration>,
+    idle_in_transaction_timeout: Option<Duration>,
+    name: String,
+}
+
+impl PgStoreBuilder {
+    /// Put the tables in this schema (created if missing) instead of the connection's
+    /// `search_path`; several apps can share one database this way.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// Pool size (default 10).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Connections kept open when idle (default 0).
+    pub fn min_connections(mut self, n: u32) -> Self {
+        self.min_connections = n;
+        self
+    }
+
+    /// How long an operation waits for a free connection (default 10 s).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Close connections idle this long (default 10 minutes; `None` never).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Replace connections older than this (default 30 minutes; `None` never).
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.max_lifetime = lifetime;
+        self
+    }
+
+    /// Per-session `statement_timeout` (default 30 s; `None` leaves the server's).
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// Per-session `idle_in_transaction_session_timeout` (default 60 s; `None` leaves the
+    /// server's): a transaction left open is ended instead of pinning locks and the MVCC
+    /// horizon.
+    pub fn idle_in_transaction_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_in_transaction_timeout = timeout;
+        self
+    }
+
+    /// The store's name in metrics (`store="…"`, default `default`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Connects, creates the schema if asked for, and runs the migrations (under an advisory
+    /// lock, so many nodes may start at once).
+    pub async fn connect(self) -> Result<PgStore, StoreError> {
+        let names = match &self.schema {
+            Some(schema) => {
+                // The NOTIFY channel `floodgate_<schema>` must fit in 63 bytes.
+                migrate::validate_identifier("schema", schema, 53)?;
+                Names {
+                    table: format!("\"{schema}\".floodgate_"),
+                    bare: "floodgate_".to_owned(),
+                    channel: format!("floodgate_{schema}"),
+                }
+            }
+            None => Names {
+                table: "floodgate_".to_owned(),
+                bare: "floodgate_".to_owned(),
+                channel: "floodgate".to_owned(),
+            },
+        };
+        let mut settings = Vec::new();
+        if let Some(t) = self.statement_timeout {
+            settings.push(("statement_timeout", format!("{}ms", t.as_millis().max(1))));
+        }
+        if let Some(t) = self.idle_in_transaction_timeout {
+            settings.push((
+                "idle_in_transaction_session_timeout",
+                format!("{}ms", t.as_millis().max(1)),
+            ));
+        }
+        let options = self.options.options(settings);
+        let pool = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .min_connections(self.min_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .idle_timeout(self.idle_timeout)
+            .max_lifetime(self.max_lifetime)
+            .connect_with(options)
+            .await?;
+        migrate_postgres(&pool, self.schema.as_deref(), &names).await?;
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                sql: Sql::new(&names),
+                channel: names.channel,
+                observe: Observe::new(&self.name),
+            }),
+        })
+    }
+}
+
+impl PgStore {
+    /// Settings for a store at `url` (`postgres://user@host:port/db`).
+    pub fn builder(url: &str) -> Result<PgStoreBuilder, StoreError> {
+        let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
+            StoreError::invalid(
+                "database_url",
+                format!("{url:?} is not a PostgreSQL URL: {e}"),
+            )
+        })?;
+        Ok(PgStore::builder_with(options))
+    }
+
+    /// Settings for a store with these connect options.
+    pub fn builder_with(options: PgConnectOptions) -> PgStoreBuilder {
+        PgStoreBuilder {
+            options,
+            schema: None,
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(1800)),
+            statement_timeout: Some(Duration::from_secs(30)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(60)),
+            name: "default".to_owned(),
+        }
+    }
+
+    /// Connects to `url` with default settings.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        PgStore::builder(url)?.connect().await
+    }
+
+    /// The store's pool: use it for business tables that go in the same transactions as jobs.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The NOTIFY channel enqueues signal on.
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+
+    async fn notify(&self, queue: &str) -> Result<(), StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.notify.as_str()))
+            .bind(queue)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_one(
+        &self,
+        conn: &mut PgConnection,
+        job: &NewJob,
+    ) -> Result<Enqueued, StoreError> {
+        let sql = &self.inner.sql;
+        let payload = serde_json::to_string(&job.payload)?;
+        let metadata = serde_json::to_string(&job.metadata)?;
+        // A duplicate key whose row vanishes between the insert and the look-up (retention
+        // deleted it) is inserted afresh on the next round.
+        for _ in 0..3 {
+            let inserted: Option<i64> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql.insert_one.as_str()))
+                    .bind(&job.queue)
+                    .bind(&job.kind)
+                    .bind(&payload)
+                    .bind(i16::from(job.priority))
+                    .bind(job.run_at)
+                    .bind(job.max_attempts as i32)
+                    .bind(&job.idempotency_key)
+                    .bind(&job.ordering_key)
+                    .bind(&metadata)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if let Some(id) = inserted {
+                return Ok(Enqueued {
+                    id: JobId(id),
+                    inserted: true,
+                });
+            }
+            let existing = self
+                .ids_by_key(&mut *conn, &[(&job.queue, job.idempotency_key.as_deref())])
+                .await?;
+            if let Some(id) = existing.values().next() {
+                return Ok(Enqueued {
+                    id: *id,
+                    inserted: false,
+                });
+            }
+        }
+        Err(idempotency_invisible(&job.queue))
+    }
+
+    async fn ids_by_key(
+        &self,
+        conn: &mut PgConnection,
+        keys: &[(&String, Option<&str>)],
+    ) -> Result<HashMap<(String, String), JobId>, StoreError> {
+        let (queues, keys): (Vec<&str>, Vec<&str>) = keys
+            .iter()
+            .filter_map(|(q, k)| k.map(|k| (q.as_str(), k)))
+            .unzip();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.ids_by_key.as_str()))
+            .bind(queues)
+            .bind(keys)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    (row.try_get("queue")?, row.try_get("idempotency_key")?),
+                    JobId(row.try_get("id")?),
+                ))
+            })
+            .collect()
+    }
+
+    async fn insert_many(
+        &self,
+        conn: &mut PgConnection,
+        jobs: &[NewJob],
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        if jobs.len() == 1 {
+            return Ok(vec![self.insert_one(conn, &jobs[0]).await?]);
+        }
+        let mut queues = Vec::with_capacity(jobs.len());
+        let mut kinds = Vec::with_capacity(jobs.len());
+        let mut payloads = Vec::with_capacity(jobs.len());
+        let mut priorities = Vec::with_capacity(jobs.len());
+        let mut run_ats = Vec::with_capacity(jobs.len());
+        let mut attempts = Vec::with_capacity(jobs.len());
+        let mut idem = Vec::with_capacity(jobs.len());
+        let mut ordering = Vec::with_capacity(jobs.len());
+        let mut metadata = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            queues.push(job.queue.as_str());
+            kinds.push(job.kind.as_str());
+            payloads.push(serde_json::to_string(&job.payload)?);
+            priorities.push(i16::from(job.priority));
+            run_ats.push(job.run_at);
+            attempts.push(job.max_attempts as i32);
+            idem.push(job.idempotency_key.as_deref());
+            ordering.push(job.ordering_key.as_deref());
+            metadata.push(serde_json::to_string(&job.metadata)?);
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.insert_many.as_str()))
+            .bind(queues)
+            .bind(kinds)
+            .bind(payloads)
+            .bind(priorities)
+            .bind(run_ats)
+            .bind(attempts)
+            .bind(idem)
+            .bind(ordering)
+            .bind(metadata)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut inserted_ids = Vec::with_capacity(rows.len());
+        let mut inserted_keys = HashSet::new();
+        for row in &rows {
+            inserted_ids.push(row.try_get::<i64, _>("id")?);
+            if let Some(key) = row.try_get::<Option<String>, _>("idempotency_key")? {
+                inserted_keys.insert((row.try_get::<String, _>("queue")?, key));
+            }
+        }
+        inserted_ids.sort_unstable();
+        // Which inputs were written: those without a key, and the first of each new key.
+        let mut seen = HashSet::new();
+        let written: Vec<bool> = jobs
+            .iter()
+            .map(|job| match &job.idempotency_key {
+                None => true,
+                Some(key) => {
+                    let k = (job.queue.clone(), key.clone());
+                    inserted_keys.contains(&k) && seen.insert(k)
+                }
+            })
+            .collect();
+        if written.iter().filter(|w| **w).count() != inserted_ids.len() {
+            return Err(StoreError::Corrupt(
+                "batch enqueue returned rows that do not match its input".to_owned(),
+            ));
+        }
+        let missing: Vec<(&String, Option<&str>)> = jobs
+            .iter()
+            .zip(&written)
+            .filter(|(_, w)| !**w)
+            .map(|(j, _)| (&j.queue, j.idempotency_key.as_deref()))
+            .collect();
+        let existing = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            self.ids_by_key(conn, &missing).await?
+        };
+        let mut ids = inserted_ids.into_iter();
+        jobs.iter()
+            .zip(written)
+            .map(|(job, written)| {
+                if written {
+                    Ok(Enqueued {
+                        id: JobId(ids.next().expect("counted above")),
+                        inserted: true,
+                    })
+                } else {
+                    let key = (
+                        job.queue.clone(),
+                        job.idempotency_key
+                            .clone()
+                            .expect("only keyed jobs conflict"),
+                    );
+                    existing
+                        .get(&key)
+                        .map(|id| Enqueued {
+                            id: *id,
+                            inserted: false,
+                        })
+                        .ok_or_else(|| idempotency_invisible(&job.queue))
+                }
+            })
+            .collect()
+    }
+
+    async fn fenced_execute(
+        &self,
+        lease: Lease,
+        operation: &'static str,
+        query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<(), StoreError> {
+        if query.execute(&self.inner.pool).await?.rows_affected() == 1 {
+            Ok(())
+        } else {
+            self.inner.observe.lease_lost(lease.id, operation);
+            Err(StoreError::LeaseLost { id: lease.id })
+        }
+    }
+
+    async fn fenced_state(
+        &self,
+        lease: Lease,
+        operation: &'static str,
+        query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<JobState, StoreError> {
+        match query.fetch_optional(&self.inner.pool).await? {
+            Some(row) => read_state(&row, "state"),
+            None => {
+                self.inner.observe.lease_lost(lease.id, operation);
+                Err(StoreError::LeaseLost { id: lease.id })
+            }
+        }
+    }
+
+    async fn explain_miss(
+        &self,
+        id: JobId,
+        operation: &'static str,
+        expected: &'static str,
+    ) -> StoreError {
+        let state: Result<Option<String>, _> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.state_of.as_str()))
+                .bind(id.0)
+                .fetch_optional(&self.inner.pool)
+                .await;
+        match state {
+            Ok(None) => StoreError::NotFound { id },
+            Ok(Some(state)) => match state.parse() {
+                Ok(state) => StoreError::InvalidState {
+                    id,
+                    state,
+                    operation,
+                    expected,
+                },
+                Err(e) => e,
+            },
+            Err(e) => e.into(),
+        }
+    }
+}
+
+fn idempotency_invisible(queue: &str) -> StoreError {
+    StoreError::invalid(
+        "idempotency_key",
+        format!(
+            "the key is taken in queue {queue:?} by a job this transaction cannot see (a \
+             REPEATABLE READ or SERIALIZABLE snapshot older than that job): retry the \
+             transaction"
+        ),
+    )
+}
+
+impl Store for PgStore {
+    type Database = Postgres;
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        Ok(self.inner.pool.begin().await?)
+    }
+
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
+        job.validate()?;
+        let mut conn = self.inner.pool.acquire().await?;
+        let out = self.insert_one(&mut conn, &job).await?;
+        self.inner
+            .observe
+            .enqueued(std::slice::from_ref(&job), std::slice::from_ref(&out));
+        Ok(out)
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        validate_all(&jobs)?;
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.inner.pool.begin().await?;
+        let out = self.insert_many(&mut tx, &jobs).await?;
+        tx.commit().await?;
+        self.inner.observe.enqueued(&jobs, &out);
+        Ok(out)
+    }
+
+    async fn enqueue_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        job: NewJob,
+    ) -> Result<Enqueued, StoreError> {
+        job.validate()?;
+        let out = self.insert_one(tx, &job).await?;
+        self.inner
+            .observe
+            .enqueued(std::slice::from_ref(&job), std::slice::from_ref(&out));
+        Ok(out)
+    }
+
+    async fn enqueue_many_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        validate_all(&jobs)?;
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self.insert_many(tx, &jobs).await?;
+        self.inner.observe.enqueued(&jobs, &out);
+        Ok(out)
+    }
+
+    async fn claim(&self, claim: &Claim) -> Result<Vec<Job>, StoreError> {
+        claim.validate()?;
+        let sql = &self.inner.sql;
+        let kinds = (!claim.kinds.is_empty()).then_some(&claim.kinds);
+        let text = match claim.queues.as_slice() {
+            [_] => sql.claim_one_queue.as_str(),
+            _ => sql.claim_queues.as_str(),
+        };
+        // $1 owner, $2 lease in µs, $3 the queue (or queues), $4 kinds, $5 limit.
+        let query = sqlx::query(sqlx::AssertSqlSafe(text))
+            .bind(&claim.worker_id)
+            .bind(micros(claim.lease_ttl));
+        let rows = match claim.queues.as_slice() {
+            [one] => query.bind(one),
+            many => query.bind(many),
+        }
+        .bind(kinds)
+        .bind(i64::from(claim.limit))
+        .fetch_all(&self.inner.pool)
+        .await?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
+        self.inner.observe.claimed(jobs.len());
+        Ok(jobs)
+    }
+
+    async fn extend_leases(
+        &self,
+        worker_id: &str,
+        leases: &[Lease],
+        ttl: Duration,
+    ) -> Result<Vec<LeaseStatus>, StoreError> {
+        crate::store::params::validate_ttl(ttl)?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = leases.iter().map(|l| l.id.0).collect();
+        let tokens: Vec<i64> = leases.iter().map(|l| l.token.0).collect();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.extend.as_str()))
+            .bind(ids)
+            .bind(tokens)
+            .bind(worker_id)
+            .bind(micros(ttl))
+            .fetch_all(&self.inner.pool)
+            .await?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            found.insert(
+                (
+                    row.try_get::<i64, _>("id")?,
+                    row.try_get::<i64, _>("lease_token")?,
+                ),
+                row.try_get::<bool, _>("cancel_requested")?,
+            );
+        }
+        Ok(leases
+            .iter()
+            .map(|l| match found.get(&(l.id.0, l.token.0)) {
+                None => LeaseStatus::Lost,
+                Some(true) => LeaseStatus::CancelRequested,
+                Some(false) => LeaseStatus::Extended,
+            })
+            .collect())
+    }
+
+    async fn complete(&self, lease: Lease, result: Option<Value>) -> Result<(), StoreError> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.complete.as_str()))
+            .bind(lease.id.0)
+            .bind(lease.token.0)
+            .bind(result);
+        self.fenced_execute(lease, "complete", query).await?;
+        self.inner.observe.finished("succeeded", 1);
+        Ok(())
+    }
+
+    async fn complete_many(&self, completions: Vec<Completion>) -> Result<Vec<JobId>, StoreError> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = completions.iter().map(|c| c.lease.id.0).collect();
+        let tokens: Vec<i64> = completions.iter().map(|c| c.lease.token.0).collect();
+        let results = completions
+            .iter()
+            .map(|c| c.result.as_ref().map(serde_json::to_string).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let done: Vec<i64> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.complete_many.as_str()))
+                .bind(ids)
+                .bind(tokens)
+                .bind(results)
+                .fetch_all(&self.inner.pool)
+                .await?;
+        let done: HashSet<i64> = done.into_iter().collect();
+        let lost: Vec<JobId> = completions
+            .iter()
+            .map(|c| c.lease.id)
+            .filter(|id| !done.contains(&id.0))
+            .collect();
+        for id in &lost {
+            self.inner.observe.lease_lost(*id, "complete");
+        }
+        self.inner.observe.finished("succeeded", done.len());
+        Ok(lost)
+    }
+
+    async fn fail(
+        &self,
+        lease: Lease,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<JobState, StoreError> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.fail.as_str()))
+            .bind(lease.id.0)
+            .bind(lease.token.0)
+            .bind(error)
+            .bind(retry_at);
+        let state = self.fenced_state(lease, "fail", query).await?;
+        self.inner.observe.finished_state(state);
+        Ok(state)
+    }
+
+    async fn dead(&self, lease: Lease, error: &str) -> Result<(), StoreError> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.dead.as_str()))
+            .bind(lease.id.0)
+            .bind(lease.token.0)
+            .bind(error);
+        self.fenced_execute(lease, "dead", query).await?;
+        self.inner.observe.finished("dead", 1);
+        Ok(())
+    }
+
+    async fn snooze(&self, lease: Lease, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.snooze.as_str()))
+            .bind(lease.id.0)
+            .bind(lease.token.0)
+            .bind(until);
+        let state = self.fenced_state(lease, "snooze", query).await?;
+        self.inner.observe.finished(
+            if state == JobState::Cancelled {
+                "cancelled"
+            } else {
+                "snoozed"
+            },
+            1,
+        );
+        Ok(())
+    }
+
+    async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.rescue.as_str()))
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(&self.inner.pool)
+            .await?;
+        let rescued = rows
+            .iter()
+            .map(|row| {
+                Ok(Rescued {
+                    id: JobId(row.try_get("id")?),
+                    previous_owner: row.try_get("lease_owner")?,
+                    state: read_state(row, "state")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.inner.observe.rescued(&rescued);
+        Ok(rescued)
+    }
+
+    async fn retry_dead(&self, id: JobId) -> Result<(), StoreError> {
+        let queue: Option<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.retry_dead.as_str()))
+                .bind(id.0)
+                .fetch_optional(&self.inner.pool)
+                .await?;
+        match queue {
+            Some(queue) => self.notify(&queue).await,
+            None => Err(self.explain_miss(id, "retry", "dead or cancelled").await),
+        }
+    }
+
+    async fn retry_dead_all(&self, queue: &str, kind: Option<&str>) -> Result<u64, StoreError> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.retry_dead_all.as_str()))
+            .bind(queue)
+            .bind(kind)
+            .execute(&self.inner.pool)
+            .await?;
+        if done.rows_affected() > 0 {
+            self.notify(queue).await?;
+        }
+        Ok(done.rows_affected())
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<JobState, StoreError> {
+        let state: Option<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.cancel.as_str()))
+                .bind(id.0)
+                .fetch_optional(&self.inner.pool)
+                .await?;
+        match state {
+            Some(state) => state.parse(),
+            None => match self
+                .explain_miss(id, "cancel", "pending, failed or running")
+                .await
+            {
+                StoreError::InvalidState {
+                    state: JobState::Cancelled,
+                    ..
+                } => Ok(JobState::Cancelled),
+                e => Err(e),
+            },
+        }
+    }
+
+    async fn pause(&self, queue: &str) -> Result<(), StoreError> {
+        set_paused(self, queue, true).await
+    }
+
+    async fn resume(&self, queue: &str) -> Result<(), StoreError> {
+        set_paused(self, queue, false).await?;
+        self.notify(queue).await
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.stats.as_str()))
+            .fetch_all(&self.inner.pool)
+            .await?;
+        let paused = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_queues.as_str()))
+            .fetch_all(&self.inner.pool)
+            .await?;
+        let mut stats = std::collections::BTreeMap::<String, QueueStats>::new();
+        fn entry(
+            stats: &mut std::collections::BTreeMap<String, QueueStats>,
+            queue: String,
+        ) -> &mut QueueStats {
+            stats.entry(queue.clone()).or_insert_with(|| QueueStats {
+                queue,
+                paused: false,
+                counts: StateCounts::default(),
+                oldest_runnable_age: None,
+            })
+        }
+        for row in &paused {
+            entry(&mut stats, row.try_get("name")?).paused = row.try_get("paused")?;
+        }
+        for row in &rows {
+            let s = entry(&mut stats, row.try_get("queue")?);
+            let n: i64 = row.try_get("n")?;
+            s.counts.add(read_state(row, "state")?, n as u64);
+            if let Some(us) = row.try_get::<Option<i64>, _>("oldest_age_us")? {
+                let age = Duration::from_micros(us.max(0) as u64);
+                s.oldest_runnable_age = Some(s.oldest_runnable_age.map_or(age, |a| a.max(age)));
+            }
+        }
+        Ok(stats.into_values().collect())
+    }
+
+    async fn listen(&self) -> Result<Wakeups, StoreError> {
+        let mut listener = PgListener::connect_with(&self.inner.pool).await?;
+        listener.listen(&self.inner.channel).await?;
+        Ok(Wakeups::postgres(listener))
+    }
+
+    async fn delete_finished(&self, retention: Retention) -> Result<u64, StoreError> {
+        retention.validate()?;
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.delete_finished.as_str()))
+                .bind(micros(retention.succeeded))
+                .bind(micros(retention.dead))
+                .bind(i64::from(retention.batch_size))
+                .execute(&self.inner.pool)
+                .await?;
+            total += done.rows_affected();
+            if done.rows_affected() < u64::from(retention.batch_size) {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.job.as_str()))
+            .bind(id.0)
+            .fetch_optional(&self.inner.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn list(&self, list: &ListJobs) -> Result<JobPage, StoreError> {
+        let size = list.page_size()?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.list.as_str()))
+            .bind(&list.queue)
+            .bind(&list.kind)
+            .bind(list.state.map(JobState::as_str))
+            .bind(list.before.map(|id| id.0))
+            .bind(size + 1)
+            .fetch_all(&self.inner.pool)
+            .await?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if jobs.len() as i64 > size {
+            jobs.truncate(size as usize);
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next })
+    }
+}
+
+async fn set_paused(store: &PgStore, queue: &str, paused: bool) -> Result<(), StoreError> {
+    crate::job::validate_name("queue", queue)?;
+    sqlx::query(sqlx::AssertSqlSafe(store.inner.sql.set_paused.as_str()))
+        .bind(queue)
+        .bind(paused)
+        .execute(&store.inner.pool)
+        .await?;
+    store.inner.observe.paused(queue, paused);
+    Ok(())
+}
+
+async fn migrate_postgres(
+    pool: &PgPool,
+    schema: Option<&str>,
+    names: &Names,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    // Many nodes may start at once: one migrates, the others wait and then find it done.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('floodgate:migrate:' || $1))")
+        .bind(schema.unwrap_or(""))
+        .execute(&mut *tx)
+        .await?;
+    if let Some(schema) = schema {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
+    let table = names.render("{t}migrations");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {table} (version bigint PRIMARY KEY, name text NOT NULL, \
+         applied_at timestamptz NOT NULL DEFAULT now())"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT version FROM {table}")))
+            .fetch_all(&mut *tx)
+            .await?;
+    for m in migrate::POSTGRES {
+        if applied.contains(&m.version) {
+            continue;
+        }
+        let fail = |source| StoreError::Migration {
+            version: m.version,
+            name: m.name,
+            source,
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(m.render(names)))
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} (version, name) VALUES ($1, $2)"
+        )))
+        .bind(m.version)
+        .bind(m.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applied PostgreSQL migration"
+        );
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn read_state(row: &PgRow, column: &str) -> Result<JobState, StoreError> {
+    row.try_get::<&str, _>(column)?.parse()
+}
+
+fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
+    let count = |column: &str| -> Result<u32, StoreError> {
+        let n: i32 = row.try_get(column)?;
+        u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("{column} = {n}")))
+    };
+    Ok(Job {
+        id: JobId(row.try_get("id")?),
+        queue: row.try_get("queue")?,
+        kind: row.try_get("kind")?,
+        payload: row.try_get("payload")?,
+        priority: u8::try_from(row.try_get::<i16, _>("priority")?)
+            .map_err(|_| StoreError::Corrupt("priority out of range".into()))?,
+        run_at: row.try_get("run_at")?,
+        state: read_state(row, "state")?,
+        attempt: count("attempt")?,
+        max_attempts: count("max_attempts")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_token: row
+            .try_get::<Option<i64>, _>("lease_token")?
+            .map(LeaseToken),
+        lease_expires_at: row.try_get("lease_expires_at")?,
+        cancel_requested: row.try_get("cancel_requested")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        ordering_key: row.try_get("ordering_key")?,
+        last_error: row.try_get("last_error")?,
+        result: row.try_get("result")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        finished_at: row.try_get("finished_at")?,
+        metadata: row.try_get("metadata")?,
+    })
+}

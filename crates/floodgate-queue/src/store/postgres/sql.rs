@@ -1,0 +1,229 @@
+//! The PostgreSQL statements, rendered once per store with its schema.
+
+use crate::store::migrate::Names;
+
+/// Columns of a job, in the order `job_from_row` reads them, with a table alias.
+fn columns(alias: &str) -> String {
+    [
+        "id",
+        "queue",
+        "kind",
+        "payload",
+        "priority",
+        "run_at",
+        "state",
+        "attempt",
+        "max_attempts",
+        "lease_owner",
+        "lease_token",
+        "lease_expires_at",
+        "cancel_requested",
+        "idempotency_key",
+        "ordering_key",
+        "last_error",
+        "result",
+        "created_at",
+        "updated_at",
+        "finished_at",
+        "metadata",
+    ]
+    .iter()
+    .map(|c| format!("{alias}.{c}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+#[derive(Debug)]
+pub(super) struct Sql {
+    pub(super) insert_one: String,
+    pub(super) insert_many: String,
+    pub(super) ids_by_key: String,
+    pub(super) claim_one_queue: String,
+    pub(super) claim_queues: String,
+    pub(super) extend: String,
+    pub(super) complete: String,
+    pub(super) complete_many: String,
+    pub(super) fail: String,
+    pub(super) dead: String,
+    pub(super) snooze: String,
+    pub(super) rescue: String,
+    pub(super) retry_dead: String,
+    pub(super) retry_dead_all: String,
+    pub(super) cancel: String,
+    pub(super) set_paused: String,
+    pub(super) state_of: String,
+    pub(super) stats: String,
+    pub(super) paused_queues: String,
+    pub(super) delete_finished: String,
+    pub(super) job: String,
+    pub(super) list: String,
+    pub(super) notify: String,
+}
+
+/// The claim: lock the next runnable rows, skipping rows other claimers hold, and lease them
+/// in the same statement. `{queue}` is the queue condition. The states are literals so the
+/// planner matches the partial index `jobs_runnable`.
+const CLAIM: &str = "WITH next AS (
+        SELECT j.id FROM {t}jobs AS j
+        WHERE j.state IN ('pending', 'failed') AND {queue} AND j.run_at <= now()
+          AND ($4::text[] IS NULL OR j.kind = ANY($4::text[]))
+          AND (j.ordering_key IS NULL OR NOT EXISTS (
+                SELECT 1 FROM {t}jobs AS o
+                WHERE o.queue = j.queue AND o.ordering_key = j.ordering_key
+                  AND o.state IN ('pending', 'failed', 'running') AND o.id < j.id))
+          AND NOT EXISTS (SELECT 1 FROM {t}queues AS q WHERE q.name = j.queue AND q.paused)
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT $5
+        FOR UPDATE OF j SKIP LOCKED)
+    UPDATE {t}jobs AS u
+    SET state = 'running', attempt = u.attempt + 1, lease_owner = $1,
+        lease_token = (random() * 9.2e18)::bigint,
+        lease_expires_at = now() + $2::bigint * interval '1 microsecond', updated_at = now()
+    FROM next WHERE u.id = next.id
+    RETURNING {columns_u}";
+
+const FENCE: &str = "WHERE id = $1 AND state = 'running' AND lease_token = $2";
+
+impl Sql {
+    pub(super) fn new(names: &Names) -> Self {
+        let r = |sql: &str| {
+            names.render(
+                &sql.replace("{columns_u}", &columns("u"))
+                    .replace("{columns_j}", &columns("j")),
+            )
+        };
+        let claim = |queue: &str| r(&CLAIM.replace("{queue}", queue));
+        Sql {
+            insert_one: r(
+                "INSERT INTO {t}jobs (queue, kind, payload, priority, run_at, state,
+                    max_attempts, idempotency_key, ordering_key, metadata)
+                VALUES ($1, $2, $3::jsonb, $4, coalesce($5, now()), 'pending', $6, $7, $8,
+                        $9::jsonb)
+                ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING id",
+            ),
+            // Rows go in input order (ORDER BY ord), so identity ids rise in input order.
+            insert_many: r(
+                "INSERT INTO {t}jobs (queue, kind, payload, priority, run_at, state,
+                    max_attempts, idempotency_key, ordering_key, metadata)
+                SELECT i.queue, i.kind, i.payload::jsonb, i.priority, coalesce(i.run_at, now()),
+                       'pending', i.max_attempts, i.idempotency_key, i.ordering_key,
+                       i.metadata::jsonb
+                FROM UNNEST($1::text[], $2::text[], $3::text[], $4::smallint[],
+                            $5::timestamptz[], $6::integer[], $7::text[], $8::text[], $9::text[])
+                     WITH ORDINALITY AS i(queue, kind, payload, priority, run_at, max_attempts,
+                                          idempotency_key, ordering_key, metadata, ord)
+                ORDER BY i.ord
+                ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING id, queue, idempotency_key",
+            ),
+            ids_by_key: r("SELECT j.id, j.queue, j.idempotency_key FROM {t}jobs AS j
+                JOIN UNNEST($1::text[], $2::text[]) AS k(queue, idempotency_key)
+                  ON j.queue = k.queue AND j.idempotency_key = k.idempotency_key"),
+            claim_one_queue: claim("j.queue = $3::text"),
+            claim_queues: claim("j.queue = ANY($3::text[])"),
+            extend: r("UPDATE {t}jobs AS j
+                SET lease_expires_at = now() + $4::bigint * interval '1 microsecond',
+                    updated_at = now()
+                FROM UNNEST($1::bigint[], $2::bigint[]) AS l(id, token)
+                WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'running'
+                  AND j.lease_owner = $3
+                RETURNING j.id, j.lease_token, j.cancel_requested"),
+            complete: r(&format!(
+                "UPDATE {{t}}jobs SET state = 'succeeded', result = $3, lease_token = NULL,
+                    lease_expires_at = NULL, finished_at = now(), updated_at = now() {FENCE}"
+            )),
+            complete_many: r("UPDATE {t}jobs AS j
+                SET state = 'succeeded', result = c.result::jsonb, lease_token = NULL,
+                    lease_expires_at = NULL, finished_at = now(), updated_at = now()
+                FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) AS c(id, token, result)
+                WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running'
+                RETURNING j.id"),
+            fail: r(&format!(
+                "UPDATE {{t}}jobs SET
+                    state = CASE WHEN cancel_requested THEN 'cancelled'
+                                 WHEN attempt >= max_attempts THEN 'dead' ELSE 'failed' END,
+                    finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts
+                                       THEN now() END,
+                    run_at = $4, last_error = $3, lease_token = NULL, lease_expires_at = NULL,
+                    updated_at = now() {FENCE}
+                RETURNING state"
+            )),
+            dead: r(&format!(
+                "UPDATE {{t}}jobs SET state = 'dead', last_error = $3, lease_token = NULL,
+                    lease_expires_at = NULL, finished_at = now(), updated_at = now() {FENCE}"
+            )),
+            snooze: r(&format!(
+                "UPDATE {{t}}jobs SET
+                    state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+                    finished_at = CASE WHEN cancel_requested THEN now() END,
+                    attempt = greatest(attempt - 1, 0), run_at = $3, lease_token = NULL,
+                    lease_expires_at = NULL, updated_at = now() {FENCE}
+                RETURNING state"
+            )),
+            rescue: r("UPDATE {t}jobs AS j SET
+                    state = CASE WHEN j.cancel_requested THEN 'cancelled'
+                                 WHEN j.attempt >= j.max_attempts THEN 'dead' ELSE 'pending' END,
+                    finished_at = CASE WHEN j.cancel_requested OR j.attempt >= j.max_attempts
+                                       THEN now() END,
+                    last_error = CASE WHEN j.attempt >= j.max_attempts AND NOT j.cancel_requested
+                        THEN 'lease expired (worker ' || coalesce(j.lease_owner, '?')
+                             || ' stopped heartbeating) and no attempts remain'
+                        ELSE j.last_error END,
+                    lease_token = NULL, lease_expires_at = NULL, updated_at = now(),
+                    metadata = j.metadata || jsonb_build_object(
+                        'rescues', coalesce((j.metadata->>'rescues')::integer, 0) + 1,
+                        'last_rescue', jsonb_build_object('worker', j.lease_owner, 'at', now()))
+                FROM (SELECT id FROM {t}jobs
+                      WHERE state = 'running' AND lease_expires_at < now()
+                      ORDER BY lease_expires_at LIMIT $1
+                      FOR UPDATE SKIP LOCKED) AS e
+                WHERE j.id = e.id
+                RETURNING j.id, j.lease_owner, j.state"),
+            retry_dead: r(
+                "UPDATE {t}jobs SET state = 'pending', attempt = 0, run_at = now(),
+                    finished_at = NULL, cancel_requested = false, updated_at = now()
+                WHERE id = $1 AND state IN ('dead', 'cancelled')
+                RETURNING queue",
+            ),
+            retry_dead_all: r(
+                "UPDATE {t}jobs SET state = 'pending', attempt = 0, run_at = now(),
+                    finished_at = NULL, cancel_requested = false, updated_at = now()
+                WHERE queue = $1 AND state = 'dead' AND ($2::text IS NULL OR kind = $2)",
+            ),
+            cancel: r("UPDATE {t}jobs SET
+                    state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
+                    cancel_requested = (state = 'running') OR cancel_requested,
+                    finished_at = CASE WHEN state = 'running' THEN finished_at ELSE now() END,
+                    lease_token = CASE WHEN state = 'running' THEN lease_token END,
+                    updated_at = now()
+                WHERE id = $1 AND state IN ('pending', 'failed', 'running')
+                RETURNING state"),
+            set_paused: r(
+                "INSERT INTO {t}queues (name, paused, updated_at) VALUES ($1, $2, now())
+                ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
+                    updated_at = excluded.updated_at",
+            ),
+            state_of: r("SELECT state FROM {t}jobs WHERE id = $1"),
+            stats: r("SELECT queue, state, count(*) AS n,
+                    (extract(epoch FROM now() - min(run_at)
+                        FILTER (WHERE state IN ('pending', 'failed') AND run_at <= now()))
+                     * 1000000)::bigint AS oldest_age_us
+                FROM {t}jobs GROUP BY queue, state"),
+            paused_queues: r("SELECT name, paused FROM {t}queues"),
+            delete_finished: r("DELETE FROM {t}jobs WHERE id IN (
+                    (SELECT id FROM {t}jobs WHERE state = 'succeeded'
+                        AND finished_at < now() - $1::bigint * interval '1 microsecond' LIMIT $3)
+                    UNION ALL
+                    (SELECT id FROM {t}jobs WHERE state IN ('dead', 'cancelled')
+                        AND finished_at < now() - $2::bigint * interval '1 microsecond' LIMIT $3)
+                    LIMIT $3)"),
+            job: r("SELECT {columns_j} FROM {t}jobs AS j WHERE j.id = $1"),
+            list: r("SELECT {columns_j} FROM {t}jobs AS j
+                WHERE ($1::text IS NULL OR j.queue = $1) AND ($2::text IS NULL OR j.kind = $2)
+                  AND ($3::text IS NULL OR j.state = $3) AND ($4::bigint IS NULL OR j.id < $4)
+                ORDER BY j.id DESC LIMIT $5"),
+            notify: r("SELECT pg_notify('{channel}', $1)"),
+        }
+    }
+}

@@ -1,0 +1,820 @@
+//! The embedded SQLite backend: one file, no server.
+//!
+//! * WAL journal, `synchronous = NORMAL` (a process crash loses nothing; a power cut may roll
+//!   back the last transactions, business rows and their jobs together, so the outbox
+//!   guarantee holds either way — [`SqliteStoreBuilder::synchronous_full`] trades speed for
+//!   surviving power cuts too), a busy timeout for other processes on the same file.
+//! * One writer connection: SQLite has one writer at a time anyway, and queueing writers in
+//!   the pool is faster than letting them collide on the file lock. Reads (`job`, `list`,
+//!   `queue_stats`) use a pool of read-only connections that WAL lets run beside the writer.
+//! * Claims are one `UPDATE … RETURNING` in an immediate write transaction.
+//! * Wake-ups are in-process: enqueues through this store notify its listeners; producers in
+//!   other processes are picked up by the polling tick.
+
+mod sql;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite};
+use tokio::sync::broadcast;
+
+use self::sql::Sql;
+use crate::error::StoreError;
+use crate::job::{Enqueued, Job, JobId, JobState, Lease, LeaseToken, NewJob};
+use crate::observe::Observe;
+use crate::store::migrate::{self, Names};
+use crate::store::{
+    Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, Rescued, Retention, StateCounts,
+    Store, micros, validate_all,
+};
+use crate::wakeup::Wakeups;
+
+/// The job store on an embedded SQLite database.
+///
+/// Cheap to clone; clones share the connections.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), floodgate_queue::StoreError> {
+/// use floodgate_queue::{Claim, NewJob, SqliteStore, Store};
+/// use serde_json::json;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SqliteStore::open(dir.path().join("jobs.db")).await?;
+/// let enqueued = store.enqueue(NewJob::new("send_email", json!({"to": "ada"}))).await?;
+/// let jobs = store.claim(&Claim::new("worker-1", 10)).await?;
+/// assert_eq!(jobs[0].id, enqueued.id);
+/// store.complete(jobs[0].lease().unwrap(), None).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    sql: Sql,
+    notify: broadcast::Sender<Arc<str>>,
+    observe: Observe,
+}
+
+/// Settings for a [`SqliteStore`]; from [`SqliteStore::builder`].
+#[derive(Debug, Clone)]
+pub struct SqliteStoreBuilder {
+    path: Option<PathBuf>,
+    table_prefix: String,
+    readers: u32,
+    busy_timeout: Duration,
+    synchronous_full: bool,
+    name: String,
+}
+
+impl SqliteStoreBuilder {
+    /// Table names start with this (default `floodgate_`), so several apps can share a file.
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.table_prefix = prefix.into();
+        self
+    }
+
+    /// Read-only connections for `job`, `list` and `queue_stats` (default 4, at least 1).
+    pub fn readers(mut self, n: u32) -> Self {
+        self.readers = n.max(1);
+        self
+    }
+
+    /// How long a statement waits for another process's write lock (default 5 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// `synchronous = FULL`: commits survive a power cut, at the cost of an fsync per commit
+    /// (default `NORMAL`: they survive a process crash).
+    pub fn synchronous_full(mut self, full: bool) -> Self {
+        self.synchronous_full = full;
+        self
+    }
+
+    /// The store's name in metrics (`store="…"`, default `default`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Opens (creating if missing) the database and runs the migrations.
+    pub async fn open(self) -> Result<SqliteStore, StoreError> {
+        migrate::validate_identifier("table_prefix", &self.table_prefix, 40)?;
+        let base = match &self.path {
+            Some(path) => SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(if self.synchronous_full {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                }),
+            None => SqliteConnectOptions::new().in_memory(true),
+        }
+        .busy_timeout(self.busy_timeout)
+        .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(base.clone())
+            .await?;
+        let reader = match &self.path {
+            Some(_) => SqlitePoolOptions::new()
+                .max_connections(self.readers)
+                .acquire_timeout(Duration::from_secs(60))
+                .connect_lazy_with(base.read_only(true)),
+            // An in-memory database lives in its one connection.
+            None => writer.clone(),
+        };
+        let names = Names {
+            table: self.table_prefix.clone(),
+            bare: self.table_prefix.clone(),
+            channel: String::new(),
+        };
+        migrate_sqlite(&writer, &names).await?;
+        let (notify, _) = broadcast::channel(256);
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer,
+                reader,
+                sql: Sql::new(&names),
+                notify,
+                observe: Observe::new(&self.name),
+            }),
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Settings for a store in the file at `path` (created if missing).
+    pub fn builder(path: impl AsRef<Path>) -> SqliteStoreBuilder {
+        SqliteStoreBuilder {
+            path: Some(path.as_ref().to_owned()),
+            table_prefix: "floodgate_".to_owned(),
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+            synchronous_full: false,
+            name: "default".to_owned(),
+        }
+    }
+
+    /// Opens the store in the file at `path` with default settings.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        SqliteStore::builder(path).open().await
+    }
+
+    /// A store in memory, gone when the last clone is dropped (for tests and examples).
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        SqliteStoreBuilder {
+            path: None,
+            ..SqliteStore::builder("")
+        }
+        .open()
+        .await
+    }
+
+    /// The pool the store writes with (one connection): use it for business tables that go
+    /// in the same transactions as jobs.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.writer
+    }
+
+    /// Closes the connections (waiting for those in use to come back).
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+        self.inner.reader.close().await;
+    }
+
+    fn notify<'a>(&self, queues: impl IntoIterator<Item = &'a str>) {
+        let mut last: Option<&str> = None;
+        for queue in queues {
+            if last != Some(queue) {
+                let _ = self.inner.notify.send(queue.into());
+                last = Some(queue);
+            }
+        }
+    }
+
+    async fn insert(
+        &self,
+        conn: &mut SqliteConnection,
+        job: &NewJob,
+        now: i64,
+    ) -> Result<Enqueued, StoreError> {
+        let sql = &self.inner.sql;
+        let inserted: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.insert.as_str()))
+            .bind(&job.queue)
+            .bind(&job.kind)
+            .bind(serde_json::to_string(&job.payload)?)
+            .bind(i64::from(job.priority))
+            .bind(job.run_at.map_or(now, |t| t.timestamp_micros()))
+            .bind(i64::from(job.max_attempts))
+            .bind(&job.idempotency_key)
+            .bind(&job.ordering_key)
+            .bind(serde_json::to_string(&job.metadata)?)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(id) = inserted {
+            return Ok(Enqueued {
+                id: JobId(id),
+                inserted: true,
+            });
+        }
+        // The key is taken; in this transaction (we hold the write lock) the row is visible.
+        let id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.id_by_key.as_str()))
+            .bind(&job.queue)
+            .bind(&job.idempotency_key)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(Enqueued {
+            id: JobId(id),
+            inserted: false,
+        })
+    }
+
+    async fn insert_all(
+        &self,
+        conn: &mut SqliteConnection,
+        jobs: &[NewJob],
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let now = now_micros();
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            out.push(self.insert(conn, job, now).await?);
+        }
+        Ok(out)
+    }
+
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.inner.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Runs one fenced update; `LeaseLost` when it matched no row.
+    async fn fenced<T>(
+        &self,
+        lease: Lease,
+        operation: &'static str,
+        query: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+        read: impl FnOnce(&SqliteRow) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match query.fetch_optional(&self.inner.writer).await? {
+            Some(row) => read(&row),
+            None => {
+                self.inner.observe.lease_lost(lease.id, operation);
+                Err(StoreError::LeaseLost { id: lease.id })
+            }
+        }
+    }
+
+    /// Why an unconditional-looking update matched nothing: no such job, or the wrong state.
+    async fn explain_miss(
+        &self,
+        id: JobId,
+        operation: &'static str,
+        expected: &'static str,
+    ) -> StoreError {
+        let state: Result<Option<String>, _> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.state_of.as_str()))
+                .bind(id.0)
+                .fetch_optional(&self.inner.writer)
+                .await;
+        match state {
+            Ok(None) => StoreError::NotFound { id },
+            Ok(Some(state)) => match state.parse() {
+                Ok(state) => StoreError::InvalidState {
+                    id,
+                    state,
+                    operation,
+                    expected,
+                },
+                Err(e) => e,
+            },
+            Err(e) => e.into(),
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    type Database = Sqlite;
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+        self.write_tx().await
+    }
+
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
+        let mut out = self.enqueue_many(vec![job]).await?;
+        Ok(out.pop().expect("one job in, one result out"))
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        validate_all(&jobs)?;
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write_tx().await?;
+        let out = self.insert_all(&mut tx, &jobs).await?;
+        tx.commit().await?;
+        self.inner.observe.enqueued(&jobs, &out);
+        self.notify(jobs.iter().map(|j| j.queue.as_str()));
+        Ok(out)
+    }
+
+    async fn enqueue_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        job: NewJob,
+    ) -> Result<Enqueued, StoreError> {
+        let mut out = self.enqueue_many_in(tx, vec![job]).await?;
+        Ok(out.pop().expect("one job in, one result out"))
+    }
+
+    async fn enqueue_many_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        validate_all(&jobs)?;
+        let out = self.insert_all(tx, &jobs).await?;
+        self.inner.observe.enqueued(&jobs, &out);
+        // Listeners may look before the caller commits; the job is then found at the next
+        // wake-up or poll. Through `begin()` the caller holds the writer, so a claim prompted
+        // by this waits for the commit and finds the job.
+        self.notify(jobs.iter().map(|j| j.queue.as_str()));
+        Ok(out)
+    }
+
+    async fn claim(&self, claim: &Claim) -> Result<Vec<Job>, StoreError> {
+        claim.validate()?;
+        let sql = &self.inner.sql;
+        let now = now_micros();
+        let (text, queues) = match claim.queues.as_slice() {
+            [one] => (sql.claim_one_queue.as_str(), one.clone()),
+            many => (
+                sql.claim_queues.as_str(),
+                serde_json::to_string(many).expect("strings serialise"),
+            ),
+        };
+        let kinds = (!claim.kinds.is_empty())
+            .then(|| serde_json::to_string(&claim.kinds).expect("strings serialise"));
+        let mut tx = self.write_tx().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(text))
+            .bind(&claim.worker_id)
+            .bind(now.saturating_add(micros(claim.lease_ttl)))
+            .bind(now)
+            .bind(queues)
+            .bind(kinds)
+            .bind(i64::from(claim.limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
+        self.inner.observe.claimed(jobs.len());
+        Ok(jobs)
+    }
+
+    async fn extend_leases(
+        &self,
+        worker_id: &str,
+        leases: &[Lease],
+        ttl: Duration,
+    ) -> Result<Vec<LeaseStatus>, StoreError> {
+        crate::store::params::validate_ttl(ttl)?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_micros();
+        let until = now.saturating_add(micros(ttl));
+        // In-process statements cost microseconds: one transaction, one statement per lease.
+        let mut tx = self.write_tx().await?;
+        let mut out = Vec::with_capacity(leases.len());
+        for lease in leases {
+            let cancel: Option<bool> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.extend.as_str()))
+                    .bind(lease.id.0)
+                    .bind(lease.token.0)
+                    .bind(worker_id)
+                    .bind(until)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            out.push(match cancel {
+                None => LeaseStatus::Lost,
+                Some(true) => LeaseStatus::CancelRequested,
+                Some(false) => LeaseStatus::Extended,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn complete(&self, lease: Lease, result: Option<Value>) -> Result<(), StoreError> {
+        let result = result.map(|r| serde_json::to_string(&r)).transpose()?;
+        let query = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.complete.as_str()))
+            .bind(lease.id.0)
+            .bind(lease.token.0)
+            .bind(result)
+            .bind(now_micros());
+        self.fenced(lease, "complete", query, |_| Ok(())).await?;
+        self.inner.observe.finished("succeeded", 1);
+        Ok(())
+    }
+
+    async fn complete_many(&self, completions: Vec<Completion>) -> Result<Vec<JobId>, StoreError> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_micros();
+        let mut lost = Vec::new();
+        let mut tx = self.write_tx().await?;
+        for c in &completions {
+            let result = c.result.as_ref().map(serde_json::to_string).transpose()?;
+            let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.complete.as_str()))
+                .bind(c.lease.id.0)
+                .bind(c.lease.token.0)
+                .bind(result)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if done.is_none() {
+                lost.push(c.lease.id);
+            }
+        }
+        tx.commit().await?;
+        for id in &lost {
+            self.inner.observe.lease_lost(*id, "complete");
+        }
+        self.inner
+            .observe
+            .finished("succeeded", completions.len() - lost.len());
+        Ok(lost)
+    }
+
+    async fn fail(
+        &self,
+        lease: Lease,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<JobState, StoreError> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.fail.as_str()))
+            .bind(lease.id.0)
+            .bind(lease.token.0)
+            .bind(error)
+            .bind(retry_at.timestamp_micros())
+            .bind(now_micros());
+        let state = self
+            .fenced(lease, "fail", query, |row| read_state(row, "state"))
+            .await?;
+        self.inner.observe.finished_state(state);
+        Ok(state)
+    }
+
+    async fn dead(&self, lease: Lease, error: &str) -> Result<(), StoreError> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.dead.as_str()))
+            .bind(lease.id.0)
+            .bind(lease.token.0)
+            .bind(error)
+            .bind(now_micros());
+        self.fenced(lease, "dead", query, |_| Ok(())).await?;
+        self.inner.observe.finished("dead", 1);
+        Ok(())
+    }
+
+    async fn snooze(&self, lease: Lease, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.snooze.as_str()))
+            .bind(lease.id.0)
+            .bind(lease.token.0)
+            .bind(until.timestamp_micros())
+            .bind(now_micros());
+        let state = self
+            .fenced(lease, "snooze", query, |row| read_state(row, "state"))
+            .await?;
+        self.inner.observe.finished(
+            if state == JobState::Cancelled {
+                "cancelled"
+            } else {
+                "snoozed"
+            },
+            1,
+        );
+        Ok(())
+    }
+
+    async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
+        let now = now_micros();
+        let at = micros_to_time(now)?.to_rfc3339();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.rescue.as_str()))
+            .bind(now)
+            .bind(at)
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(&self.inner.writer)
+            .await?;
+        let rescued = rows
+            .iter()
+            .map(|row| {
+                Ok(Rescued {
+                    id: JobId(row.try_get("id")?),
+                    previous_owner: row.try_get("lease_owner")?,
+                    state: read_state(row, "state")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.inner.observe.rescued(&rescued);
+        Ok(rescued)
+    }
+
+    async fn retry_dead(&self, id: JobId) -> Result<(), StoreError> {
+        let queue: Option<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.retry_dead.as_str()))
+                .bind(id.0)
+                .bind(now_micros())
+                .fetch_optional(&self.inner.writer)
+                .await?;
+        match queue {
+            Some(queue) => {
+                self.notify([queue.as_str()]);
+                Ok(())
+            }
+            None => Err(self.explain_miss(id, "retry", "dead or cancelled").await),
+        }
+    }
+
+    async fn retry_dead_all(&self, queue: &str, kind: Option<&str>) -> Result<u64, StoreError> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.retry_dead_all.as_str()))
+            .bind(queue)
+            .bind(kind)
+            .bind(now_micros())
+            .execute(&self.inner.writer)
+            .await?;
+        if done.rows_affected() > 0 {
+            self.notify([queue]);
+        }
+        Ok(done.rows_affected())
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<JobState, StoreError> {
+        let state: Option<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.cancel.as_str()))
+                .bind(id.0)
+                .bind(now_micros())
+                .fetch_optional(&self.inner.writer)
+                .await?;
+        match state {
+            Some(state) => state.parse(),
+            None => match self
+                .explain_miss(id, "cancel", "pending, failed or running")
+                .await
+            {
+                // Cancelling twice is not an error.
+                StoreError::InvalidState {
+                    state: JobState::Cancelled,
+                    ..
+                } => Ok(JobState::Cancelled),
+                e => Err(e),
+            },
+        }
+    }
+
+    async fn pause(&self, queue: &str) -> Result<(), StoreError> {
+        set_paused(self, queue, true).await
+    }
+
+    async fn resume(&self, queue: &str) -> Result<(), StoreError> {
+        set_paused(self, queue, false).await?;
+        self.notify([queue]);
+        Ok(())
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
+        let now = now_micros();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.stats.as_str()))
+            .bind(now)
+            .fetch_all(&self.inner.reader)
+            .await?;
+        let paused = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_queues.as_str()))
+            .fetch_all(&self.inner.reader)
+            .await?;
+        let mut stats = std::collections::BTreeMap::<String, QueueStats>::new();
+        let entry = |stats: &mut std::collections::BTreeMap<String, QueueStats>, q: String| {
+            stats
+                .entry(q.clone())
+                .or_insert_with(|| QueueStats {
+                    queue: q,
+                    paused: false,
+                    counts: StateCounts::default(),
+                    oldest_runnable_age: None,
+                })
+                .clone()
+        };
+        for row in &paused {
+            let name: String = row.try_get("name")?;
+            let mut s = entry(&mut stats, name.clone());
+            s.paused = row.try_get("paused")?;
+            stats.insert(name, s);
+        }
+        for row in &rows {
+            let queue: String = row.try_get("queue")?;
+            let mut s = entry(&mut stats, queue.clone());
+            let n: i64 = row.try_get("n")?;
+            s.counts.add(read_state(row, "state")?, n as u64);
+            if let Some(oldest) = row.try_get::<Option<i64>, _>("oldest")? {
+                let age = Duration::from_micros(now.saturating_sub(oldest).max(0) as u64);
+                s.oldest_runnable_age = Some(s.oldest_runnable_age.map_or(age, |a| a.max(age)));
+            }
+            stats.insert(queue, s);
+        }
+        Ok(stats.into_values().collect())
+    }
+
+    async fn listen(&self) -> Result<Wakeups, StoreError> {
+        Ok(Wakeups::local(self.inner.notify.subscribe()))
+    }
+
+    async fn delete_finished(&self, retention: Retention) -> Result<u64, StoreError> {
+        retention.validate()?;
+        let now = now_micros();
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.delete_finished.as_str()))
+                .bind(now.saturating_sub(micros(retention.succeeded)))
+                .bind(now.saturating_sub(micros(retention.dead)))
+                .bind(i64::from(retention.batch_size))
+                .execute(&self.inner.writer)
+                .await?;
+            total += done.rows_affected();
+            if done.rows_affected() < u64::from(retention.batch_size) {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.job.as_str()))
+            .bind(id.0)
+            .fetch_optional(&self.inner.reader)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn list(&self, list: &ListJobs) -> Result<JobPage, StoreError> {
+        let size = list.page_size()?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.list.as_str()))
+            .bind(&list.queue)
+            .bind(&list.kind)
+            .bind(list.state.map(JobState::as_str))
+            .bind(list.before.map(|id| id.0))
+            .bind(size + 1)
+            .fetch_all(&self.inner.reader)
+            .await?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if jobs.len() as i64 > size {
+            jobs.truncate(size as usize);
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next })
+    }
+}
+
+async fn set_paused(store: &SqliteStore, queue: &str, paused: bool) -> Result<(), StoreError> {
+    crate::job::validate_name("queue", queue)?;
+    sqlx::query(sqlx::AssertSqlSafe(store.inner.sql.set_paused.as_str()))
+        .bind(queue)
+        .bind(paused)
+        .bind(now_micros())
+        .execute(&store.inner.writer)
+        .await?;
+    store.inner.observe.paused(queue, paused);
+    Ok(())
+}
+
+async fn migrate_sqlite(pool: &SqlitePool, names: &Names) -> Result<(), StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let table = names.render("{t}migrations");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {table} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at INTEGER NOT NULL)"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT version FROM {table}")))
+            .fetch_all(&mut *tx)
+            .await?;
+    for m in migrate::SQLITE {
+        if applied.contains(&m.version) {
+            continue;
+        }
+        let fail = |source| StoreError::Migration {
+            version: m.version,
+            name: m.name,
+            source,
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(m.render(names)))
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} (version, name, applied_at) VALUES (?1, ?2, ?3)"
+        )))
+        .bind(m.version)
+        .bind(m.name)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applied SQLite migration"
+        );
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, micros)
+}
+
+fn micros_to_time(us: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {us} µs is out of range")))
+}
+
+fn read_state(row: &SqliteRow, column: &str) -> Result<JobState, StoreError> {
+    row.try_get::<&str, _>(column)?.parse()
+}
+
+fn opt_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    row.try_get::<Option<i64>, _>(column)?
+        .map(micros_to_time)
+        .transpose()
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
+    let json = |column: &str| -> Result<Option<Value>, StoreError> {
+        row.try_get::<Option<&str>, _>(column)?
+            .map(|s| serde_json::from_str(s).map_err(StoreError::from))
+            .transpose()
+    };
+    let count = |column: &str| -> Result<u32, StoreError> {
+        let n: i64 = row.try_get(column)?;
+        u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("{column} = {n}")))
+    };
+    Ok(Job {
+        id: JobId(row.try_get("id")?),
+        queue: row.try_get("queue")?,
+        kind: row.try_get("kind")?,
+        payload: json("payload")?.unwrap_or(Value::Null),
+        priority: u8::try_from(row.try_get::<i64, _>("priority")?)
+            .map_err(|_| StoreError::Corrupt("priority out of range".into()))?,
+        run_at: micros_to_time(row.try_get("run_at")?)?,
+        state: read_state(row, "state")?,
+        attempt: count("attempt")?,
+        max_attempts: count("max_attempts")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_token: row
+            .try_get::<Option<i64>, _>("lease_token")?
+            .map(LeaseToken),
+        lease_expires_at: opt_time(row, "lease_expires_at")?,
+        cancel_requested: row.try_get("cancel_requested")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        ordering_key: row.try_get("ordering_key")?,
+        last_error: row.try_get("last_error")?,
+        result: json("result")?,
+        created_at: micros_to_time(row.try_get("created_at")?)?,
+        updated_at: micros_to_time(row.try_get("updated_at")?)?,
+        finished_at: opt_time(row, "finished_at")?,
+        metadata: json("metadata")?.unwrap_or_else(|| Value::Object(Default::default())),
+    })
+}

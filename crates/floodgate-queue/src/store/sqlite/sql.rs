@@ -1,0 +1,161 @@
+//! The SQLite statements, rendered once per store with its table prefix.
+
+use crate::store::migrate::Names;
+
+/// Columns of a job, in the order `job_from_row` reads them.
+pub(super) const COLUMNS: &str = "id, queue, kind, payload, priority, run_at, state, attempt, \
+    max_attempts, lease_owner, lease_token, lease_expires_at, cancel_requested, \
+    idempotency_key, ordering_key, last_error, result, created_at, updated_at, finished_at, \
+    metadata";
+
+#[derive(Debug)]
+pub(super) struct Sql {
+    pub(super) insert: String,
+    pub(super) id_by_key: String,
+    pub(super) claim_one_queue: String,
+    pub(super) claim_queues: String,
+    pub(super) extend: String,
+    pub(super) complete: String,
+    pub(super) fail: String,
+    pub(super) dead: String,
+    pub(super) snooze: String,
+    pub(super) rescue: String,
+    pub(super) retry_dead: String,
+    pub(super) retry_dead_all: String,
+    pub(super) cancel: String,
+    pub(super) set_paused: String,
+    pub(super) state_of: String,
+    pub(super) stats: String,
+    pub(super) paused_queues: String,
+    pub(super) delete_finished: String,
+    pub(super) job: String,
+    pub(super) list: String,
+}
+
+/// The claim's candidate filter; `{queue}` is the queue condition.
+const CLAIM: &str = "UPDATE {t}jobs
+    SET state = 'running', attempt = attempt + 1, lease_owner = ?1, lease_token = random(),
+        lease_expires_at = ?2, updated_at = ?3
+    WHERE id IN (
+        SELECT j.id FROM {t}jobs AS j
+        WHERE j.state IN ('pending', 'failed') AND {queue} AND j.run_at <= ?3
+          AND (?5 IS NULL OR j.kind IN (SELECT value FROM json_each(?5)))
+          AND (j.ordering_key IS NULL OR NOT EXISTS (
+                SELECT 1 FROM {t}jobs AS o
+                WHERE o.queue = j.queue AND o.ordering_key = j.ordering_key
+                  AND o.state IN ('pending', 'failed', 'running') AND o.id < j.id))
+          AND NOT EXISTS (SELECT 1 FROM {t}queues AS q WHERE q.name = j.queue AND q.paused)
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT ?6)
+    RETURNING {columns}";
+
+/// The fencing condition every completion carries.
+const FENCE: &str = "WHERE id = ?1 AND state = 'running' AND lease_token = ?2";
+
+impl Sql {
+    pub(super) fn new(names: &Names) -> Self {
+        let r = |sql: &str| names.render(&sql.replace("{columns}", COLUMNS));
+        let claim = |queue: &str| r(&CLAIM.replace("{queue}", queue));
+        Sql {
+            insert: r(
+                "INSERT INTO {t}jobs (queue, kind, payload, priority, run_at, state,
+                    max_attempts, idempotency_key, ordering_key, metadata, created_at, updated_at)
+                VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?10)
+                ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING id",
+            ),
+            id_by_key: r("SELECT id FROM {t}jobs WHERE queue = ?1 AND idempotency_key = ?2"),
+            claim_one_queue: claim("j.queue = ?4"),
+            claim_queues: claim("j.queue IN (SELECT value FROM json_each(?4))"),
+            extend: r("UPDATE {t}jobs SET lease_expires_at = ?4, updated_at = ?5
+                WHERE id = ?1 AND state = 'running' AND lease_token = ?2 AND lease_owner = ?3
+                RETURNING cancel_requested"),
+            complete: r(&format!(
+                "UPDATE {{t}}jobs SET state = 'succeeded', result = ?3, lease_token = NULL,
+                    lease_expires_at = NULL, finished_at = ?4, updated_at = ?4 {FENCE}
+                RETURNING id"
+            )),
+            fail: r(&format!(
+                "UPDATE {{t}}jobs SET
+                    state = CASE WHEN cancel_requested THEN 'cancelled'
+                                 WHEN attempt >= max_attempts THEN 'dead' ELSE 'failed' END,
+                    finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts
+                                       THEN ?5 END,
+                    run_at = ?4, last_error = ?3, lease_token = NULL, lease_expires_at = NULL,
+                    updated_at = ?5 {FENCE}
+                RETURNING state"
+            )),
+            dead: r(&format!(
+                "UPDATE {{t}}jobs SET state = 'dead', last_error = ?3, lease_token = NULL,
+                    lease_expires_at = NULL, finished_at = ?4, updated_at = ?4 {FENCE}
+                RETURNING id"
+            )),
+            snooze: r(&format!(
+                "UPDATE {{t}}jobs SET
+                    state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+                    finished_at = CASE WHEN cancel_requested THEN ?4 END,
+                    attempt = max(attempt - 1, 0), run_at = ?3, lease_token = NULL,
+                    lease_expires_at = NULL, updated_at = ?4 {FENCE}
+                RETURNING state"
+            )),
+            rescue: r("UPDATE {t}jobs SET
+                    state = CASE WHEN cancel_requested THEN 'cancelled'
+                                 WHEN attempt >= max_attempts THEN 'dead' ELSE 'pending' END,
+                    finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts
+                                       THEN ?1 END,
+                    last_error = CASE WHEN attempt >= max_attempts AND NOT cancel_requested
+                        THEN 'lease expired (worker ' || coalesce(lease_owner, '?')
+                             || ' stopped heartbeating) and no attempts remain'
+                        ELSE last_error END,
+                    lease_token = NULL, lease_expires_at = NULL, updated_at = ?1,
+                    metadata = json_set(metadata,
+                        '$.rescues', coalesce(json_extract(metadata, '$.rescues'), 0) + 1,
+                        '$.last_rescue', json_object('worker', lease_owner, 'at', ?2))
+                WHERE id IN (SELECT id FROM {t}jobs
+                             WHERE state = 'running' AND lease_expires_at < ?1
+                             ORDER BY lease_expires_at LIMIT ?3)
+                RETURNING id, lease_owner, state"),
+            retry_dead: r(
+                "UPDATE {t}jobs SET state = 'pending', attempt = 0, run_at = ?2,
+                    finished_at = NULL, cancel_requested = 0, updated_at = ?2
+                WHERE id = ?1 AND state IN ('dead', 'cancelled')
+                RETURNING queue",
+            ),
+            retry_dead_all: r(
+                "UPDATE {t}jobs SET state = 'pending', attempt = 0, run_at = ?3,
+                    finished_at = NULL, cancel_requested = 0, updated_at = ?3
+                WHERE queue = ?1 AND state = 'dead' AND (?2 IS NULL OR kind = ?2)",
+            ),
+            cancel: r("UPDATE {t}jobs SET
+                    state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
+                    cancel_requested = CASE WHEN state = 'running' THEN 1 ELSE cancel_requested END,
+                    finished_at = CASE WHEN state = 'running' THEN finished_at ELSE ?2 END,
+                    lease_token = CASE WHEN state = 'running' THEN lease_token END,
+                    updated_at = ?2
+                WHERE id = ?1 AND state IN ('pending', 'failed', 'running')
+                RETURNING state"),
+            set_paused: r(
+                "INSERT INTO {t}queues (name, paused, updated_at) VALUES (?1, ?2, ?3)
+                ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
+                    updated_at = excluded.updated_at",
+            ),
+            state_of: r("SELECT state FROM {t}jobs WHERE id = ?1"),
+            stats: r("SELECT queue, state, count(*) AS n,
+                    min(CASE WHEN state IN ('pending', 'failed') AND run_at <= ?1 THEN run_at END)
+                        AS oldest
+                FROM {t}jobs GROUP BY queue, state"),
+            paused_queues: r("SELECT name, paused FROM {t}queues"),
+            delete_finished: r("DELETE FROM {t}jobs WHERE id IN (
+                    SELECT id FROM {t}jobs WHERE state = 'succeeded' AND finished_at < ?1
+                    UNION ALL
+                    SELECT id FROM {t}jobs WHERE state IN ('dead', 'cancelled')
+                        AND finished_at < ?2
+                    LIMIT ?3)"),
+            job: r("SELECT {columns} FROM {t}jobs WHERE id = ?1"),
+            list: r("SELECT {columns} FROM {t}jobs
+                WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR kind = ?2)
+                  AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR id < ?4)
+                ORDER BY id DESC LIMIT ?5"),
+        }
+    }
+}

@@ -1,0 +1,315 @@
+use std::time::Duration;
+
+use floodgate_queue::{
+    Claim, JobId, JobState, LeaseStatus, ListJobs, Retention, Store, StoreError, Wakeup,
+};
+
+use super::{claim, claim_one, get, job};
+
+pub async fn retry_dead_requeues_dead_jobs<S: Store>(store: &S) {
+    let e = store.enqueue(job("k", 1).max_attempts(1)).await.unwrap();
+    let (_, lease) = claim_one(store, "w").await;
+    assert_eq!(
+        store.fail(lease, "boom", chrono::Utc::now()).await.unwrap(),
+        JobState::Dead
+    );
+
+    store.retry_dead(e.id).await.unwrap();
+    let requeued = get(store, e.id).await;
+    assert_eq!(requeued.state, JobState::Pending);
+    assert_eq!(requeued.attempt, 0);
+    assert_eq!(requeued.finished_at, None);
+    assert_eq!(
+        requeued.last_error.as_deref(),
+        Some("boom"),
+        "last error kept"
+    );
+
+    match store.retry_dead(e.id).await {
+        Err(StoreError::InvalidState { state, .. }) => assert_eq!(state, JobState::Pending),
+        other => panic!("expected InvalidState, got {other:?}"),
+    }
+    match store.retry_dead(JobId(9_999_999)).await {
+        Err(StoreError::NotFound { id }) => assert_eq!(id, JobId(9_999_999)),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+
+    // All dead jobs of a queue and kind.
+    let (_, lease) = claim_one(store, "w").await;
+    store.dead(lease, "x").await.unwrap();
+    for (kind, n) in [("a", 2), ("a", 3), ("b", 4)] {
+        store.enqueue(job(kind, n)).await.unwrap();
+    }
+    for lease in claim(store, "w", 10)
+        .await
+        .iter()
+        .map(|j| j.lease().unwrap())
+    {
+        store.dead(lease, "x").await.unwrap();
+    }
+    assert_eq!(store.retry_dead_all("default", Some("a")).await.unwrap(), 2);
+    assert_eq!(store.retry_dead_all("default", None).await.unwrap(), 2);
+    assert_eq!(store.retry_dead_all("default", None).await.unwrap(), 0);
+    assert_eq!(claim(store, "w", 10).await.len(), 4);
+}
+
+pub async fn cancel_finishes_waiting_jobs_and_flags_running_ones<S: Store>(store: &S) {
+    let waiting = store.enqueue(job("k", 1)).await.unwrap();
+    assert_eq!(store.cancel(waiting.id).await.unwrap(), JobState::Cancelled);
+    let c = get(store, waiting.id).await;
+    assert_eq!(c.state, JobState::Cancelled);
+    assert!(c.finished_at.is_some());
+    assert_eq!(
+        store.cancel(waiting.id).await.unwrap(),
+        JobState::Cancelled,
+        "idempotent"
+    );
+    assert!(claim(store, "w", 10).await.is_empty());
+
+    let running = store.enqueue(job("k", 2)).await.unwrap();
+    let (_, lease) = claim_one(store, "w").await;
+    assert_eq!(store.cancel(running.id).await.unwrap(), JobState::Running);
+    let flagged = get(store, running.id).await;
+    assert!(flagged.cancel_requested);
+    assert_eq!(flagged.state, JobState::Running);
+    let heartbeat = store
+        .extend_leases("w", &[lease], Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(heartbeat, [LeaseStatus::CancelRequested]);
+    // The worker stops and reports a failure: the job ends cancelled, not retried.
+    assert_eq!(
+        store
+            .fail(lease, "cancelled by request", chrono::Utc::now())
+            .await
+            .unwrap(),
+        JobState::Cancelled
+    );
+
+    let done = store.enqueue(job("k", 3)).await.unwrap();
+    let (_, lease) = claim_one(store, "w").await;
+    store.complete(lease, None).await.unwrap();
+    match store.cancel(done.id).await {
+        Err(StoreError::InvalidState {
+            state, operation, ..
+        }) => {
+            assert_eq!(state, JobState::Succeeded);
+            assert_eq!(operation, "cancel");
+        }
+        other => panic!("expected InvalidState, got {other:?}"),
+    }
+    assert!(matches!(
+        store.cancel(JobId(9_999_999)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn paused_queues_are_not_claimed<S: Store>(store: &S) {
+    store.enqueue(job("k", 1)).await.unwrap();
+    let other = store.enqueue(job("k", 2).queue("other")).await.unwrap();
+    store.pause("default").await.unwrap();
+    assert!(claim(store, "w", 10).await.is_empty());
+    let both = store
+        .claim(&Claim::new("w", 10).queues(["default", "other"]))
+        .await
+        .unwrap();
+    assert_eq!(both.iter().map(|j| j.id).collect::<Vec<_>>(), [other.id]);
+    store.pause("default").await.unwrap(); // twice is fine
+    store.resume("default").await.unwrap();
+    assert_eq!(claim(store, "w", 10).await.len(), 1);
+    assert!(matches!(
+        store.pause("").await,
+        Err(StoreError::Invalid { .. })
+    ));
+}
+
+pub async fn queue_stats_count_every_state<S: Store>(store: &S) {
+    for n in 0..6 {
+        store.enqueue(job("k", n)).await.unwrap();
+    }
+    store
+        .enqueue(job("k", 9).queue("later").run_at(super::in_an_hour()))
+        .await
+        .unwrap();
+    store.pause("idle").await.unwrap();
+    let jobs = claim(store, "w", 4).await;
+    store
+        .complete(jobs[0].lease().unwrap(), None)
+        .await
+        .unwrap();
+    store
+        .fail(jobs[1].lease().unwrap(), "x", super::in_an_hour())
+        .await
+        .unwrap();
+    store.dead(jobs[2].lease().unwrap(), "x").await.unwrap();
+    let cancelled = store.enqueue(job("k", 7)).await.unwrap();
+    store.cancel(cancelled.id).await.unwrap();
+
+    let stats = store.queue_stats().await.unwrap();
+    let names: Vec<_> = stats.iter().map(|s| s.queue.as_str()).collect();
+    assert_eq!(names, ["default", "idle", "later"]);
+    let default = &stats[0];
+    assert!(!default.paused);
+    assert_eq!(
+        [
+            JobState::Pending,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Dead,
+            JobState::Cancelled
+        ]
+        .map(|s| default.counts.get(s)),
+        [2, 1, 1, 1, 1, 1]
+    );
+    assert!(default.oldest_runnable_age.is_some());
+    assert!(stats[1].paused, "a paused queue with no jobs is listed");
+    assert_eq!(stats[1].counts, Default::default());
+    assert_eq!(stats[2].counts.pending, 1);
+    assert_eq!(stats[2].oldest_runnable_age, None, "not runnable yet");
+}
+
+pub async fn retention_deletes_old_finished_jobs_in_batches<S: Store>(store: &S) {
+    let jobs: Vec<_> = (0..13).map(|n| job("k", n)).collect();
+    store.enqueue_many(jobs).await.unwrap();
+    let claimed = claim(store, "w", 12).await;
+    for j in &claimed[..10] {
+        store.complete(j.lease().unwrap(), None).await.unwrap();
+    }
+    store.dead(claimed[10].lease().unwrap(), "x").await.unwrap();
+    // claimed[11] stays running, and one job stays pending.
+
+    let keep_all = Retention {
+        succeeded: Duration::from_secs(3600),
+        dead: Duration::from_secs(3600),
+        batch_size: 3,
+    };
+    assert_eq!(store.delete_finished(keep_all).await.unwrap(), 0);
+    // Dead jobs kept longer than succeeded ones.
+    let succeeded_only = Retention {
+        succeeded: Duration::ZERO,
+        ..keep_all
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(store.delete_finished(succeeded_only).await.unwrap(), 10);
+    assert_eq!(get(store, claimed[10].id).await.state, JobState::Dead);
+    let everything = Retention {
+        succeeded: Duration::ZERO,
+        dead: Duration::ZERO,
+        batch_size: 3,
+    };
+    assert_eq!(store.delete_finished(everything).await.unwrap(), 1);
+    let left = store.list(&ListJobs::default()).await.unwrap().jobs;
+    let mut states: Vec<_> = left.iter().map(|j| j.state).collect();
+    states.sort_by_key(|s| s.as_str());
+    assert_eq!(states, [JobState::Pending, JobState::Running]);
+    assert!(matches!(
+        store
+            .delete_finished(Retention {
+                batch_size: 0,
+                ..everything
+            })
+            .await,
+        Err(StoreError::Invalid { .. })
+    ));
+}
+
+pub async fn list_pages_by_keyset<S: Store>(store: &S) {
+    let ids: Vec<_> = store
+        .enqueue_many(
+            (0..25)
+                .map(|n| job(if n % 5 == 0 { "five" } else { "k" }, n))
+                .collect(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let mut seen = Vec::new();
+    let mut list = ListJobs {
+        limit: 10,
+        ..Default::default()
+    };
+    let mut pages = 0;
+    loop {
+        let page = store.list(&list).await.unwrap();
+        pages += 1;
+        seen.extend(page.jobs.iter().map(|j| j.id));
+        match page.next {
+            Some(next) => list.before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(seen, expected, "newest first, each once");
+
+    let fives = store
+        .list(&ListJobs {
+            kind: Some("five".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(fives.jobs.len(), 5);
+    assert_eq!(fives.next, None);
+    let (_, lease) = claim_one(store, "w").await;
+    let running = store
+        .list(&ListJobs {
+            state: Some(JobState::Running),
+            queue: Some("default".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        running.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [lease.id]
+    );
+}
+
+pub async fn listen_wakes_on_enqueue<S: Store>(store: &S) {
+    let mut wakeups = store
+        .listen()
+        .await
+        .unwrap()
+        .poll_interval(Duration::from_secs(3600));
+    assert_eq!(
+        wakeups.next().await,
+        Wakeup::Poll,
+        "the first tick looks at once"
+    );
+    store.enqueue(job("k", 1).queue("mail")).await.unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(10), wakeups.next())
+        .await
+        .expect("a wake-up within 10 s");
+    assert_eq!(
+        woken,
+        Wakeup::Enqueued {
+            queue: "mail".into()
+        }
+    );
+    // One batch wakes each of its queues.
+    store
+        .enqueue_many(vec![
+            job("k", 2).queue("a"),
+            job("k", 3).queue("a"),
+            job("k", 4).queue("b"),
+        ])
+        .await
+        .unwrap();
+    let mut queues = Vec::new();
+    for _ in 0..2 {
+        match tokio::time::timeout(Duration::from_secs(10), wakeups.next())
+            .await
+            .unwrap()
+        {
+            Wakeup::Enqueued { queue } => queues.push(queue),
+            Wakeup::Poll => panic!("expected an enqueue wake-up"),
+        }
+    }
+    queues.sort();
+    assert_eq!(queues, ["a", "b"]);
+}

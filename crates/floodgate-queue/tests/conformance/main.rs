@@ -1,0 +1,73 @@
+//! One conformance suite, run against every backend: each case is a generic function over
+//! `Store`, and the `conformance!` macro makes one test per case and backend. Each test gets
+//! a fresh store: a temporary SQLite file, or a PostgreSQL schema of its own (dropped after).
+//! PostgreSQL cases skip with a printed reason when the server is unreachable, unless
+//! `FLOODGATE_REQUIRE_SERVICES=1`.
+#![allow(unreachable_pub)]
+
+mod cases;
+mod support;
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        #[cfg(feature = "sqlite")]
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let harness = crate::support::sqlite().await;
+                    crate::cases::$case(&harness.store).await;
+                    harness.store.close().await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(harness) = crate::support::postgres(stringify!($case)).await else {
+                        return;
+                    };
+                    crate::cases::$case(&harness.store).await;
+                    harness.store.close().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    // enqueue
+    enqueue_stores_the_job_with_defaults,
+    enqueue_many_returns_ids_in_input_order,
+    bad_input_is_rejected_and_nothing_is_written,
+    enqueue_in_exists_only_if_the_transaction_commits,
+    duplicate_idempotency_key_returns_the_existing_job,
+    idempotency_key_holds_under_50_concurrent_enqueues,
+    // claim
+    claim_takes_highest_priority_then_oldest_run_at_then_id,
+    claim_leaves_future_other_queue_and_other_kind_jobs,
+    claim_leases_the_job,
+    ordering_key_lets_only_the_oldest_unfinished_job_run,
+    // leases and completion
+    a_stale_lease_token_cannot_finish_the_job,
+    heartbeat_extends_held_leases_and_reports_lost_and_cancelled,
+    complete_many_reports_lost_leases_and_completes_the_rest,
+    failed_attempts_retry_then_go_dead,
+    a_future_retry_is_not_claimed_early,
+    dead_skips_the_remaining_attempts,
+    snooze_gives_the_attempt_back,
+    rescue_returns_expired_leases_and_records_the_takeover,
+    // operations
+    retry_dead_requeues_dead_jobs,
+    cancel_finishes_waiting_jobs_and_flags_running_ones,
+    paused_queues_are_not_claimed,
+    queue_stats_count_every_state,
+    retention_deletes_old_finished_jobs_in_batches,
+    list_pages_by_keyset,
+    listen_wakes_on_enqueue,
+    // concurrency
+    eight_claimers_drain_20000_jobs_exactly_once,
+);
