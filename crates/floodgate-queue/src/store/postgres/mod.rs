@@ -29,6 +29,7 @@ use self::sql::Sql;
 use crate::error::StoreError;
 use crate::job::{Enqueued, Job, JobId, JobState, Lease, LeaseToken, NewJob};
 use crate::observe::Observe;
+use crate::store::batch::{Written, idempotency_invisible};
 use crate::store::migrate::{self, Names};
 use crate::store::{
     Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, Rescued, Retention, StateCounts,
@@ -81,6 +82,7 @@ pub struct PgStoreBuilder {
     max_lifetime: Option<Duration>,
     statement_timeout: Option<Duration>,
     idle_in_transaction_timeout: Option<Duration>,
+    test_before_acquire: bool,
     name: String,
 }
 
@@ -136,6 +138,15 @@ impl PgStoreBuilder {
         self
     }
 
+    /// Ping a pooled connection before each use (default `false`). The ping is a network
+    /// round trip per operation and halves the throughput of small ones; without it, the
+    /// first operation on a connection the server dropped fails (and the connection is
+    /// discarded), which callers that retry — the worker does — absorb.
+    pub fn test_before_acquire(mut self, test: bool) -> Self {
+        self.test_before_acquire = test;
+        self
+    }
+
     /// The store's name in metrics (`store="…"`, default `default`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -161,7 +172,10 @@ impl PgStoreBuilder {
                 channel: "floodgate".to_owned(),
             },
         };
-        let mut settings = Vec::new();
+        // JIT compiles "expensive" plans; a generic claim plan over a large backlog looks
+        // expensive on paper and is cheap in fact (it stops after `limit` rows), so JIT would
+        // add milliseconds to every claim.
+        let mut settings = vec![("jit", "off".to_owned())];
         if let Some(t) = self.statement_timeout {
             settings.push(("statement_timeout", format!("{}ms", t.as_millis().max(1))));
         }
@@ -178,6 +192,7 @@ impl PgStoreBuilder {
             .acquire_timeout(self.acquire_timeout)
             .idle_timeout(self.idle_timeout)
             .max_lifetime(self.max_lifetime)
+            .test_before_acquire(self.test_before_acquire)
             .connect_with(options)
             .await?;
         migrate_postgres(&pool, self.schema.as_deref(), &names).await?;
@@ -216,6 +231,7 @@ impl PgStore {
             max_lifetime: Some(Duration::from_secs(1800)),
             statement_timeout: Some(Duration::from_secs(30)),
             idle_in_transaction_timeout: Some(Duration::from_secs(60)),
+            test_before_acquire: false,
             name: "default".to_owned(),
         }
     }
@@ -355,69 +371,30 @@ impl PgStore {
             .bind(metadata)
             .fetch_all(&mut *conn)
             .await?;
-        let mut inserted_ids = Vec::with_capacity(rows.len());
-        let mut inserted_keys = HashSet::new();
-        for row in &rows {
-            inserted_ids.push(row.try_get::<i64, _>("id")?);
-            if let Some(key) = row.try_get::<Option<String>, _>("idempotency_key")? {
-                inserted_keys.insert((row.try_get::<String, _>("queue")?, key));
-            }
-        }
-        inserted_ids.sort_unstable();
-        // Which inputs were written: those without a key, and the first of each new key.
-        let mut seen = HashSet::new();
-        let written: Vec<bool> = jobs
+        let rows = rows
             .iter()
-            .map(|job| match &job.idempotency_key {
-                None => true,
-                Some(key) => {
-                    let k = (job.queue.clone(), key.clone());
-                    inserted_keys.contains(&k) && seen.insert(k)
-                }
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("queue")?,
+                    r.try_get("idempotency_key")?,
+                ))
             })
-            .collect();
-        if written.iter().filter(|w| **w).count() != inserted_ids.len() {
-            return Err(StoreError::Corrupt(
-                "batch enqueue returned rows that do not match its input".to_owned(),
-            ));
-        }
-        let missing: Vec<(&String, Option<&str>)> = jobs
-            .iter()
-            .zip(&written)
-            .filter(|(_, w)| !**w)
-            .map(|(j, _)| (&j.queue, j.idempotency_key.as_deref()))
-            .collect();
-        let existing = if missing.is_empty() {
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let written = Written::match_rows(jobs, rows)?;
+        let existing = if written.missing().is_empty() {
             HashMap::new()
         } else {
-            self.ids_by_key(conn, &missing).await?
+            let keys: Vec<(&String, Option<&str>)> = written
+                .missing()
+                .iter()
+                .map(|(q, k)| (q, Some(k.as_str())))
+                .collect();
+            self.ids_by_key(conn, &keys).await?
         };
-        let mut ids = inserted_ids.into_iter();
-        jobs.iter()
-            .zip(written)
-            .map(|(job, written)| {
-                if written {
-                    Ok(Enqueued {
-                        id: JobId(ids.next().expect("counted above")),
-                        inserted: true,
-                    })
-                } else {
-                    let key = (
-                        job.queue.clone(),
-                        job.idempotency_key
-                            .clone()
-                            .expect("only keyed jobs conflict"),
-                    );
-                    existing
-                        .get(&key)
-                        .map(|id| Enqueued {
-                            id: *id,
-                            inserted: false,
-                        })
-                        .ok_or_else(|| idempotency_invisible(&job.queue))
-                }
-            })
-            .collect()
+        written
+            .finish(jobs, &existing)
+            .ok_or_else(|| idempotency_invisible(&jobs[0].queue))
     }
 
     async fn fenced_execute(
@@ -474,17 +451,6 @@ impl PgStore {
             Err(e) => e.into(),
         }
     }
-}
-
-fn idempotency_invisible(queue: &str) -> StoreError {
-    StoreError::invalid(
-        "idempotency_key",
-        format!(
-            "the key is taken in queue {queue:?} by a job this transaction cannot see (a \
-             REPEATABLE READ or SERIALIZABLE snapshot older than that job): retry the \
-             transaction"
-        ),
-    )
 }
 
 impl Store for PgStore {

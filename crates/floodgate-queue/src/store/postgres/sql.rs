@@ -61,8 +61,10 @@ pub(super) struct Sql {
 }
 
 /// The claim: lock the next runnable rows, skipping rows other claimers hold, and lease them
-/// in the same statement. `{queue}` is the queue condition. The states are literals so the
-/// planner matches the partial index `jobs_runnable`.
+/// in the same statement. `{queue}` is the queue condition, `{not_paused}` the pause check.
+/// The states are literals so the planner matches the partial index `jobs_runnable`. The
+/// pause check does not refer to `j`, so it runs once (an InitPlan), not per row: as a
+/// per-row anti-join its row estimate made generic plans sort the whole backlog.
 const CLAIM: &str = "WITH next AS (
         SELECT j.id FROM {t}jobs AS j
         WHERE j.state IN ('pending', 'failed') AND {queue} AND j.run_at <= now()
@@ -71,7 +73,7 @@ const CLAIM: &str = "WITH next AS (
                 SELECT 1 FROM {t}jobs AS o
                 WHERE o.queue = j.queue AND o.ordering_key = j.ordering_key
                   AND o.state IN ('pending', 'failed', 'running') AND o.id < j.id))
-          AND NOT EXISTS (SELECT 1 FROM {t}queues AS q WHERE q.name = j.queue AND q.paused)
+          AND {not_paused}
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT $5
         FOR UPDATE OF j SKIP LOCKED)
@@ -92,7 +94,11 @@ impl Sql {
                     .replace("{columns_j}", &columns("j")),
             )
         };
-        let claim = |queue: &str| r(&CLAIM.replace("{queue}", queue));
+        let claim = |queue: &str, not_paused: &str| {
+            r(&CLAIM
+                .replace("{queue}", queue)
+                .replace("{not_paused}", not_paused))
+        };
         Sql {
             insert_one: r(
                 "INSERT INTO {t}jobs (queue, kind, payload, priority, run_at, state,
@@ -120,8 +126,14 @@ impl Sql {
             ids_by_key: r("SELECT j.id, j.queue, j.idempotency_key FROM {t}jobs AS j
                 JOIN UNNEST($1::text[], $2::text[]) AS k(queue, idempotency_key)
                   ON j.queue = k.queue AND j.idempotency_key = k.idempotency_key"),
-            claim_one_queue: claim("j.queue = $3::text"),
-            claim_queues: claim("j.queue = ANY($3::text[])"),
+            claim_one_queue: claim(
+                "j.queue = $3::text",
+                "NOT EXISTS (SELECT 1 FROM {t}queues AS q WHERE q.name = $3::text AND q.paused)",
+            ),
+            claim_queues: claim(
+                "j.queue = ANY($3::text[])",
+                "j.queue <> ALL (ARRAY(SELECT q.name FROM {t}queues AS q WHERE q.paused))",
+            ),
             extend: r("UPDATE {t}jobs AS j
                 SET lease_expires_at = now() + $4::bigint * interval '1 microsecond',
                     updated_at = now()

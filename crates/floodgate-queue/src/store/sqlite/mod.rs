@@ -13,6 +13,7 @@
 
 mod sql;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,6 +31,7 @@ use self::sql::Sql;
 use crate::error::StoreError;
 use crate::job::{Enqueued, Job, JobId, JobState, Lease, LeaseToken, NewJob};
 use crate::observe::Observe;
+use crate::store::batch::{Written, idempotency_invisible};
 use crate::store::migrate::{self, Names};
 use crate::store::{
     Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, Rescued, Retention, StateCounts,
@@ -129,7 +131,10 @@ impl SqliteStoreBuilder {
         }
         .busy_timeout(self.busy_timeout)
         .foreign_keys(true);
+        // In-process connections do not drop: no ping before each use (sqlx's default pings,
+        // a round trip to the connection's thread per operation).
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -214,55 +219,62 @@ impl SqliteStore {
         }
     }
 
-    async fn insert(
-        &self,
-        conn: &mut SqliteConnection,
-        job: &NewJob,
-        now: i64,
-    ) -> Result<Enqueued, StoreError> {
-        let sql = &self.inner.sql;
-        let inserted: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.insert.as_str()))
-            .bind(&job.queue)
-            .bind(&job.kind)
-            .bind(serde_json::to_string(&job.payload)?)
-            .bind(i64::from(job.priority))
-            .bind(job.run_at.map_or(now, |t| t.timestamp_micros()))
-            .bind(i64::from(job.max_attempts))
-            .bind(&job.idempotency_key)
-            .bind(&job.ordering_key)
-            .bind(serde_json::to_string(&job.metadata)?)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(id) = inserted {
-            return Ok(Enqueued {
-                id: JobId(id),
-                inserted: true,
-            });
-        }
-        // The key is taken; in this transaction (we hold the write lock) the row is visible.
-        let id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.id_by_key.as_str()))
-            .bind(&job.queue)
-            .bind(&job.idempotency_key)
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok(Enqueued {
-            id: JobId(id),
-            inserted: false,
-        })
-    }
-
+    /// Inserts a batch with one statement (plus one look-up of taken idempotency keys).
     async fn insert_all(
         &self,
         conn: &mut SqliteConnection,
         jobs: &[NewJob],
     ) -> Result<Vec<Enqueued>, StoreError> {
-        let now = now_micros();
-        let mut out = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            out.push(self.insert(conn, job, now).await?);
+        let sql = &self.inner.sql;
+        let batch = jobs
+            .iter()
+            .map(|job| {
+                Ok(serde_json::json!({
+                    "q": job.queue,
+                    "k": job.kind,
+                    "p": serde_json::to_string(&job.payload)?,
+                    "pr": job.priority,
+                    "r": job.run_at.map(|t| t.timestamp_micros()),
+                    "m": job.max_attempts,
+                    "i": job.idempotency_key,
+                    "o": job.ordering_key,
+                    "md": serde_json::to_string(&job.metadata)?,
+                }))
+            })
+            .collect::<Result<Vec<Value>, StoreError>>()?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.insert.as_str()))
+            .bind(serde_json::to_string(&batch)?)
+            .bind(now_micros())
+            .fetch_all(&mut *conn)
+            .await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("queue")?,
+                    r.try_get("idempotency_key")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let written = Written::match_rows(jobs, rows)?;
+        let mut existing = HashMap::new();
+        if !written.missing().is_empty() {
+            let wanted = serde_json::to_string(written.missing())?;
+            for row in sqlx::query(sqlx::AssertSqlSafe(sql.ids_by_key.as_str()))
+                .bind(wanted)
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                existing.insert(
+                    (row.try_get("queue")?, row.try_get("idempotency_key")?),
+                    JobId(row.try_get("id")?),
+                );
+            }
         }
-        Ok(out)
+        written
+            .finish(jobs, &existing)
+            .ok_or_else(|| idempotency_invisible(&jobs[0].queue))
     }
 
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
@@ -331,9 +343,9 @@ impl Store for SqliteStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.write_tx().await?;
-        let out = self.insert_all(&mut tx, &jobs).await?;
-        tx.commit().await?;
+        let mut conn = self.inner.writer.acquire().await?;
+        let out = self.insert_all(&mut conn, &jobs).await?;
+        drop(conn);
         self.inner.observe.enqueued(&jobs, &out);
         self.notify(jobs.iter().map(|j| j.queue.as_str()));
         Ok(out)
@@ -376,7 +388,9 @@ impl Store for SqliteStore {
         };
         let kinds = (!claim.kinds.is_empty())
             .then(|| serde_json::to_string(&claim.kinds).expect("strings serialise"));
-        let mut tx = self.write_tx().await?;
+        // One write statement in autocommit takes the write lock before it reads, like
+        // BEGIN IMMEDIATE, so it never fails on a stale snapshot; it waits out other
+        // processes' writes with the busy timeout.
         let rows = sqlx::query(sqlx::AssertSqlSafe(text))
             .bind(&claim.worker_id)
             .bind(now.saturating_add(micros(claim.lease_ttl)))
@@ -384,9 +398,8 @@ impl Store for SqliteStore {
             .bind(queues)
             .bind(kinds)
             .bind(i64::from(claim.limit))
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.inner.writer)
             .await?;
-        tx.commit().await?;
         let mut jobs = rows
             .iter()
             .map(job_from_row)
@@ -408,27 +421,32 @@ impl Store for SqliteStore {
         }
         let now = now_micros();
         let until = now.saturating_add(micros(ttl));
-        // In-process statements cost microseconds: one transaction, one statement per lease.
-        let mut tx = self.write_tx().await?;
-        let mut out = Vec::with_capacity(leases.len());
-        for lease in leases {
-            let cancel: Option<bool> =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.extend.as_str()))
-                    .bind(lease.id.0)
-                    .bind(lease.token.0)
-                    .bind(worker_id)
-                    .bind(until)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            out.push(match cancel {
+        let wanted: Vec<(i64, i64)> = leases.iter().map(|l| (l.id.0, l.token.0)).collect();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.extend.as_str()))
+            .bind(serde_json::to_string(&wanted)?)
+            .bind(worker_id)
+            .bind(until)
+            .bind(now)
+            .fetch_all(&self.inner.writer)
+            .await?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            found.insert(
+                (
+                    row.try_get::<i64, _>("id")?,
+                    row.try_get::<i64, _>("lease_token")?,
+                ),
+                row.try_get::<bool, _>("cancel_requested")?,
+            );
+        }
+        Ok(leases
+            .iter()
+            .map(|l| match found.get(&(l.id.0, l.token.0)) {
                 None => LeaseStatus::Lost,
                 Some(true) => LeaseStatus::CancelRequested,
                 Some(false) => LeaseStatus::Extended,
-            });
-        }
-        tx.commit().await?;
-        Ok(out)
+            })
+            .collect())
     }
 
     async fn complete(&self, lease: Lease, result: Option<Value>) -> Result<(), StoreError> {
@@ -447,23 +465,25 @@ impl Store for SqliteStore {
         if completions.is_empty() {
             return Ok(Vec::new());
         }
-        let now = now_micros();
-        let mut lost = Vec::new();
-        let mut tx = self.write_tx().await?;
-        for c in &completions {
-            let result = c.result.as_ref().map(serde_json::to_string).transpose()?;
-            let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.complete.as_str()))
-                .bind(c.lease.id.0)
-                .bind(c.lease.token.0)
-                .bind(result)
-                .bind(now)
-                .fetch_optional(&mut *tx)
+        let batch = completions
+            .iter()
+            .map(|c| {
+                let result = c.result.as_ref().map(serde_json::to_string).transpose()?;
+                Ok((c.lease.id.0, c.lease.token.0, result))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let done: Vec<i64> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.complete_many.as_str()))
+                .bind(serde_json::to_string(&batch)?)
+                .bind(now_micros())
+                .fetch_all(&self.inner.writer)
                 .await?;
-            if done.is_none() {
-                lost.push(c.lease.id);
-            }
-        }
-        tx.commit().await?;
+        let done: HashSet<i64> = done.into_iter().collect();
+        let lost: Vec<JobId> = completions
+            .iter()
+            .map(|c| c.lease.id)
+            .filter(|id| !done.contains(&id.0))
+            .collect();
         for id in &lost {
             self.inner.observe.lease_lost(*id, "complete");
         }

@@ -11,11 +11,12 @@ pub(super) const COLUMNS: &str = "id, queue, kind, payload, priority, run_at, st
 #[derive(Debug)]
 pub(super) struct Sql {
     pub(super) insert: String,
-    pub(super) id_by_key: String,
+    pub(super) ids_by_key: String,
     pub(super) claim_one_queue: String,
     pub(super) claim_queues: String,
     pub(super) extend: String,
     pub(super) complete: String,
+    pub(super) complete_many: String,
     pub(super) fail: String,
     pub(super) dead: String,
     pub(super) snooze: String,
@@ -57,19 +58,40 @@ impl Sql {
         let r = |sql: &str| names.render(&sql.replace("{columns}", COLUMNS));
         let claim = |queue: &str| r(&CLAIM.replace("{queue}", queue));
         Sql {
+            // The whole batch is one JSON array bound once: one statement however many jobs.
+            // Rows go in array order (ORDER BY key), so rowids rise in input order.
             insert: r(
                 "INSERT INTO {t}jobs (queue, kind, payload, priority, run_at, state,
                     max_attempts, idempotency_key, ordering_key, metadata, created_at, updated_at)
-                VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?10)
+                SELECT json_extract(value, '$.q'), json_extract(value, '$.k'),
+                       json_extract(value, '$.p'), json_extract(value, '$.pr'),
+                       coalesce(json_extract(value, '$.r'), ?2), 'pending',
+                       json_extract(value, '$.m'), json_extract(value, '$.i'),
+                       json_extract(value, '$.o'), json_extract(value, '$.md'), ?2, ?2
+                FROM json_each(?1) WHERE true ORDER BY key
                 ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                RETURNING id",
+                RETURNING id, queue, idempotency_key",
             ),
-            id_by_key: r("SELECT id FROM {t}jobs WHERE queue = ?1 AND idempotency_key = ?2"),
+            ids_by_key: r("SELECT j.id, j.queue, j.idempotency_key FROM {t}jobs AS j
+                JOIN (SELECT json_extract(value, '$[0]') AS q, json_extract(value, '$[1]') AS k
+                      FROM json_each(?1)) AS wanted
+                  ON j.queue = wanted.q AND j.idempotency_key = wanted.k"),
             claim_one_queue: claim("j.queue = ?4"),
             claim_queues: claim("j.queue IN (SELECT value FROM json_each(?4))"),
-            extend: r("UPDATE {t}jobs SET lease_expires_at = ?4, updated_at = ?5
-                WHERE id = ?1 AND state = 'running' AND lease_token = ?2 AND lease_owner = ?3
-                RETURNING cancel_requested"),
+            extend: r("UPDATE {t}jobs SET lease_expires_at = ?3, updated_at = ?4
+                FROM (SELECT json_extract(value, '$[0]') AS lid,
+                             json_extract(value, '$[1]') AS ltoken FROM json_each(?1)) AS l
+                WHERE {t}jobs.id = l.lid AND {t}jobs.lease_token = l.ltoken
+                  AND {t}jobs.state = 'running' AND {t}jobs.lease_owner = ?2
+                RETURNING id, lease_token, cancel_requested"),
+            complete_many: r("UPDATE {t}jobs SET state = 'succeeded', result = c.cresult,
+                    lease_token = NULL, lease_expires_at = NULL, finished_at = ?2, updated_at = ?2
+                FROM (SELECT json_extract(value, '$[0]') AS cid,
+                             json_extract(value, '$[1]') AS ctoken,
+                             json_extract(value, '$[2]') AS cresult FROM json_each(?1)) AS c
+                WHERE {t}jobs.id = c.cid AND {t}jobs.lease_token = c.ctoken
+                  AND {t}jobs.state = 'running'
+                RETURNING id"),
             complete: r(&format!(
                 "UPDATE {{t}}jobs SET state = 'succeeded', result = ?3, lease_token = NULL,
                     lease_expires_at = NULL, finished_at = ?4, updated_at = ?4 {FENCE}
