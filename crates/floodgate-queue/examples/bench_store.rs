@@ -296,7 +296,7 @@ async fn pinned_horizon(backend: &Backend, store: &PgStore, url: &str, quick: bo
     let (before, hold, after) = if quick { (5, 10, 10) } else { (10, 30, 15) };
     backend.reset(0).await;
     // More than 4 claimers can drain in the whole window at the unpinned rate.
-    let backlog = if quick { 600_000 } else { 1_800_000 };
+    let backlog = if quick { 1_000_000 } else { 3_300_000 };
     backend
         .exec(&format!(
             "INSERT INTO {t} (queue, kind, payload, priority, run_at, state, max_attempts)

@@ -22,7 +22,9 @@ CREATE TABLE {t}jobs (
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     finished_at      timestamptz,
-    metadata         jsonb       NOT NULL DEFAULT '{}'
+    metadata         jsonb       NOT NULL DEFAULT '{}',
+    -- A lease token exists exactly while the job runs: batch fences match on the token alone.
+    CONSTRAINT {n}jobs_token_iff_running CHECK ((state = 'running') = (lease_token IS NOT NULL))
 ) WITH (fillfactor = 90);
 
 -- The claim reads only runnable rows: finished and running jobs are not in this index.

@@ -21,7 +21,9 @@ CREATE TABLE {t}jobs (
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
     finished_at      INTEGER,
-    metadata         TEXT    NOT NULL DEFAULT '{}'
+    metadata         TEXT    NOT NULL DEFAULT '{}',
+    -- A lease token exists exactly while the job runs: batch fences match on the token alone.
+    CHECK ((state = 'running') = (lease_token IS NOT NULL))
 );
 
 -- The claim reads only runnable rows: finished and running jobs are not in this index.

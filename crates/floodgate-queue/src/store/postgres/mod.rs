@@ -14,6 +14,7 @@
 //!
 //! [`listen`]: crate::Store::listen
 
+mod cursor;
 mod sql;
 
 use std::collections::{HashMap, HashSet};
@@ -25,6 +26,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
 
+use self::cursor::{Cursor, Cursors};
 use self::sql::Sql;
 use crate::error::StoreError;
 use crate::job::{Enqueued, Job, JobId, JobState, Lease, LeaseToken, NewJob};
@@ -65,7 +67,10 @@ pub struct PgStore {
 #[derive(Debug)]
 struct Inner {
     pool: PgPool,
+    /// For LISTEN connections, which live outside the pool (see `listen`).
+    options: PgConnectOptions,
     sql: Sql,
+    cursors: Cursors,
     channel: String,
     observe: Observe,
 }
@@ -83,6 +88,7 @@ pub struct PgStoreBuilder {
     statement_timeout: Option<Duration>,
     idle_in_transaction_timeout: Option<Duration>,
     test_before_acquire: bool,
+    claim_rescan: Option<Duration>,
     name: String,
 }
 
@@ -147,6 +153,20 @@ impl PgStoreBuilder {
         self
     }
 
+    /// How long successive claims of one queue continue from where the previous one ended
+    /// before a claim reads the queue from its start again (default 1 s; `None`: every claim
+    /// reads from the start).
+    ///
+    /// Continuing keeps claims fast while a long transaction elsewhere pins the MVCC horizon
+    /// (dead index entries pile up at the queue's start and nothing can remove them).
+    /// Priorities stay strict; the cost is that a job appearing behind the point reached, at
+    /// the same priority (an older `run_at`, a late commit, a rescue), can wait up to this
+    /// long while the queue has a backlog.
+    pub fn claim_rescan(mut self, interval: Option<Duration>) -> Self {
+        self.claim_rescan = interval;
+        self
+    }
+
     /// The store's name in metrics (`store="…"`, default `default`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -193,13 +213,15 @@ impl PgStoreBuilder {
             .idle_timeout(self.idle_timeout)
             .max_lifetime(self.max_lifetime)
             .test_before_acquire(self.test_before_acquire)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         migrate_postgres(&pool, self.schema.as_deref(), &names).await?;
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
+                options,
                 sql: Sql::new(&names),
+                cursors: Cursors::new(self.claim_rescan),
                 channel: names.channel,
                 observe: Observe::new(&self.name),
             }),
@@ -232,6 +254,7 @@ impl PgStore {
             statement_timeout: Some(Duration::from_secs(30)),
             idle_in_transaction_timeout: Some(Duration::from_secs(60)),
             test_before_acquire: false,
+            claim_rescan: Some(Duration::from_secs(1)),
             name: "default".to_owned(),
         }
     }
@@ -397,6 +420,44 @@ impl PgStore {
             .ok_or_else(|| idempotency_invisible(&jobs[0].queue))
     }
 
+    /// One claim statement: from the start of the queue, or after `cursor`.
+    async fn claim_rows(
+        &self,
+        claim: &Claim,
+        limit: u32,
+        cursor: Option<Cursor>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let sql = &self.inner.sql;
+        let kinds = (!claim.kinds.is_empty()).then_some(&claim.kinds);
+        let text = match (claim.queues.as_slice(), cursor) {
+            ([_], Some(_)) => sql.claim_after_cursor.as_str(),
+            ([_], None) => sql.claim_one_queue.as_str(),
+            _ => sql.claim_queues.as_str(),
+        };
+        // $1 owner, $2 lease in µs, $3 the queue (or queues), $4 kinds, $5 limit, then the
+        // cursor's $6 priority, $7 run_at, $8 id.
+        let query = sqlx::query(sqlx::AssertSqlSafe(text))
+            .bind(&claim.worker_id)
+            .bind(micros(claim.lease_ttl));
+        let query = match claim.queues.as_slice() {
+            [one] => query.bind(one),
+            many => query.bind(many),
+        }
+        .bind(kinds)
+        .bind(i64::from(limit));
+        let query = match cursor {
+            Some(c) => query.bind(c.priority).bind(c.run_at).bind(c.id),
+            None => query,
+        };
+        let rows = query.fetch_all(&self.inner.pool).await?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        sort_claimed(&mut jobs);
+        Ok(jobs)
+    }
+
     async fn fenced_execute(
         &self,
         lease: Lease,
@@ -511,29 +572,26 @@ impl Store for PgStore {
 
     async fn claim(&self, claim: &Claim) -> Result<Vec<Job>, StoreError> {
         claim.validate()?;
-        let sql = &self.inner.sql;
-        let kinds = (!claim.kinds.is_empty()).then_some(&claim.kinds);
-        let text = match claim.queues.as_slice() {
-            [_] => sql.claim_one_queue.as_str(),
-            _ => sql.claim_queues.as_str(),
-        };
-        // $1 owner, $2 lease in µs, $3 the queue (or queues), $4 kinds, $5 limit.
-        let query = sqlx::query(sqlx::AssertSqlSafe(text))
-            .bind(&claim.worker_id)
-            .bind(micros(claim.lease_ttl));
-        let rows = match claim.queues.as_slice() {
-            [one] => query.bind(one),
-            many => query.bind(many),
+        let mut jobs = Vec::new();
+        if let [queue] = claim.queues.as_slice()
+            && let Some(cursor) = self.inner.cursors.get(queue, &claim.kinds)
+        {
+            jobs = self.claim_rows(claim, claim.limit, Some(cursor)).await?;
+            if jobs.len() == claim.limit as usize {
+                let last = jobs.iter().max_by_key(|j| (j.run_at, j.id)).expect("full");
+                self.inner.cursors.after_fast(queue, &claim.kinds, last);
+            }
         }
-        .bind(kinds)
-        .bind(i64::from(claim.limit))
-        .fetch_all(&self.inner.pool)
-        .await?;
-        let mut jobs = rows
-            .iter()
-            .map(job_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
+        let short = claim.limit as usize - jobs.len();
+        if short > 0 {
+            let full = self.claim_rows(claim, short as u32, None).await?;
+            if let [queue] = claim.queues.as_slice() {
+                let last = (full.len() == short).then(|| full.last()).flatten();
+                self.inner.cursors.after_full(queue, &claim.kinds, last);
+            }
+            jobs.extend(full);
+            sort_claimed(&mut jobs);
+        }
         self.inner.observe.claimed(jobs.len());
         Ok(jobs)
     }
@@ -768,7 +826,15 @@ impl Store for PgStore {
     }
 
     async fn listen(&self) -> Result<Wakeups, StoreError> {
-        let mut listener = PgListener::connect_with(&self.inner.pool).await?;
+        // A pool of one of its own: a listener holds its connection for as long as it lives,
+        // which must neither shrink the store's pool nor keep `close()` waiting.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(self.inner.options.clone());
+        let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(&self.inner.channel).await?;
         Ok(Wakeups::postgres(listener))
     }
@@ -891,6 +957,11 @@ async fn migrate_postgres(
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Claim order: highest priority, then oldest `run_at`, then lowest id.
+fn sort_claimed(jobs: &mut [Job]) {
+    jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
 }
 
 fn read_state(row: &PgRow, column: &str) -> Result<JobState, StoreError> {

@@ -40,6 +40,7 @@ pub(super) struct Sql {
     pub(super) ids_by_key: String,
     pub(super) claim_one_queue: String,
     pub(super) claim_queues: String,
+    pub(super) claim_after_cursor: String,
     pub(super) extend: String,
     pub(super) complete: String,
     pub(super) complete_many: String,
@@ -84,6 +85,9 @@ const CLAIM: &str = "WITH next AS (
     FROM next WHERE u.id = next.id
     RETURNING {columns_u}";
 
+/// The fence of a single-job completion. The batch statements match on the token alone: the
+/// table's CHECK keeps a token exactly while the job runs, and a `state` term there would
+/// steer the planner to the `leases` index and a nested loop over every running job.
 const FENCE: &str = "WHERE id = $1 AND state = 'running' AND lease_token = $2";
 
 impl Sql {
@@ -130,6 +134,16 @@ impl Sql {
                 "j.queue = $3::text",
                 "NOT EXISTS (SELECT 1 FROM {t}queues AS q WHERE q.name = $3::text AND q.paused)",
             ),
+            // $6 priority, $7 run_at, $8 id of the cursor (see `cursor.rs`): an index range
+            // from the cursor within its priority, while no higher priority is runnable.
+            claim_after_cursor: claim(
+                "j.queue = $3::text AND j.priority = $6::smallint
+                 AND (j.run_at, j.id) > ($7::timestamptz, $8::bigint)
+                 AND NOT EXISTS (SELECT 1 FROM {t}jobs AS h
+                     WHERE h.queue = $3::text AND h.state IN ('pending', 'failed')
+                       AND h.priority > $6::smallint AND h.run_at <= now())",
+                "NOT EXISTS (SELECT 1 FROM {t}queues AS q WHERE q.name = $3::text AND q.paused)",
+            ),
             claim_queues: claim(
                 "j.queue = ANY($3::text[])",
                 "j.queue <> ALL (ARRAY(SELECT q.name FROM {t}queues AS q WHERE q.paused))",
@@ -138,8 +152,7 @@ impl Sql {
                 SET lease_expires_at = now() + $4::bigint * interval '1 microsecond',
                     updated_at = now()
                 FROM UNNEST($1::bigint[], $2::bigint[]) AS l(id, token)
-                WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'running'
-                  AND j.lease_owner = $3
+                WHERE j.id = l.id AND j.lease_token = l.token AND j.lease_owner = $3
                 RETURNING j.id, j.lease_token, j.cancel_requested"),
             complete: r(&format!(
                 "UPDATE {{t}}jobs SET state = 'succeeded', result = $3, lease_token = NULL,
@@ -149,7 +162,7 @@ impl Sql {
                 SET state = 'succeeded', result = c.result::jsonb, lease_token = NULL,
                     lease_expires_at = NULL, finished_at = now(), updated_at = now()
                 FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) AS c(id, token, result)
-                WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running'
+                WHERE j.id = c.id AND j.lease_token = c.token
                 RETURNING j.id"),
             fail: r(&format!(
                 "UPDATE {{t}}jobs SET

@@ -82,7 +82,7 @@ impl Sql {
                 FROM (SELECT json_extract(value, '$[0]') AS lid,
                              json_extract(value, '$[1]') AS ltoken FROM json_each(?1)) AS l
                 WHERE {t}jobs.id = l.lid AND {t}jobs.lease_token = l.ltoken
-                  AND {t}jobs.state = 'running' AND {t}jobs.lease_owner = ?2
+                  AND {t}jobs.lease_owner = ?2
                 RETURNING id, lease_token, cancel_requested"),
             complete_many: r("UPDATE {t}jobs SET state = 'succeeded', result = c.cresult,
                     lease_token = NULL, lease_expires_at = NULL, finished_at = ?2, updated_at = ?2
@@ -90,7 +90,6 @@ impl Sql {
                              json_extract(value, '$[1]') AS ctoken,
                              json_extract(value, '$[2]') AS cresult FROM json_each(?1)) AS c
                 WHERE {t}jobs.id = c.cid AND {t}jobs.lease_token = c.ctoken
-                  AND {t}jobs.state = 'running'
                 RETURNING id"),
             complete: r(&format!(
                 "UPDATE {{t}}jobs SET state = 'succeeded', result = ?3, lease_token = NULL,

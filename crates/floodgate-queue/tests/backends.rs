@@ -1,0 +1,363 @@
+//! What only one backend has, or what needs raw SQL beside the store: business rows in the
+//! outbox transaction, migrations run twice and concurrently, table prefixes and schemas,
+//! session settings, and LISTEN surviving a dropped connection.
+
+use std::time::Duration;
+
+use floodgate_queue::{Claim, NewJob, Store, Wakeup};
+use serde_json::json;
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use floodgate_queue::SqliteStore;
+
+    #[tokio::test]
+    async fn business_row_and_job_commit_or_roll_back_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("app.db")).await.unwrap();
+        sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER NOT NULL)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+
+        let mut tx = store.begin().await.unwrap();
+        sqlx::query("INSERT INTO orders (id, total) VALUES (1, 100)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        store
+            .enqueue_in(&mut tx, NewJob::new("order_placed", json!({"order": 1})))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = store.begin().await.unwrap();
+        sqlx::query("INSERT INTO orders (id, total) VALUES (2, 200)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        store
+            .enqueue_in(&mut tx, NewJob::new("order_placed", json!({"order": 2})))
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+
+        let orders: Vec<i64> = sqlx::query_scalar("SELECT id FROM orders")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(orders, [1]);
+        let jobs = store.claim(&Claim::new("w", 10)).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].payload, json!({"order": 1}));
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_jobs_and_prefixes_keep_stores_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.db");
+        let a = SqliteStore::open(&path).await.unwrap();
+        let id = a.enqueue(NewJob::new("k", json!(1))).await.unwrap().id;
+        a.close().await;
+        // Migrations already applied: opening again changes nothing and loses nothing.
+        let a = SqliteStore::open(&path).await.unwrap();
+        assert!(a.job(id).await.unwrap().is_some());
+
+        let b = SqliteStore::builder(&path)
+            .table_prefix("other_app_")
+            .open()
+            .await
+            .unwrap();
+        assert!(
+            b.job(id).await.unwrap().is_none(),
+            "another prefix, other tables"
+        );
+        b.enqueue(NewJob::new("k", json!(2))).await.unwrap();
+        assert_eq!(a.claim(&Claim::new("w", 10)).await.unwrap().len(), 1);
+
+        let bad = SqliteStore::builder(&path)
+            .table_prefix("bad-prefix")
+            .open()
+            .await;
+        assert!(
+            matches!(
+                bad,
+                Err(floodgate_queue::StoreError::Invalid {
+                    field: "table_prefix",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use floodgate_queue::PgStore;
+    use sqlx::Row;
+
+    async fn store(schema: &floodgate_testing::PgSchema) -> PgStore {
+        PgStore::builder_with(schema.connect_options())
+            .schema(schema.name())
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn business_row_and_job_commit_or_roll_back_together() {
+        let Some(schema) = floodgate_testing::postgres_schema("outbox_rows").await else {
+            return;
+        };
+        let store = store(&schema).await;
+        let orders = format!("\"{}\".orders", schema.name());
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {orders} (id bigint PRIMARY KEY, total bigint NOT NULL)"
+        )))
+        .execute(store.pool())
+        .await
+        .unwrap();
+        for (id, commit) in [(1, true), (2, false)] {
+            let mut tx = store.begin().await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {orders} (id, total) VALUES ($1, 100)"
+            )))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            store
+                .enqueue_in(&mut tx, NewJob::new("order_placed", json!({ "order": id })))
+                .await
+                .unwrap();
+            if commit {
+                tx.commit().await.unwrap();
+            } else {
+                tx.rollback().await.unwrap();
+            }
+        }
+        let ids: Vec<i64> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT id FROM {orders}")))
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(ids, [1]);
+        let jobs = store.claim(&Claim::new("w", 10)).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].payload, json!({"order": 1}));
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_starts_migrate_once() {
+        let Some(schema) = floodgate_testing::postgres_schema("migrate_once").await else {
+            return;
+        };
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let options = schema.connect_options();
+                let name = schema.name().to_owned();
+                tokio::spawn(async move {
+                    PgStore::builder_with(options)
+                        .schema(name)
+                        .max_connections(2)
+                        .connect()
+                        .await
+                })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for s in starts {
+            stores.push(s.await.unwrap().expect("every node starts"));
+        }
+        let versions: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT version FROM \"{}\".floodgate_migrations",
+            schema.name()
+        )))
+        .fetch_all(stores[0].pool())
+        .await
+        .unwrap();
+        assert_eq!(versions, [1]);
+        let id = stores[0]
+            .enqueue(NewJob::new("k", json!(1)))
+            .await
+            .unwrap()
+            .id;
+        assert!(
+            stores[3].job(id).await.unwrap().is_some(),
+            "one set of tables"
+        );
+        for s in stores {
+            s.close().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_carry_the_timeouts() {
+        let Some(schema) = floodgate_testing::postgres_schema("session_settings").await else {
+            return;
+        };
+        let store = PgStore::builder_with(schema.connect_options())
+            .schema(schema.name())
+            .statement_timeout(Some(Duration::from_secs(7)))
+            .idle_in_transaction_timeout(Some(Duration::from_secs(9)))
+            .connect()
+            .await
+            .unwrap();
+        let row = sqlx::query(
+            "SELECT current_setting('statement_timeout') AS st, \
+             current_setting('idle_in_transaction_session_timeout') AS it, \
+             current_setting('jit') AS jit",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(row.get::<String, _>("st"), "7s");
+        assert_eq!(row.get::<String, _>("it"), "9s");
+        assert_eq!(row.get::<String, _>("jit"), "off");
+        store.close().await;
+
+        // The statement timeout really ends a long statement.
+        let strict = PgStore::builder_with(schema.connect_options())
+            .schema(schema.name())
+            .statement_timeout(Some(Duration::from_millis(100)))
+            .connect()
+            .await
+            .unwrap();
+        let err = sqlx::query("SELECT pg_sleep(5)")
+            .execute(strict.pool())
+            .await
+            .expect_err("cancelled by statement_timeout");
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code().map(|c| c.into_owned()));
+        assert_eq!(code.as_deref(), Some("57014"), "{err}");
+        strict.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn listen_reconnects_after_its_connection_is_killed() {
+        let Some(schema) = floodgate_testing::postgres_schema("listen_reconnect").await else {
+            return;
+        };
+        let store = store(&schema).await;
+        let mut wakeups = store
+            .listen()
+            .await
+            .unwrap()
+            .poll_interval(Duration::from_secs(3600));
+        assert_eq!(wakeups.next().await, Wakeup::Poll);
+
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE query = 'LISTEN \"' || $1 || '\"'",
+        )
+        .bind(store.channel())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(killed, 1, "the listener's connection was found and killed");
+
+        // The loss shows as a poll (notifications may have been missed), then it listens again.
+        let lost = tokio::time::timeout(Duration::from_secs(10), wakeups.next())
+            .await
+            .expect("the loss is noticed");
+        assert_eq!(lost, Wakeup::Poll);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            store
+                .enqueue(NewJob::new("k", json!(1)).queue("after"))
+                .await
+                .unwrap();
+            match tokio::time::timeout(Duration::from_millis(500), wakeups.next()).await {
+                Ok(Wakeup::Enqueued { queue }) => {
+                    assert_eq!(queue, "after");
+                    break;
+                }
+                Ok(Wakeup::Poll) | Err(_) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "never listened again"
+                    );
+                }
+            }
+        }
+        // The listener has its own connection: closing the store does not wait for it.
+        tokio::time::timeout(Duration::from_secs(10), store.close())
+            .await
+            .expect("close() does not wait for a live listener");
+        drop(wakeups);
+    }
+
+    async fn backlog(store: &PgStore, n: i64) {
+        let jobs = (0..n).map(|i| NewJob::new("k", json!(i))).collect();
+        store.enqueue_many(jobs).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_cursor_keeps_priorities_strict() {
+        let Some(schema) = floodgate_testing::postgres_schema("cursor_priority").await else {
+            return;
+        };
+        let store = store(&schema).await;
+        backlog(&store, 10).await;
+        assert_eq!(store.claim(&Claim::new("w", 2)).await.unwrap().len(), 2); // leaves a cursor
+        let urgent = store
+            .enqueue(NewJob::new("k", json!("urgent")).priority(9))
+            .await
+            .unwrap();
+        let next = store.claim(&Claim::new("w", 1)).await.unwrap();
+        assert_eq!(next[0].id, urgent.id, "a higher priority is never skipped");
+        let rest = store.claim(&Claim::new("w", 100)).await.unwrap();
+        assert_eq!(rest.len(), 8, "nothing lost behind the cursor");
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_behind_the_cursor_waits_at_most_one_rescan_interval() {
+        let Some(schema) = floodgate_testing::postgres_schema("cursor_rescan").await else {
+            return;
+        };
+        for rescan in [Some(Duration::from_millis(300)), None] {
+            let store = PgStore::builder_with(schema.connect_options())
+                .schema(schema.name())
+                .claim_rescan(rescan)
+                .connect()
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM \"{}\".floodgate_jobs",
+                schema.name()
+            )))
+            .execute(store.pool())
+            .await
+            .unwrap();
+            backlog(&store, 20).await;
+            assert_eq!(store.claim(&Claim::new("w", 2)).await.unwrap().len(), 2);
+            // Committed late with an old run_at: behind the cursor.
+            let late = store
+                .enqueue(
+                    NewJob::new("k", json!("late"))
+                        .run_at(chrono::Utc::now() - chrono::Duration::hours(1)),
+                )
+                .await
+                .unwrap();
+            let next = store.claim(&Claim::new("w", 2)).await.unwrap();
+            match rescan {
+                // Strict order: the oldest run_at first.
+                None => assert_eq!(next[0].id, late.id),
+                Some(interval) => {
+                    let mut found = next.iter().any(|j| j.id == late.id);
+                    tokio::time::sleep(interval).await;
+                    let after = store.claim(&Claim::new("w", 2)).await.unwrap();
+                    found |= after.iter().any(|j| j.id == late.id);
+                    assert!(found, "taken by the full claim after the rescan interval");
+                }
+            }
+            store.close().await;
+        }
+    }
+}
