@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo run --release -p floodgate-queue --all-features --example bench_store -- \
 //!     [--backend sqlite|postgres|both] [--database-url postgres://…] [--skip-pinned]
-//!     [--pinned-only] [--quick]
+//!     [--pinned-only] [--no-claim-cursor] [--quick]
 //! ```
 //!
 //! * batch enqueue: `enqueue_many` of 10,000 jobs, repeated;
@@ -34,6 +34,7 @@ struct Args {
     url: String,
     pinned: bool,
     pinned_only: bool,
+    cursor: bool,
     quick: bool,
 }
 
@@ -45,6 +46,7 @@ fn args() -> Args {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
         pinned: true,
         pinned_only: false,
+        cursor: true,
         quick: false,
     };
     let mut it = std::env::args().skip(1);
@@ -63,6 +65,7 @@ fn args() -> Args {
                 a.sqlite = false;
             }
             "--quick" => a.quick = true,
+            "--no-claim-cursor" => a.cursor = false,
             other => panic!("unknown argument {other:?}; see the file's header"),
         }
     }
@@ -403,6 +406,7 @@ async fn main() {
             .expect("URL")
             .schema(SCHEMA)
             .statement_timeout(None)
+            .claim_rescan(args.cursor.then_some(Duration::from_secs(1)))
             .connect()
             .await
             .expect("connect PostgreSQL store");

@@ -91,6 +91,42 @@ mod sqlite {
             "{bad:?}"
         );
     }
+    /// Two stores on one file stand for two processes: each has its own writer connection,
+    /// so their claims contend on SQLite's file lock (waited out with the busy timeout).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_stores_on_one_file_claim_each_job_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.db");
+        let a = SqliteStore::open(&path).await.unwrap();
+        let b = SqliteStore::open(&path).await.unwrap();
+        let jobs = (0..5_000).map(|n| NewJob::new("k", json!(n))).collect();
+        a.enqueue_many(jobs).await.unwrap();
+        let mut tasks = Vec::new();
+        for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+            .into_iter()
+            .enumerate()
+        {
+            tasks.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                loop {
+                    let jobs = store.claim(&Claim::new(format!("w{i}"), 25)).await.unwrap();
+                    if jobs.is_empty() {
+                        return seen;
+                    }
+                    for job in jobs {
+                        seen.push(job.payload.as_i64().unwrap());
+                        store.complete(job.lease().unwrap(), None).await.unwrap();
+                    }
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..5_000).collect::<Vec<_>>(), "each job exactly once");
+    }
 }
 
 #[cfg(feature = "postgres")]
