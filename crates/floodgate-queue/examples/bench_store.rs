@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo run --release -p floodgate-queue --all-features --example bench_store -- \
 //!     [--backend sqlite|postgres|both] [--database-url postgres://…] [--skip-pinned]
-//!     [--pinned-only] [--no-claim-cursor] [--quick]
+//!     [--pinned-only] [--no-claim-cursor] [--sqlite-writers N] [--quick]
 //! ```
 //!
 //! * batch enqueue: `enqueue_many` of 10,000 jobs, repeated;
@@ -35,6 +35,7 @@ struct Args {
     pinned: bool,
     pinned_only: bool,
     cursor: bool,
+    sqlite_writers: u32,
     quick: bool,
 }
 
@@ -47,6 +48,7 @@ fn args() -> Args {
         pinned: true,
         pinned_only: false,
         cursor: true,
+        sqlite_writers: 1,
         quick: false,
     };
     let mut it = std::env::args().skip(1);
@@ -66,6 +68,12 @@ fn args() -> Args {
             }
             "--quick" => a.quick = true,
             "--no-claim-cursor" => a.cursor = false,
+            "--sqlite-writers" => {
+                a.sqlite_writers = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--sqlite-writers takes a number")
+            }
             other => panic!("unknown argument {other:?}; see the file's header"),
         }
     }

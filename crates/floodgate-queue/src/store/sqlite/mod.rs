@@ -4,10 +4,14 @@
 //!   back the last transactions, business rows and their jobs together, so the outbox
 //!   guarantee holds either way — [`SqliteStoreBuilder::synchronous_full`] trades speed for
 //!   surviving power cuts too), a busy timeout for other processes on the same file.
-//! * One writer connection: SQLite has one writer at a time anyway, and queueing writers in
-//!   the pool is faster than letting them collide on the file lock. Reads (`job`, `list`,
-//!   `queue_stats`) use a pool of read-only connections that WAL lets run beside the writer.
-//! * Claims are one `UPDATE … RETURNING` in an immediate write transaction.
+//! * One writer connection by default ([`SqliteStoreBuilder::writers`]): SQLite runs one
+//!   writer at a time anyway. Four writer connections measured the same (`BENCHMARKS.md`);
+//!   one keeps waiting writers in the pool's fair queue rather than in SQLite's sleeping busy
+//!   handler. Reads (`job`, `list`, `queue_stats`) use a pool of read-only connections that
+//!   WAL lets run beside the writer.
+//! * A claim is one `UPDATE … RETURNING` statement. A write statement takes the write lock
+//!   before it reads (as `BEGIN IMMEDIATE` does), so it never fails on a stale snapshot when
+//!   another process wrote first; it waits that process out with the busy timeout.
 //! * Wake-ups are in-process: enqueues through this store notify its listeners; producers in
 //!   other processes are picked up by the polling tick.
 
@@ -76,6 +80,7 @@ struct Inner {
 pub struct SqliteStoreBuilder {
     path: Option<PathBuf>,
     table_prefix: String,
+    writers: u32,
     readers: u32,
     busy_timeout: Duration,
     synchronous_full: bool,
@@ -86,6 +91,13 @@ impl SqliteStoreBuilder {
     /// Table names start with this (default `floodgate_`), so several apps can share a file.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.table_prefix = prefix.into();
+        self
+    }
+
+    /// Write connections (default 1, at least 1). SQLite runs one writer at a time whatever
+    /// this says; more connections only contend for the file lock (see `BENCHMARKS.md`).
+    pub fn writers(mut self, n: u32) -> Self {
+        self.writers = n.max(1);
         self
     }
 
@@ -135,7 +147,7 @@ impl SqliteStoreBuilder {
         // a round trip to the connection's thread per operation).
         let writer = SqlitePoolOptions::new()
             .test_before_acquire(false)
-            .max_connections(1)
+            .max_connections(if self.path.is_some() { self.writers } else { 1 })
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
@@ -175,6 +187,7 @@ impl SqliteStore {
         SqliteStoreBuilder {
             path: Some(path.as_ref().to_owned()),
             table_prefix: "floodgate_".to_owned(),
+            writers: 1,
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             synchronous_full: false,
