@@ -72,6 +72,29 @@ impl StoreError {
         StoreError::Invalid { field, reason }
     }
 
+    /// Why an update that names one job matched nothing: the job's state when looked up
+    /// (`None`: no such job), or the error of that look-up.
+    pub(crate) fn missed(
+        id: JobId,
+        state: Result<Option<String>, sqlx::Error>,
+        operation: &'static str,
+        expected: &'static str,
+    ) -> Self {
+        match state {
+            Ok(None) => StoreError::NotFound { id },
+            Ok(Some(state)) => match state.parse() {
+                Ok(state) => StoreError::InvalidState {
+                    id,
+                    state,
+                    operation,
+                    expected,
+                },
+                Err(e) => e,
+            },
+            Err(e) => e.into(),
+        }
+    }
+
     /// Whether this is [`StoreError::LeaseLost`].
     pub fn is_lease_lost(&self) -> bool {
         matches!(self, StoreError::LeaseLost { .. })

@@ -66,6 +66,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub(crate) use params::QueueStatsBuilder;
 pub use params::{
     Claim, Completion, DEFAULT_LEASE_TTL, JobPage, LeaseStatus, ListJobs, QueueStats, Rescued,
     Retention, RetryAt, StateCounts,
@@ -227,6 +228,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Jobs matching the filters, newest first, one page at a time.
     fn list(&self, list: &ListJobs) -> impl Future<Output = Result<JobPage, StoreError>> + Send;
+}
+
+/// The outcome of a cancel whose update matched nothing: cancelling twice is not an error.
+pub(crate) fn cancel_missed(error: StoreError) -> Result<JobState, StoreError> {
+    match error {
+        StoreError::InvalidState {
+            state: JobState::Cancelled,
+            ..
+        } => Ok(JobState::Cancelled),
+        e => Err(e),
+    }
 }
 
 /// Validates a batch before any of it is written, so a bad job rejects the whole batch.

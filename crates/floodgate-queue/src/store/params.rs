@@ -188,6 +188,58 @@ pub struct JobPage {
     pub next: Option<JobId>,
 }
 
+impl JobPage {
+    /// A page from a query that fetched one row more than `size` (to know whether there is a
+    /// next page).
+    pub(crate) fn from_overfetch(mut jobs: Vec<Job>, size: i64) -> Self {
+        let next = if jobs.len() as i64 > size {
+            jobs.truncate(size as usize);
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        JobPage { jobs, next }
+    }
+}
+
+/// Assembles [`QueueStats`] from per-(queue, state) counts and the queues table.
+#[derive(Debug, Default)]
+pub(crate) struct QueueStatsBuilder {
+    queues: std::collections::BTreeMap<String, QueueStats>,
+}
+
+impl QueueStatsBuilder {
+    fn entry(&mut self, queue: String) -> &mut QueueStats {
+        self.queues
+            .entry(queue.clone())
+            .or_insert_with(|| QueueStats {
+                queue,
+                paused: false,
+                counts: StateCounts::default(),
+                oldest_runnable_age: None,
+            })
+    }
+
+    /// A row of the queues table (queues with no jobs are listed too).
+    pub(crate) fn paused(&mut self, queue: String, paused: bool) {
+        self.entry(queue).paused = paused;
+    }
+
+    /// `n` jobs of `queue` in `state`, the oldest runnable of them waiting `age`.
+    pub(crate) fn count(&mut self, queue: String, state: JobState, n: i64, age: Option<Duration>) {
+        let s = self.entry(queue);
+        s.counts.add(state, n.max(0) as u64);
+        if let Some(age) = age {
+            s.oldest_runnable_age = Some(s.oldest_runnable_age.map_or(age, |a| a.max(age)));
+        }
+    }
+
+    /// The stats, by queue name.
+    pub(crate) fn build(self) -> Vec<QueueStats> {
+        self.queues.into_values().collect()
+    }
+}
+
 /// Counts for one queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueStats {

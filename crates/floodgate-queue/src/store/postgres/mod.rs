@@ -34,8 +34,8 @@ use crate::observe::Observe;
 use crate::store::batch::{Written, idempotency_invisible};
 use crate::store::migrate::{self, Names};
 use crate::store::{
-    Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, Rescued, Retention, StateCounts,
-    Store, micros, validate_all,
+    Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, QueueStatsBuilder, Rescued,
+    Retention, Store, cancel_missed, micros, validate_all,
 };
 use crate::wakeup::Wakeups;
 
@@ -493,24 +493,11 @@ impl PgStore {
         operation: &'static str,
         expected: &'static str,
     ) -> StoreError {
-        let state: Result<Option<String>, _> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.state_of.as_str()))
-                .bind(id.0)
-                .fetch_optional(&self.inner.pool)
-                .await;
-        match state {
-            Ok(None) => StoreError::NotFound { id },
-            Ok(Some(state)) => match state.parse() {
-                Ok(state) => StoreError::InvalidState {
-                    id,
-                    state,
-                    operation,
-                    expected,
-                },
-                Err(e) => e,
-            },
-            Err(e) => e.into(),
-        }
+        let state = sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.state_of.as_str()))
+            .bind(id.0)
+            .fetch_optional(&self.inner.pool)
+            .await;
+        StoreError::missed(id, state, operation, expected)
     }
 }
 
@@ -769,16 +756,10 @@ impl Store for PgStore {
                 .await?;
         match state {
             Some(state) => state.parse(),
-            None => match self
-                .explain_miss(id, "cancel", "pending, failed or running")
-                .await
-            {
-                StoreError::InvalidState {
-                    state: JobState::Cancelled,
-                    ..
-                } => Ok(JobState::Cancelled),
-                e => Err(e),
-            },
+            None => cancel_missed(
+                self.explain_miss(id, "cancel", "pending, failed or running")
+                    .await,
+            ),
         }
     }
 
@@ -798,31 +779,22 @@ impl Store for PgStore {
         let paused = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_queues.as_str()))
             .fetch_all(&self.inner.pool)
             .await?;
-        let mut stats = std::collections::BTreeMap::<String, QueueStats>::new();
-        fn entry(
-            stats: &mut std::collections::BTreeMap<String, QueueStats>,
-            queue: String,
-        ) -> &mut QueueStats {
-            stats.entry(queue.clone()).or_insert_with(|| QueueStats {
-                queue,
-                paused: false,
-                counts: StateCounts::default(),
-                oldest_runnable_age: None,
-            })
-        }
+        let mut stats = QueueStatsBuilder::default();
         for row in &paused {
-            entry(&mut stats, row.try_get("name")?).paused = row.try_get("paused")?;
+            stats.paused(row.try_get("name")?, row.try_get("paused")?);
         }
         for row in &rows {
-            let s = entry(&mut stats, row.try_get("queue")?);
-            let n: i64 = row.try_get("n")?;
-            s.counts.add(read_state(row, "state")?, n as u64);
-            if let Some(us) = row.try_get::<Option<i64>, _>("oldest_age_us")? {
-                let age = Duration::from_micros(us.max(0) as u64);
-                s.oldest_runnable_age = Some(s.oldest_runnable_age.map_or(age, |a| a.max(age)));
-            }
+            let age = row
+                .try_get::<Option<i64>, _>("oldest_age_us")?
+                .map(|us| Duration::from_micros(us.max(0) as u64));
+            stats.count(
+                row.try_get("queue")?,
+                read_state(row, "state")?,
+                row.try_get("n")?,
+                age,
+            );
         }
-        Ok(stats.into_values().collect())
+        Ok(stats.build())
     }
 
     async fn listen(&self) -> Result<Wakeups, StoreError> {
@@ -874,17 +846,11 @@ impl Store for PgStore {
             .bind(size + 1)
             .fetch_all(&self.inner.pool)
             .await?;
-        let mut jobs = rows
+        let jobs = rows
             .iter()
             .map(job_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if jobs.len() as i64 > size {
-            jobs.truncate(size as usize);
-            jobs.last().map(|j| j.id)
-        } else {
-            None
-        };
-        Ok(JobPage { jobs, next })
+        Ok(JobPage::from_overfetch(jobs, size))
     }
 }
 

@@ -38,8 +38,8 @@ use crate::observe::Observe;
 use crate::store::batch::{Written, idempotency_invisible};
 use crate::store::migrate::{self, Names};
 use crate::store::{
-    Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, Rescued, Retention, StateCounts,
-    Store, micros, validate_all,
+    Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, QueueStatsBuilder, Rescued,
+    Retention, Store, cancel_missed, micros, validate_all,
 };
 use crate::wakeup::Wakeups;
 
@@ -318,24 +318,11 @@ impl SqliteStore {
         operation: &'static str,
         expected: &'static str,
     ) -> StoreError {
-        let state: Result<Option<String>, _> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.state_of.as_str()))
-                .bind(id.0)
-                .fetch_optional(&self.inner.writer)
-                .await;
-        match state {
-            Ok(None) => StoreError::NotFound { id },
-            Ok(Some(state)) => match state.parse() {
-                Ok(state) => StoreError::InvalidState {
-                    id,
-                    state,
-                    operation,
-                    expected,
-                },
-                Err(e) => e,
-            },
-            Err(e) => e.into(),
-        }
+        let state = sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.state_of.as_str()))
+            .bind(id.0)
+            .fetch_optional(&self.inner.writer)
+            .await;
+        StoreError::missed(id, state, operation, expected)
     }
 }
 
@@ -617,17 +604,10 @@ impl Store for SqliteStore {
                 .await?;
         match state {
             Some(state) => state.parse(),
-            None => match self
-                .explain_miss(id, "cancel", "pending, failed or running")
-                .await
-            {
-                // Cancelling twice is not an error.
-                StoreError::InvalidState {
-                    state: JobState::Cancelled,
-                    ..
-                } => Ok(JobState::Cancelled),
-                e => Err(e),
-            },
+            None => cancel_missed(
+                self.explain_miss(id, "cancel", "pending, failed or running")
+                    .await,
+            ),
         }
     }
 
@@ -650,36 +630,22 @@ impl Store for SqliteStore {
         let paused = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_queues.as_str()))
             .fetch_all(&self.inner.reader)
             .await?;
-        let mut stats = std::collections::BTreeMap::<String, QueueStats>::new();
-        let entry = |stats: &mut std::collections::BTreeMap<String, QueueStats>, q: String| {
-            stats
-                .entry(q.clone())
-                .or_insert_with(|| QueueStats {
-                    queue: q,
-                    paused: false,
-                    counts: StateCounts::default(),
-                    oldest_runnable_age: None,
-                })
-                .clone()
-        };
+        let mut stats = QueueStatsBuilder::default();
         for row in &paused {
-            let name: String = row.try_get("name")?;
-            let mut s = entry(&mut stats, name.clone());
-            s.paused = row.try_get("paused")?;
-            stats.insert(name, s);
+            stats.paused(row.try_get("name")?, row.try_get("paused")?);
         }
         for row in &rows {
-            let queue: String = row.try_get("queue")?;
-            let mut s = entry(&mut stats, queue.clone());
-            let n: i64 = row.try_get("n")?;
-            s.counts.add(read_state(row, "state")?, n as u64);
-            if let Some(oldest) = row.try_get::<Option<i64>, _>("oldest")? {
-                let age = Duration::from_micros(now.saturating_sub(oldest).max(0) as u64);
-                s.oldest_runnable_age = Some(s.oldest_runnable_age.map_or(age, |a| a.max(age)));
-            }
-            stats.insert(queue, s);
+            let age = row
+                .try_get::<Option<i64>, _>("oldest")?
+                .map(|oldest| Duration::from_micros(now.saturating_sub(oldest).max(0) as u64));
+            stats.count(
+                row.try_get("queue")?,
+                read_state(row, "state")?,
+                row.try_get("n")?,
+                age,
+            );
         }
-        Ok(stats.into_values().collect())
+        Ok(stats.build())
     }
 
     async fn listen(&self) -> Result<Wakeups, StoreError> {
@@ -722,17 +688,11 @@ impl Store for SqliteStore {
             .bind(size + 1)
             .fetch_all(&self.inner.reader)
             .await?;
-        let mut jobs = rows
+        let jobs = rows
             .iter()
             .map(job_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if jobs.len() as i64 > size {
-            jobs.truncate(size as usize);
-            jobs.last().map(|j| j.id)
-        } else {
-            None
-        };
-        Ok(JobPage { jobs, next })
+        Ok(JobPage::from_overfetch(jobs, size))
     }
 }
 
