@@ -37,6 +37,7 @@
 
 mod error;
 mod job;
+pub mod worker;
 mod observe;
 mod store;
 mod wakeup;
