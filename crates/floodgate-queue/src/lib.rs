@@ -37,10 +37,10 @@
 
 mod error;
 mod job;
-pub mod worker;
 mod observe;
 mod store;
 mod wakeup;
+pub mod worker;
 
 pub use error::StoreError;
 pub use job::{

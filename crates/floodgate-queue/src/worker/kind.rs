@@ -35,7 +35,10 @@ impl std::fmt::Debug for KindOptions {
             .field("max_concurrency", &self.max_concurrency)
             .field("priority", &self.priority)
             .field("timeout", &self.timeout)
-            .field("breaker", &self.breaker.as_ref().map(|b| b.name().to_owned()))
+            .field(
+                "breaker",
+                &self.breaker.as_ref().map(|b| b.name().to_owned()),
+            )
             .finish_non_exhaustive()
     }
 }

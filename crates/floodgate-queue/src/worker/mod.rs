@@ -190,13 +190,10 @@ impl<S: Store + Clone> WorkerBuilder<S> {
         self
     }
 
-    /// Stop claiming above `high` resident bytes, resume below `low`, sampling every second.
-    pub fn memory_watch(mut self, high: u64, low: u64) -> Self {
-        self.memory = Some(MemoryWatch {
-            high,
-            low,
-            every: Duration::from_secs(1),
-        });
+    /// Stop claiming above `watch.high` resident bytes, resume below `watch.low`, sampling
+    /// every `watch.every` (seed 000's memory watch; off by default).
+    pub fn memory_watch(mut self, watch: MemoryWatch) -> Self {
+        self.memory = Some(watch);
         self
     }
 
@@ -207,8 +204,10 @@ impl<S: Store + Clone> WorkerBuilder<S> {
         Fut: std::future::Future<Output = Result<Outcome, JobError>> + Send + 'static,
     {
         let kind = kind.into();
-        self.kinds
-            .insert(kind.clone(), kind::Kind::new(kind, handler::raw(f), options));
+        self.kinds.insert(
+            kind.clone(),
+            kind::Kind::new(kind, handler::raw(f), options),
+        );
         self
     }
 
@@ -226,8 +225,10 @@ impl<S: Store + Clone> WorkerBuilder<S> {
         Fut: std::future::Future<Output = Result<Outcome, JobError>> + Send + 'static,
     {
         let kind = kind.into();
-        self.kinds
-            .insert(kind.clone(), kind::Kind::new(kind, handler::typed(f), options));
+        self.kinds.insert(
+            kind.clone(),
+            kind::Kind::new(kind, handler::typed(f), options),
+        );
         self
     }
 
@@ -241,10 +242,27 @@ impl<S: Store + Clone> WorkerBuilder<S> {
             return Err(invalid("queues", "name at least one queue".into()));
         }
         if self.lease_ttl < Duration::from_millis(30) {
-            return Err(invalid("lease_ttl", format!("{:?} is under 30 ms", self.lease_ttl)));
+            return Err(invalid(
+                "lease_ttl",
+                format!("{:?} is under 30 ms", self.lease_ttl),
+            ));
         }
         if !(1..=10_000).contains(&self.claim_batch) {
-            return Err(invalid("claim_batch", format!("{} is outside 1..=10000", self.claim_batch)));
+            return Err(invalid(
+                "claim_batch",
+                format!("{} is outside 1..=10000", self.claim_batch),
+            ));
+        }
+        if let Some(m) = self.memory
+            && (m.low > m.high || m.every.is_zero())
+        {
+            return Err(invalid(
+                "memory_watch",
+                format!(
+                    "low ({}) must not exceed high ({}), and `every` must be positive",
+                    m.low, m.high
+                ),
+            ));
         }
         if self.poll_interval.is_zero() {
             return Err(invalid("poll_interval", "must be positive".into()));

@@ -185,9 +185,7 @@ async fn claim_round<S: Store + Clone>(
             }
             let eligible: Vec<&Arc<Kind>> = group.iter().filter(|k| !k.blocked()).collect();
             let kind_free = eligible.iter().map(|k| k.free()).min().unwrap_or(0);
-            let limit = global_free
-                .min(kind_free)
-                .min(config.claim_batch as usize) as u32;
+            let limit = global_free.min(kind_free).min(config.claim_batch as usize) as u32;
             if limit == 0 {
                 continue;
             }
@@ -245,18 +243,24 @@ fn start_job<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>, jo
         let shared2 = shared.clone();
         shared.jobs.spawn(async move {
             let until = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            finish_store(&shared2, &job, store.snooze(lease, until).await.map(|()| JobState::Pending), || {
-                WorkerEvent::Snoozed {
+            finish_store(
+                &shared2,
+                &job,
+                store.snooze(lease, until).await.map(|()| JobState::Pending),
+                || WorkerEvent::Snoozed {
                     id: job.id,
                     kind: job.kind.clone(),
                     until,
-                }
-            });
+                },
+            );
         });
         return;
     }
     let breaker = breaker.map(|b| b.expect("checked above"));
-    let permits = (global.expect("checked above"), local.map(|l| l.expect("checked above")));
+    let permits = (
+        global.expect("checked above"),
+        local.map(|l| l.expect("checked above")),
+    );
     let stop = shared.hard_stop.child_token();
     lock(&shared.running).insert(
         job.id,
@@ -273,7 +277,9 @@ fn start_job<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>, jo
         execute(&config, &shared, kind, job, lease, stop, breaker).await;
         lock(&shared.running).remove(&lease.id);
         if shared.stop_claiming.is_cancelled() {
-            shared.finished_while_stopping.fetch_add(1, Ordering::Relaxed);
+            shared
+                .finished_while_stopping
+                .fetch_add(1, Ordering::Relaxed);
         }
         drop(_permits);
         shared.freed.notify_one();
@@ -296,10 +302,7 @@ async fn execute<S: Store + Clone>(
     stop: CancellationToken,
     breaker: Option<CallPermit>,
 ) {
-    let labels = [
-        ("queue", job.queue.clone()),
-        ("kind", job.kind.clone()),
-    ];
+    let labels = [("queue", job.queue.clone()), ("kind", job.kind.clone())];
     metrics::counter!("floodgate_jobs_started_total", &labels).increment(1);
     let running = metrics::gauge!("floodgate_jobs_running", "kind" => job.kind.clone());
     running.increment(1.0);
@@ -368,7 +371,10 @@ async fn execute<S: Store + Clone>(
         Ran::Done(result, outcome) => {
             if let Some(b) = breaker {
                 let message = result.as_ref().err().map(ToString::to_string);
-                b.record(outcome, message.as_ref().map(|m| m as &dyn std::fmt::Display));
+                b.record(
+                    outcome,
+                    message.as_ref().map(|m| m as &dyn std::fmt::Display),
+                );
             }
             write_outcome(store, shared, &kind, &job, lease, result, took).await;
         }
@@ -389,7 +395,11 @@ async fn write_outcome<S: Store>(
         Ok(outcome) => {
             let written = store.complete(lease, outcome.result).await;
             finish_store(shared, job, written.map(|()| JobState::Succeeded), || {
-                WorkerEvent::Succeeded { id, kind: k.clone(), took }
+                WorkerEvent::Succeeded {
+                    id,
+                    kind: k.clone(),
+                    took,
+                }
             });
         }
         Err(JobError::Retry { message, after }) => {
@@ -397,36 +407,61 @@ async fn write_outcome<S: Store>(
             let delay = after.or_else(|| kind.options.retry.next_delay(job.attempt, elapsed, None));
             match delay {
                 Some(delay) => {
-                    let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                    let retry_at =
+                        Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                     let written = store.fail(lease, &message, retry_at).await;
                     let event = |state: JobState| match state {
-                        JobState::Dead => WorkerEvent::Dead { id, kind: k.clone(), error: message.clone() },
-                        JobState::Cancelled => WorkerEvent::Cancelled { id, kind: k.clone() },
-                        _ => WorkerEvent::Failed { id, kind: k.clone(), error: message.clone(), retry_at },
+                        JobState::Dead => WorkerEvent::Dead {
+                            id,
+                            kind: k.clone(),
+                            error: message.clone(),
+                        },
+                        JobState::Cancelled => WorkerEvent::Cancelled {
+                            id,
+                            kind: k.clone(),
+                        },
+                        _ => WorkerEvent::Failed {
+                            id,
+                            kind: k.clone(),
+                            error: message.clone(),
+                            retry_at,
+                        },
                     };
                     let state = written.as_ref().ok().copied();
-                    finish_store(shared, job, written, || event(state.unwrap_or(JobState::Failed)));
+                    finish_store(shared, job, written, || {
+                        event(state.unwrap_or(JobState::Failed))
+                    });
                 }
                 None => {
                     let written = store.dead(lease, &message).await;
                     finish_store(shared, job, written.map(|()| JobState::Dead), || {
-                        WorkerEvent::Dead { id, kind: k.clone(), error: message.clone() }
+                        WorkerEvent::Dead {
+                            id,
+                            kind: k.clone(),
+                            error: message.clone(),
+                        }
                     });
                 }
             }
         }
         Err(JobError::Permanent { message }) => {
             let written = store.dead(lease, &message).await;
-            finish_store(shared, job, written.map(|()| JobState::Dead), || WorkerEvent::Dead {
-                id,
-                kind: k.clone(),
-                error: message.clone(),
+            finish_store(shared, job, written.map(|()| JobState::Dead), || {
+                WorkerEvent::Dead {
+                    id,
+                    kind: k.clone(),
+                    error: message.clone(),
+                }
             });
         }
         Err(JobError::Snooze { until }) => {
             let written = store.snooze(lease, until).await;
             finish_store(shared, job, written.map(|()| JobState::Pending), || {
-                WorkerEvent::Snoozed { id, kind: k.clone(), until }
+                WorkerEvent::Snoozed {
+                    id,
+                    kind: k.clone(),
+                    until,
+                }
             });
         }
     }

@@ -1,0 +1,596 @@
+//! The worker runtime end to end, on SQLite and (when reachable) PostgreSQL: limits, retries,
+//! dead letters, panics, timeouts, breakers, lost leases, cancellation, wake-ups, the memory
+//! watch and graceful shutdown.
+#![allow(unreachable_pub)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use floodgate::breaker::CircuitBreaker;
+use floodgate::retry::ExponentialBackoff;
+use floodgate_queue::worker::{
+    JobError, KindOptions, MemoryWatch, Outcome, Worker, WorkerEvent, WorkerHandle,
+};
+use floodgate_queue::{Claim, Job, JobId, JobState, NewJob, Store};
+use serde_json::json;
+
+/// Polls until `f` holds, failing after 20 s.
+async fn eventually<S: Store>(store: &S, id: JobId, state: JobState) -> Job {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = store.job(id).await.unwrap().unwrap();
+        if job.state == state {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} still {} (wanted {state}): {job:?}",
+            job.state
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn quick_retry() -> KindOptions {
+    KindOptions::new().retry(
+        ExponentialBackoff::new(Duration::from_millis(10))
+            .cap(Duration::from_millis(20))
+            .max_attempts(u32::MAX)
+            .jitter(floodgate::retry::Jitter::None),
+    )
+}
+
+/// Counts handlers running at once, and the most ever.
+#[derive(Default)]
+struct Gauge {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl Gauge {
+    fn enter(&self) {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(n, Ordering::SeqCst);
+    }
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+macro_rules! worker_suite {
+    ($($case:ident),* $(,)?) => {
+        #[cfg(feature = "sqlite")]
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = floodgate_queue::SqliteStore::open(dir.path().join("w.db")).await.unwrap();
+                    super::$case(&store).await;
+                }
+            )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(schema) = floodgate_testing::postgres_schema(stringify!($case)).await else { return };
+                    let store = floodgate_queue::PgStore::builder_with(schema.connect_options())
+                        .schema(schema.name())
+                        .connect()
+                        .await
+                        .unwrap();
+                    super::$case(&store).await;
+                    store.close().await;
+                }
+            )*
+        }
+    };
+}
+
+worker_suite!(
+    runs_jobs_and_keeps_results,
+    claims_only_what_it_can_start,
+    per_kind_limits_hold,
+    failures_retry_with_backoff_then_go_dead,
+    permanent_errors_and_bad_payloads_go_dead_at_once,
+    a_panicking_handler_fails_its_job_and_the_worker_goes_on,
+    a_slow_attempt_times_out,
+    an_open_breaker_stops_claims_of_its_kind,
+    a_worker_that_lost_its_lease_cannot_complete,
+    cancellation_reaches_the_running_handler,
+    an_idle_worker_wakes_on_enqueue,
+    memory_above_the_high_water_mark_stops_claims,
+    shutdown_finishes_in_time_or_releases,
+);
+
+async fn runs_jobs_and_keeps_results<S: Store + Clone>(store: &S) {
+    let handle = Worker::builder(store.clone())
+        .handler("double", KindOptions::new(), |job: Job, _| async move {
+            let n = job.payload["n"].as_i64().unwrap();
+            Ok(Outcome::with_result(json!(n * 2)))
+        })
+        .build()
+        .unwrap()
+        .start();
+    let ids: Vec<JobId> = store
+        .enqueue_many(
+            (0..100)
+                .map(|n| NewJob::new("double", json!({ "n": n })))
+                .collect(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    for (n, id) in ids.iter().enumerate() {
+        let job = eventually(store, *id, JobState::Succeeded).await;
+        assert_eq!(job.result, Some(json!(n as i64 * 2)));
+        assert_eq!(job.attempt, 1);
+    }
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn claims_only_what_it_can_start<S: Store + Clone>(store: &S) {
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let gauge = Arc::new(Gauge::default());
+    let (r, g) = (release.clone(), gauge.clone());
+    let handle = Worker::builder(store.clone())
+        .concurrency(2)
+        .handler("block", KindOptions::new(), move |_, _| {
+            let (r, g) = (r.clone(), g.clone());
+            async move {
+                g.enter();
+                r.acquire().await.unwrap().forget();
+                g.leave();
+                Ok(Outcome::done())
+            }
+        })
+        .build()
+        .unwrap()
+        .start();
+    let ids: Vec<JobId> = store
+        .enqueue_many((0..10).map(|n| NewJob::new("block", json!(n))).collect())
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    while gauge.now.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!(
+        stats[0].counts.running, 2,
+        "no hoarding: only the two it can run are claimed"
+    );
+    assert_eq!(stats[0].counts.pending, 8);
+    release.add_permits(10);
+    for id in ids {
+        eventually(store, id, JobState::Succeeded).await;
+    }
+    assert_eq!(gauge.max.load(Ordering::SeqCst), 2);
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn per_kind_limits_hold<S: Store + Clone>(store: &S) {
+    let slow = Arc::new(Gauge::default());
+    let all = Arc::new(Gauge::default());
+    let (s1, a1, a2) = (slow.clone(), all.clone(), all.clone());
+    let handle = Worker::builder(store.clone())
+        .concurrency(4)
+        .handler(
+            "slow",
+            KindOptions::new().max_concurrency(1).priority(10),
+            move |_, _| {
+                let (s, a) = (s1.clone(), a1.clone());
+                async move {
+                    s.enter();
+                    a.enter();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    a.leave();
+                    s.leave();
+                    Ok(Outcome::done())
+                }
+            },
+        )
+        .handler("fast", KindOptions::new(), move |_, _| {
+            let a = a2.clone();
+            async move {
+                a.enter();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                a.leave();
+                Ok(Outcome::done())
+            }
+        })
+        .build()
+        .unwrap()
+        .start();
+    let jobs = (0..10)
+        .flat_map(|n| [NewJob::new("slow", json!(n)), NewJob::new("fast", json!(n))])
+        .collect();
+    let ids = store.enqueue_many(jobs).await.unwrap();
+    for e in ids {
+        eventually(store, e.id, JobState::Succeeded).await;
+    }
+    assert_eq!(slow.max.load(Ordering::SeqCst), 1, "per-kind limit");
+    assert!(all.max.load(Ordering::SeqCst) <= 4, "global limit");
+    assert!(
+        all.max.load(Ordering::SeqCst) >= 2,
+        "kinds ran side by side"
+    );
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn failures_retry_with_backoff_then_go_dead<S: Store + Clone>(store: &S) {
+    let handle = Worker::builder(store.clone())
+        .handler("flaky", quick_retry(), |job: Job, ctx| async move {
+            assert_eq!(job.attempt, ctx.attempt());
+            Err(JobError::retry(format!("attempt {} failed", ctx.attempt())))
+        })
+        .build()
+        .unwrap()
+        .start();
+    let mut events = handle.events();
+    let id = store
+        .enqueue(NewJob::new("flaky", json!(null)).max_attempts(3))
+        .await
+        .unwrap()
+        .id;
+    let dead = eventually(store, id, JobState::Dead).await;
+    assert_eq!(dead.attempt, 3);
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("attempt 3 failed"),
+        "dead letter keeps the last error"
+    );
+    // The state can be read before the last event is sent: wait for the events themselves.
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while seen.last() != Some(&"dead") {
+            match events.recv().await.unwrap() {
+                WorkerEvent::Failed { .. } => seen.push("failed"),
+                WorkerEvent::Dead { .. } => seen.push("dead"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen, ["failed", "failed", "dead"]);
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn permanent_errors_and_bad_payloads_go_dead_at_once<S: Store + Clone>(store: &S) {
+    #[derive(serde::Deserialize)]
+    struct Charge {
+        #[allow(dead_code)]
+        cents: u64,
+    }
+    let handle = Worker::builder(store.clone())
+        .handler("auth", KindOptions::new(), |_, _| async {
+            Err(JobError::permanent("401 from the API"))
+        })
+        .typed_handler("charge", KindOptions::new(), |_c: Charge, _| async {
+            Ok(Outcome::done())
+        })
+        .handler("later", KindOptions::new(), |job: Job, _| async move {
+            if job.payload == json!("first") {
+                Err(JobError::snooze(Duration::from_millis(30)))
+            } else {
+                Ok(Outcome::done())
+            }
+        })
+        .build()
+        .unwrap()
+        .start();
+    let auth = store
+        .enqueue(NewJob::new("auth", json!(null)))
+        .await
+        .unwrap()
+        .id;
+    let bad = store
+        .enqueue(NewJob::new("charge", json!({"cents": "ten"})))
+        .await
+        .unwrap()
+        .id;
+    let good = store
+        .enqueue(NewJob::new("charge", json!({"cents": 10})))
+        .await
+        .unwrap()
+        .id;
+    let dead = eventually(store, auth, JobState::Dead).await;
+    assert_eq!(dead.attempt, 1);
+    assert_eq!(dead.last_error.as_deref(), Some("401 from the API"));
+    let undecodable = eventually(store, bad, JobState::Dead).await;
+    assert!(undecodable.last_error.unwrap().contains("does not decode"));
+    eventually(store, good, JobState::Succeeded).await;
+
+    // A snooze spends no attempt.
+    let snoozed = store
+        .enqueue(NewJob::new("later", json!("first")))
+        .await
+        .unwrap()
+        .id;
+    let s = eventually(store, snoozed, JobState::Pending).await;
+    assert_eq!(s.attempt, 0);
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn a_panicking_handler_fails_its_job_and_the_worker_goes_on<S: Store + Clone>(store: &S) {
+    let handle = Worker::builder(store.clone())
+        .handler("maybe_panic", quick_retry(), |job: Job, _| async move {
+            if job.payload == json!("boom") {
+                panic!("exploded on purpose");
+            }
+            Ok(Outcome::done())
+        })
+        .build()
+        .unwrap()
+        .start();
+    let boom = store
+        .enqueue(NewJob::new("maybe_panic", json!("boom")).max_attempts(1))
+        .await
+        .unwrap()
+        .id;
+    let dead = eventually(store, boom, JobState::Dead).await;
+    assert!(
+        dead.last_error
+            .unwrap()
+            .contains("panicked: exploded on purpose")
+    );
+    let fine = store
+        .enqueue(NewJob::new("maybe_panic", json!("ok")))
+        .await
+        .unwrap()
+        .id;
+    eventually(store, fine, JobState::Succeeded).await;
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn a_slow_attempt_times_out<S: Store + Clone>(store: &S) {
+    let handle = Worker::builder(store.clone())
+        .handler(
+            "slow",
+            quick_retry().timeout(Duration::from_millis(50)),
+            |_, _| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(Outcome::done())
+            },
+        )
+        .build()
+        .unwrap()
+        .start();
+    let id = store
+        .enqueue(NewJob::new("slow", json!(null)).max_attempts(1))
+        .await
+        .unwrap()
+        .id;
+    let dead = eventually(store, id, JobState::Dead).await;
+    assert!(dead.last_error.unwrap().contains("timed out after 50ms"));
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn an_open_breaker_stops_claims_of_its_kind<S: Store + Clone>(store: &S) {
+    let breaker = CircuitBreaker::new("partner-api");
+    breaker.force_open();
+    let handle = Worker::builder(store.clone())
+        .poll_interval(Duration::from_millis(20))
+        .handler(
+            "call_partner",
+            KindOptions::new().breaker(breaker.clone()),
+            |_, _| async { Ok(Outcome::done()) },
+        )
+        .build()
+        .unwrap()
+        .start();
+    let id = store
+        .enqueue(NewJob::new("call_partner", json!(null)))
+        .await
+        .unwrap()
+        .id;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = store.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        waiting.state,
+        JobState::Pending,
+        "not claimed while the breaker is open"
+    );
+    assert_eq!(waiting.attempt, 0);
+    breaker.reset();
+    eventually(store, id, JobState::Succeeded).await;
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn a_worker_that_lost_its_lease_cannot_complete<S: Store + Clone>(store: &S) {
+    let started = Arc::new(tokio::sync::Notify::new());
+    let go_on = Arc::new(tokio::sync::Notify::new());
+    let (s, g) = (started.clone(), go_on.clone());
+    let handle = Worker::builder(store.clone())
+        .id("paused-worker")
+        .lease_ttl(Duration::from_secs(60))
+        .handler("pay", KindOptions::new(), move |_, _| {
+            let (s, g) = (s.clone(), g.clone());
+            async move {
+                s.notify_one();
+                g.notified().await; // "paused" past its lease
+                Ok(Outcome::with_result(json!("from the paused worker")))
+            }
+        })
+        .build()
+        .unwrap()
+        .start();
+    let mut events = handle.events();
+    let id = store
+        .enqueue(NewJob::new("pay", json!(null)))
+        .await
+        .unwrap()
+        .id;
+    started.notified().await;
+    // The lease runs out while the worker is paused: another node rescues and runs the job.
+    let job = store.job(id).await.unwrap().unwrap();
+    let stale = job.lease().unwrap();
+    store
+        .extend_leases("paused-worker", &[stale], Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.rescue_expired(10).await.unwrap().len(), 1);
+    let taken = store.claim(&Claim::new("other-node", 1)).await.unwrap();
+    assert_eq!(taken[0].id, id);
+    store
+        .complete(
+            taken[0].lease().unwrap(),
+            Some(json!("from the other node")),
+        )
+        .await
+        .unwrap();
+    go_on.notify_one();
+    let lost = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let WorkerEvent::LeaseLost { id: lost, .. } = events.recv().await.unwrap() {
+                return lost;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(lost, id);
+    let done = store.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        done.result,
+        Some(json!("from the other node")),
+        "the paused worker wrote nothing"
+    );
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn cancellation_reaches_the_running_handler<S: Store + Clone>(store: &S) {
+    let started = Arc::new(tokio::sync::Notify::new());
+    let s = started.clone();
+    let handle = Worker::builder(store.clone())
+        .lease_ttl(Duration::from_millis(150)) // heartbeat every 50 ms
+        .handler("long", KindOptions::new(), move |_, ctx| {
+            let s = s.clone();
+            async move {
+                s.notify_one();
+                ctx.stopping().await;
+                Err(JobError::retry("stopped on request"))
+            }
+        })
+        .build()
+        .unwrap()
+        .start();
+    let id = store
+        .enqueue(NewJob::new("long", json!(null)))
+        .await
+        .unwrap()
+        .id;
+    started.notified().await;
+    assert_eq!(store.cancel(id).await.unwrap(), JobState::Running);
+    eventually(store, id, JobState::Cancelled).await;
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn an_idle_worker_wakes_on_enqueue<S: Store + Clone>(store: &S) {
+    let handle = Worker::builder(store.clone())
+        .poll_interval(Duration::from_secs(3600)) // only a notification can wake it
+        .handler("k", KindOptions::new(), |_, _| async {
+            Ok(Outcome::done())
+        })
+        .build()
+        .unwrap()
+        .start();
+    tokio::time::sleep(Duration::from_millis(100)).await; // idle, listening
+    let id = store
+        .enqueue(NewJob::new("k", json!(null)))
+        .await
+        .unwrap()
+        .id;
+    eventually(store, id, JobState::Succeeded).await;
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn memory_above_the_high_water_mark_stops_claims<S: Store + Clone>(store: &S) {
+    let handle: WorkerHandle = Worker::builder(store.clone())
+        .poll_interval(Duration::from_millis(20))
+        .memory_watch(MemoryWatch {
+            high: 1, // any process is above one byte
+            low: 0,
+            every: Duration::from_millis(10),
+        })
+        .handler("k", KindOptions::new(), |_, _| async {
+            Ok(Outcome::done())
+        })
+        .build()
+        .unwrap()
+        .start();
+    let mut events = handle.events();
+    let high = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let WorkerEvent::MemoryHigh { rss } = events.recv().await.unwrap() {
+                return rss;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(high > 1);
+    let id = store
+        .enqueue(NewJob::new("k", json!(null)))
+        .await
+        .unwrap()
+        .id;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        store.job(id).await.unwrap().unwrap().state,
+        JobState::Pending
+    );
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn shutdown_finishes_in_time_or_releases<S: Store + Clone>(store: &S) {
+    let handle = Worker::builder(store.clone())
+        .handler("quick", KindOptions::new(), |_, _| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Outcome::done())
+        })
+        .handler("stuck", KindOptions::new(), |_, _| async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(Outcome::done())
+        })
+        .build()
+        .unwrap()
+        .start();
+    let quick = store
+        .enqueue(NewJob::new("quick", json!(null)))
+        .await
+        .unwrap()
+        .id;
+    let stuck = store
+        .enqueue(NewJob::new("stuck", json!(null)))
+        .await
+        .unwrap()
+        .id;
+    eventually(store, stuck, JobState::Running).await;
+    let summary = handle.shutdown(Duration::from_millis(300)).await;
+    assert_eq!(summary.released, 1);
+    assert_eq!(summary.finished, 1);
+    assert_eq!(
+        store.job(quick).await.unwrap().unwrap().state,
+        JobState::Succeeded
+    );
+    let back = store.job(stuck).await.unwrap().unwrap();
+    assert_eq!(
+        back.state,
+        JobState::Pending,
+        "released at once, not after the lease"
+    );
+    assert_eq!(back.attempt, 0, "the interrupted attempt is given back");
+    // A second call reports the same.
+    assert_eq!(handle.shutdown(Duration::from_secs(1)).await, summary);
+}
