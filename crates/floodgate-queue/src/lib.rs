@@ -36,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod inbox;
 mod job;
 mod observe;
 mod store;
@@ -43,6 +44,7 @@ mod wakeup;
 pub mod worker;
 
 pub use error::StoreError;
+pub use inbox::{DEFAULT_CACHE_CAPACITY, Delivery, Inbox, InboxError, InboxStats};
 pub use job::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE, Enqueued, Job, JobId, JobState, Lease,
     LeaseToken, MAX_NAME_LEN, NewJob,

@@ -37,18 +37,32 @@ impl Names {
 }
 
 #[cfg(feature = "sqlite")]
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "jobs",
-    sql: include_str!("../../migrations/sqlite/0001_jobs.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "jobs",
+        sql: include_str!("../../migrations/sqlite/0001_jobs.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "inbox_and_leaders",
+        sql: include_str!("../../migrations/sqlite/0002_inbox_and_leaders.sql"),
+    },
+];
 
 #[cfg(feature = "postgres")]
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "jobs",
-    sql: include_str!("../../migrations/postgres/0001_jobs.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "jobs",
+        sql: include_str!("../../migrations/postgres/0001_jobs.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "inbox_and_leaders",
+        sql: include_str!("../../migrations/postgres/0002_inbox_and_leaders.sql"),
+    },
+];
 
 /// Checks a schema name or prefix: letters, digits and `_`, starting with a letter or `_`, at
 /// most `max` bytes (so derived names stay within PostgreSQL's 63).

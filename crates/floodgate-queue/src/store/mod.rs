@@ -228,6 +228,42 @@ pub trait Store: Send + Sync + 'static {
 
     /// Jobs matching the filters, newest first, one page at a time.
     fn list(&self, list: &ListJobs) -> impl Future<Output = Result<JobPage, StoreError>> + Send;
+
+    /// Records, inside the caller's transaction, that `consumer` processed `message_key`:
+    /// `true` the first time, `false` for a duplicate (nothing written). A concurrent
+    /// transaction recording the same key waits for this one and then sees a duplicate.
+    /// The building block of [`Inbox`](crate::Inbox).
+    fn inbox_record(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Self::Database>,
+        consumer: &str,
+        message_key: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Forgets inbox keys recorded longer ago than `age`, `batch_size` rows a statement;
+    /// returns how many went. (A message redelivered after that is processed again.)
+    fn inbox_delete_older_than(
+        &self,
+        age: std::time::Duration,
+        batch_size: u32,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Takes the role `name` for `holder` until now + `ttl` if it is free, expired, or already
+    /// `holder`'s (then it is renewed): `true` when `holder` has it. The building block of
+    /// [`Singleton::lease`](crate::Singleton::lease).
+    fn leader_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives the role `name` up if `holder` has it.
+    fn leader_release(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The outcome of a cancel whose update matched nothing: cancelling twice is not an error.

@@ -852,6 +852,69 @@ impl Store for PgStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(JobPage::from_overfetch(jobs, size))
     }
+
+    async fn inbox_record(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        consumer: &str,
+        message_key: &str,
+    ) -> Result<bool, StoreError> {
+        crate::job::validate_name("consumer", consumer)?;
+        crate::job::validate_name("message_key", message_key)?;
+        let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.inbox_record.as_str()))
+            .bind(consumer)
+            .bind(message_key)
+            .execute(&mut **tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn inbox_delete_older_than(
+        &self,
+        age: Duration,
+        batch_size: u32,
+    ) -> Result<u64, StoreError> {
+        let batch = i64::from(batch_size.max(1));
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.inbox_delete.as_str()))
+                .bind(micros(age))
+                .bind(batch)
+                .execute(&self.inner.pool)
+                .await?;
+            total += done.rows_affected();
+            if done.rows_affected() < batch as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn leader_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        crate::job::validate_name("name", name)?;
+        crate::job::validate_name("holder", holder)?;
+        let row: Option<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.leader_acquire.as_str()))
+                .bind(name)
+                .bind(holder)
+                .bind(micros(ttl))
+                .fetch_optional(&self.inner.pool)
+                .await?;
+        Ok(row.as_deref() == Some(holder))
+    }
+
+    async fn leader_release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.leader_release.as_str()))
+            .bind(name)
+            .bind(holder)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 async fn set_paused(store: &PgStore, queue: &str, paused: bool) -> Result<(), StoreError> {

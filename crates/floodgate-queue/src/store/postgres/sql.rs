@@ -59,6 +59,10 @@ pub(super) struct Sql {
     pub(super) job: String,
     pub(super) list: String,
     pub(super) notify: String,
+    pub(super) inbox_record: String,
+    pub(super) inbox_delete: String,
+    pub(super) leader_acquire: String,
+    pub(super) leader_release: String,
 }
 
 /// The claim: lock the next runnable rows, skipping rows other claimers hold, and lease them
@@ -249,6 +253,23 @@ impl Sql {
                   AND ($3::text IS NULL OR j.state = $3) AND ($4::bigint IS NULL OR j.id < $4)
                 ORDER BY j.id DESC LIMIT $5"),
             notify: r("SELECT pg_notify('{channel}', $1)"),
+            inbox_record: r(
+                "INSERT INTO {t}inbox (consumer, message_key) VALUES ($1, $2)
+                ON CONFLICT (consumer, message_key) DO NOTHING",
+            ),
+            inbox_delete: r(
+                "DELETE FROM {t}inbox WHERE ctid IN (SELECT ctid FROM {t}inbox
+                WHERE processed_at < now() - $1::bigint * interval '1 microsecond' LIMIT $2)",
+            ),
+            leader_acquire: r("INSERT INTO {t}leaders (name, holder, expires_at)
+                VALUES ($1, $2, now() + $3::bigint * interval '1 microsecond')
+                ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                    expires_at = excluded.expires_at,
+                    acquired_at = CASE WHEN {t}leaders.holder = excluded.holder
+                        THEN {t}leaders.acquired_at ELSE now() END
+                WHERE {t}leaders.holder = excluded.holder OR {t}leaders.expires_at < now()
+                RETURNING holder"),
+            leader_release: r("DELETE FROM {t}leaders WHERE name = $1 AND holder = $2"),
         }
     }
 }

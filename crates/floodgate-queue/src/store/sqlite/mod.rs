@@ -694,6 +694,73 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(JobPage::from_overfetch(jobs, size))
     }
+
+    async fn inbox_record(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        consumer: &str,
+        message_key: &str,
+    ) -> Result<bool, StoreError> {
+        crate::job::validate_name("consumer", consumer)?;
+        crate::job::validate_name("message_key", message_key)?;
+        let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.inbox_record.as_str()))
+            .bind(consumer)
+            .bind(message_key)
+            .bind(now_micros())
+            .execute(&mut **tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn inbox_delete_older_than(
+        &self,
+        age: Duration,
+        batch_size: u32,
+    ) -> Result<u64, StoreError> {
+        let cutoff = now_micros().saturating_sub(micros(age));
+        let batch = i64::from(batch_size.max(1));
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.inbox_delete.as_str()))
+                .bind(cutoff)
+                .bind(batch)
+                .execute(&self.inner.writer)
+                .await?;
+            total += done.rows_affected();
+            if done.rows_affected() < batch as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn leader_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        crate::job::validate_name("name", name)?;
+        crate::job::validate_name("holder", holder)?;
+        let now = now_micros();
+        let row: Option<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.leader_acquire.as_str()))
+                .bind(name)
+                .bind(holder)
+                .bind(now.saturating_add(micros(ttl)))
+                .bind(now)
+                .fetch_optional(&self.inner.writer)
+                .await?;
+        Ok(row.as_deref() == Some(holder))
+    }
+
+    async fn leader_release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.leader_release.as_str()))
+            .bind(name)
+            .bind(holder)
+            .execute(&self.inner.writer)
+            .await?;
+        Ok(())
+    }
 }
 
 async fn set_paused(store: &SqliteStore, queue: &str, paused: bool) -> Result<(), StoreError> {

@@ -31,6 +31,10 @@ pub(super) struct Sql {
     pub(super) delete_finished: String,
     pub(super) job: String,
     pub(super) list: String,
+    pub(super) inbox_record: String,
+    pub(super) inbox_delete: String,
+    pub(super) leader_acquire: String,
+    pub(super) leader_release: String,
 }
 
 /// The claim's candidate filter; `{queue}` is the queue condition.
@@ -177,6 +181,21 @@ impl Sql {
                 WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR kind = ?2)
                   AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR id < ?4)
                 ORDER BY id DESC LIMIT ?5"),
+            inbox_record: r("INSERT INTO {t}inbox (consumer, message_key, processed_at)
+                VALUES (?1, ?2, ?3) ON CONFLICT (consumer, message_key) DO NOTHING"),
+            inbox_delete: r("DELETE FROM {t}inbox WHERE (consumer, message_key) IN (
+                SELECT consumer, message_key FROM {t}inbox WHERE processed_at < ?1 LIMIT ?2)"),
+            leader_acquire: r(
+                "INSERT INTO {t}leaders (name, holder, expires_at, acquired_at)
+                VALUES (?1, ?2, ?3, ?4)
+                ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                    expires_at = excluded.expires_at,
+                    acquired_at = CASE WHEN {t}leaders.holder = excluded.holder
+                        THEN {t}leaders.acquired_at ELSE excluded.acquired_at END
+                WHERE {t}leaders.holder = excluded.holder OR {t}leaders.expires_at < ?4
+                RETURNING holder",
+            ),
+            leader_release: r("DELETE FROM {t}leaders WHERE name = ?1 AND holder = ?2"),
         }
     }
 }
