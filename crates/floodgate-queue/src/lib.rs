@@ -38,6 +38,7 @@
 mod error;
 mod inbox;
 mod job;
+mod leader;
 mod observe;
 mod store;
 mod wakeup;
@@ -49,6 +50,7 @@ pub use job::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE, Enqueued, Job, JobId, JobState, Lease,
     LeaseToken, MAX_NAME_LEN, NewJob,
 };
+pub use leader::Singleton;
 #[cfg(feature = "postgres")]
 pub use store::postgres::{PgStore, PgStoreBuilder};
 #[cfg(feature = "sqlite")]

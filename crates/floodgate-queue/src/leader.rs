@@ -1,0 +1,271 @@
+//! Single-instance roles: at most one node runs a role (a projector, the maintenance tasks)
+//! at a time, and another takes over when it dies.
+//!
+//! * [`Singleton::lease`]: an expiring row renewed by its holder every third of its TTL.
+//!   Works on SQLite and PostgreSQL, and behind transaction-pooling proxies. A holder that
+//!   cannot renew steps down when its local copy of the lease runs out — measured from before
+//!   it sent the renewal, so always before the row expires in the database and another node can
+//!   take it: there are never two leaders at once (given clocks that run at the same rate).
+//! * [`Singleton::advisory`] (PostgreSQL): `pg_try_advisory_lock` on a dedicated connection
+//!   held for as long as the role runs; when that connection dies the server releases the lock
+//!   at once and another node takes it at its next try. The holder learns of the loss at its
+//!   next check (every `retry` interval), so for that long both may believe they lead: use the
+//!   lease where that matters. **Session advisory locks do not survive transaction-pooling
+//!   proxies** (PgBouncer in transaction mode hands the session to others): connect directly.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), floodgate_queue::StoreError> {
+//! use std::time::Duration;
+//! use floodgate_queue::{Singleton, SqliteStore};
+//!
+//! let store = SqliteStore::in_memory().await?;
+//! let role = Singleton::lease(store, "projector", "node-1", Duration::from_secs(10));
+//! role.wait_until_leader().await;
+//! assert!(role.is_leader());
+//! role.stop().await; // releases the row: another node takes over at once
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::store::Store;
+
+/// A role this node may hold. Cheap to clone; the role is given up when [`stop`](Self::stop)
+/// is called or the runtime that holds it ends.
+#[derive(Debug, Clone)]
+pub struct Singleton {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    holder: String,
+    leader: watch::Sender<bool>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Singleton {
+    fn new(name: &str, holder: &str) -> Self {
+        Singleton {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                holder: holder.to_owned(),
+                leader: watch::channel(false).0,
+                stop: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Competes for role `name` as `holder` with an expiring lease row of `ttl` in `store`,
+    /// renewed every `ttl / 3`. Spawns on the current Tokio runtime.
+    pub fn lease<S: Store + Clone>(store: S, name: &str, holder: &str, ttl: Duration) -> Self {
+        let role = Singleton::new(name, holder);
+        let inner = role.inner.clone();
+        role.inner.tasks.spawn(run_lease(store, inner, ttl));
+        role.inner.tasks.close();
+        role
+    }
+
+    /// Competes for role `name` with a PostgreSQL session advisory lock held on a connection
+    /// of its own (taken from `pool` and detached from it), trying every `retry` while another
+    /// node holds it and checking the connection as often while holding it.
+    #[cfg(feature = "postgres")]
+    pub fn advisory(pool: &sqlx::PgPool, name: &str, holder: &str, retry: Duration) -> Self {
+        let role = Singleton::new(name, holder);
+        let inner = role.inner.clone();
+        role.inner
+            .tasks
+            .spawn(run_advisory(pool.clone(), inner, retry));
+        role.inner.tasks.close();
+        role
+    }
+
+    /// The role's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether this node holds the role now.
+    pub fn is_leader(&self) -> bool {
+        *self.inner.leader.borrow()
+    }
+
+    /// Leadership changes (`true` on taking the role, `false` on losing it).
+    pub fn changes(&self) -> watch::Receiver<bool> {
+        self.inner.leader.subscribe()
+    }
+
+    /// Resolves once this node holds the role.
+    pub async fn wait_until_leader(&self) {
+        let mut rx = self.changes();
+        let _ = rx.wait_for(|leader| *leader).await;
+    }
+
+    /// Runs `role` whenever this node leads, until [`stop`](Self::stop): it gets a token that
+    /// is cancelled when leadership is lost (finish quickly then), and runs again on the next
+    /// term.
+    pub async fn lead<F, Fut>(&self, mut role: F)
+    where
+        F: FnMut(CancellationToken) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let mut rx = self.changes();
+        loop {
+            tokio::select! {
+                _ = self.inner.stop.cancelled() => return,
+                r = rx.wait_for(|leader| *leader) => if r.is_err() { return },
+            }
+            let term = self.inner.stop.child_token();
+            let watcher = {
+                let term = term.clone();
+                let mut rx = self.changes();
+                async move {
+                    let _ = rx.wait_for(|leader| !*leader).await;
+                    term.cancel();
+                }
+            };
+            tokio::select! {
+                _ = role(term.clone()) => {}
+                _ = watcher => {}
+            }
+            term.cancel();
+            if self.inner.stop.is_cancelled() {
+                return;
+            }
+            let _ = rx.wait_for(|leader| !*leader).await;
+        }
+    }
+
+    /// Gives the role up (releasing it at once for another node) and stops competing.
+    pub async fn stop(&self) {
+        self.inner.stop.cancel();
+        self.inner.tasks.wait().await;
+    }
+}
+
+fn set(inner: &Inner, leader: bool) {
+    let changed = inner
+        .leader
+        .send_if_modified(|l| std::mem::replace(l, leader) != leader);
+    if changed {
+        if leader {
+            tracing::info!(role = %inner.name, holder = %inner.holder, "took the role");
+        } else {
+            tracing::warn!(role = %inner.name, holder = %inner.holder, "lost the role");
+        }
+        metrics::gauge!("floodgate_leader", "role" => inner.name.clone()).set(if leader {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
+async fn run_lease<S: Store>(store: S, inner: Arc<Inner>, ttl: Duration) {
+    let renew_every = ttl / 3;
+    // Until when this node may act as leader without another successful renewal.
+    let mut valid_until: Option<Instant> = None;
+    loop {
+        let sent = Instant::now();
+        let step_down = valid_until.unwrap_or(sent + ttl);
+        let attempt = store.leader_acquire(&inner.name, &inner.holder, ttl);
+        let outcome = tokio::select! {
+            _ = inner.stop.cancelled() => break,
+            r = attempt => Some(r),
+            _ = tokio::time::sleep_until(step_down), if valid_until.is_some() => None,
+        };
+        match outcome {
+            Some(Ok(true)) => {
+                valid_until = Some(sent + ttl);
+                set(&inner, true);
+            }
+            Some(Ok(false)) => {
+                valid_until = None;
+                set(&inner, false);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(role = %inner.name, error = %e, "could not renew the role");
+            }
+            None => {}
+        }
+        if valid_until.is_some_and(|until| Instant::now() >= until) {
+            valid_until = None;
+            set(&inner, false);
+        }
+        let next = Instant::now() + renew_every;
+        let wake = valid_until.map_or(next, |until| until.min(next));
+        tokio::select! {
+            _ = inner.stop.cancelled() => break,
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        if valid_until.is_some_and(|until| Instant::now() >= until) {
+            valid_until = None;
+            set(&inner, false);
+        }
+    }
+    if valid_until.is_some() {
+        set(&inner, false);
+        let _ = store.leader_release(&inner.name, &inner.holder).await;
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn run_advisory(pool: sqlx::PgPool, inner: Arc<Inner>, retry: Duration) {
+    use sqlx::Connection;
+
+    let key = format!("floodgate:role:{}", inner.name);
+    let mut held: Option<sqlx::PgConnection> = None;
+    loop {
+        match held.as_mut() {
+            Some(conn) => {
+                // Still ours while the session lives.
+                if let Err(e) = conn.ping().await {
+                    // Compete again after one `retry`, like any other node.
+                    tracing::warn!(role = %inner.name, error = %e, "advisory lock connection lost");
+                    held = None;
+                    set(&inner, false);
+                }
+            }
+            None => {
+                let attempt = async {
+                    let mut conn = pool.acquire().await?.detach();
+                    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+                        .bind(&key)
+                        .fetch_one(&mut conn)
+                        .await?;
+                    Ok::<_, sqlx::Error>(got.then_some(conn))
+                };
+                match attempt.await {
+                    Ok(Some(conn)) => {
+                        held = Some(conn);
+                        set(&inner, true);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(role = %inner.name, error = %e, "advisory lock attempt failed")
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = inner.stop.cancelled() => break,
+            _ = tokio::time::sleep(retry) => {}
+        }
+    }
+    if let Some(conn) = held {
+        set(&inner, false);
+        // Closing the session releases the lock.
+        let _ = conn.close().await;
+    }
+}
