@@ -39,6 +39,7 @@ mod error;
 mod inbox;
 mod job;
 mod leader;
+pub mod maintenance;
 mod observe;
 mod store;
 mod wakeup;
