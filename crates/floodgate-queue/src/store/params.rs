@@ -26,6 +26,9 @@ pub struct Claim {
     pub limit: u32,
     /// How long the lease lasts before a heartbeat must extend it.
     pub lease_ttl: Duration,
+    /// With exactly one kind: never let more than this many jobs of it run at once across
+    /// every worker of the store (checked inside the claim, race-free).
+    pub cluster_limit: Option<u32>,
 }
 
 impl Claim {
@@ -37,6 +40,7 @@ impl Claim {
             kinds: Vec::new(),
             limit,
             lease_ttl: DEFAULT_LEASE_TTL,
+            cluster_limit: None,
         }
     }
 
@@ -58,6 +62,12 @@ impl Claim {
         self
     }
 
+    /// Claim only while fewer than `max` jobs of the (one) kind run across all workers.
+    pub fn cluster_limit(mut self, max: u32) -> Self {
+        self.cluster_limit = Some(max);
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         validate_name("worker_id", &self.worker_id)?;
         if self.queues.is_empty() {
@@ -76,6 +86,15 @@ impl Claim {
             return Err(StoreError::invalid(
                 "limit",
                 format!("{} is outside 1..=10000", self.limit),
+            ));
+        }
+        if self.cluster_limit.is_some() && self.kinds.len() != 1 {
+            return Err(StoreError::invalid(
+                "cluster_limit",
+                format!(
+                    "applies to one kind; the claim names {} kinds",
+                    self.kinds.len()
+                ),
             ));
         }
         validate_ttl(self.lease_ttl)

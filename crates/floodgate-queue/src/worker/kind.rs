@@ -23,6 +23,7 @@ use super::handler::Handler;
 #[derive(Clone)]
 pub struct KindOptions {
     pub(crate) max_concurrency: Option<usize>,
+    pub(crate) cluster_max: Option<u32>,
     pub(crate) priority: u8,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: Arc<dyn RetryPolicy>,
@@ -33,6 +34,7 @@ impl std::fmt::Debug for KindOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KindOptions")
             .field("max_concurrency", &self.max_concurrency)
+            .field("cluster_max", &self.cluster_max)
             .field("priority", &self.priority)
             .field("timeout", &self.timeout)
             .field(
@@ -65,6 +67,7 @@ impl KindOptions {
     pub fn new() -> Self {
         KindOptions {
             max_concurrency: None,
+            cluster_max: None,
             priority: 5,
             timeout: None,
             retry: Arc::new(default_backoff()),
@@ -75,6 +78,13 @@ impl KindOptions {
     /// At most `n` jobs of this kind run at once in this worker (at least 1).
     pub fn max_concurrency(mut self, n: usize) -> Self {
         self.max_concurrency = Some(n.max(1));
+        self
+    }
+
+    /// At most `n` jobs of this kind run at once across every worker sharing the store
+    /// (checked inside each claim under a per-kind lock, so racing nodes cannot exceed it).
+    pub fn cluster_max(mut self, n: u32) -> Self {
+        self.cluster_max = Some(n);
         self
     }
 
@@ -127,6 +137,11 @@ impl Kind {
             options,
             limiter,
         }
+    }
+
+    /// Whether this kind is claimed on its own (it has a limit of its own).
+    pub(crate) fn limited(&self) -> bool {
+        self.limiter.is_some() || self.options.cluster_max.is_some()
     }
 
     /// How many more of this kind can start now.

@@ -114,15 +114,11 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
 /// kind priority first.
 fn claim_groups(kinds: &[Arc<Kind>]) -> Vec<Vec<Arc<Kind>>> {
     let mut groups: Vec<Vec<Arc<Kind>>> = Vec::new();
-    let unlimited: Vec<Arc<Kind>> = kinds
-        .iter()
-        .filter(|k| k.limiter.is_none())
-        .cloned()
-        .collect();
+    let unlimited: Vec<Arc<Kind>> = kinds.iter().filter(|k| !k.limited()).cloned().collect();
     groups.extend(
         kinds
             .iter()
-            .filter(|k| k.limiter.is_some())
+            .filter(|k| k.limited())
             .map(|k| vec![k.clone()]),
     );
     if !unlimited.is_empty() {
@@ -195,6 +191,10 @@ async fn claim_round<S: Store + Clone>(
                 kinds: eligible.iter().map(|k| k.name.clone()).collect(),
                 limit,
                 lease_ttl: config.lease_ttl,
+                cluster_limit: match eligible.as_slice() {
+                    [one] => one.options.cluster_max,
+                    _ => None,
+                },
             };
             let jobs = match config.store.claim(&claim).await {
                 Ok(jobs) => jobs,

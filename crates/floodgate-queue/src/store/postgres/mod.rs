@@ -427,6 +427,42 @@ impl PgStore {
         limit: u32,
         cursor: Option<Cursor>,
     ) -> Result<Vec<Job>, StoreError> {
+        let mut conn = self.inner.pool.acquire().await?;
+        self.claim_rows_on(&mut conn, claim, limit, cursor).await
+    }
+
+    /// A claim that never lets more than `max` jobs of its one kind run across the cluster:
+    /// claims of that kind queue on a transaction-scoped advisory lock, count what runs and
+    /// take only the difference, so racing nodes cannot both take the last slot.
+    async fn claim_capped(&self, claim: &Claim, max: u32) -> Result<Vec<Job>, StoreError> {
+        let mut tx = self.inner.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || ':' || $2))")
+            .bind(&self.inner.channel)
+            .bind(&claim.kinds[0])
+            .execute(&mut *tx)
+            .await?;
+        let running: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.running_of_kind.as_str()))
+                .bind(&claim.kinds[0])
+                .fetch_one(&mut *tx)
+                .await?;
+        let room = (i64::from(max) - running).clamp(0, i64::from(claim.limit)) as u32;
+        let jobs = if room == 0 {
+            Vec::new()
+        } else {
+            self.claim_rows_on(&mut tx, claim, room, None).await?
+        };
+        tx.commit().await?;
+        Ok(jobs)
+    }
+
+    async fn claim_rows_on(
+        &self,
+        conn: &mut PgConnection,
+        claim: &Claim,
+        limit: u32,
+        cursor: Option<Cursor>,
+    ) -> Result<Vec<Job>, StoreError> {
         let sql = &self.inner.sql;
         let kinds = (!claim.kinds.is_empty()).then_some(&claim.kinds);
         let text = match (claim.queues.as_slice(), cursor) {
@@ -449,7 +485,7 @@ impl PgStore {
             Some(c) => query.bind(c.priority).bind(c.run_at).bind(c.id),
             None => query,
         };
-        let rows = query.fetch_all(&self.inner.pool).await?;
+        let rows = query.fetch_all(&mut *conn).await?;
         let mut jobs = rows
             .iter()
             .map(job_from_row)
@@ -559,6 +595,11 @@ impl Store for PgStore {
 
     async fn claim(&self, claim: &Claim) -> Result<Vec<Job>, StoreError> {
         claim.validate()?;
+        if let Some(max) = claim.cluster_limit {
+            let jobs = self.claim_capped(claim, max).await?;
+            self.inner.observe.claimed(jobs.len());
+            return Ok(jobs);
+        }
         let mut jobs = Vec::new();
         if let [queue] = claim.queues.as_slice()
             && let Some(cursor) = self.inner.cursors.get(queue, &claim.kinds)

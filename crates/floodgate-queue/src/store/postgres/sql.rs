@@ -59,6 +59,7 @@ pub(super) struct Sql {
     pub(super) job: String,
     pub(super) list: String,
     pub(super) notify: String,
+    pub(super) running_of_kind: String,
     pub(super) inbox_record: String,
     pub(super) inbox_delete: String,
     pub(super) leader_acquire: String,
@@ -253,6 +254,9 @@ impl Sql {
                   AND ($3::text IS NULL OR j.state = $3) AND ($4::bigint IS NULL OR j.id < $4)
                 ORDER BY j.id DESC LIMIT $5"),
             notify: r("SELECT pg_notify('{channel}', $1)"),
+            running_of_kind: r(
+                "SELECT count(*) FROM {t}jobs WHERE state = 'running' AND kind = $1",
+            ),
             inbox_record: r(
                 "INSERT INTO {t}inbox (consumer, message_key) VALUES ($1, $2)
                 ON CONFLICT (consumer, message_key) DO NOTHING",

@@ -388,18 +388,40 @@ impl Store for SqliteStore {
         };
         let kinds = (!claim.kinds.is_empty())
             .then(|| serde_json::to_string(&claim.kinds).expect("strings serialise"));
-        // One write statement in autocommit takes the write lock before it reads, like
-        // BEGIN IMMEDIATE, so it never fails on a stale snapshot; it waits out other
-        // processes' writes with the busy timeout.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(text))
+        let query = sqlx::query(sqlx::AssertSqlSafe(text))
             .bind(&claim.worker_id)
             .bind(now.saturating_add(micros(claim.lease_ttl)))
             .bind(now)
             .bind(queues)
-            .bind(kinds)
-            .bind(i64::from(claim.limit))
-            .fetch_all(&self.inner.writer)
-            .await?;
+            .bind(kinds);
+        let rows = match claim.cluster_limit {
+            // One write statement in autocommit takes the write lock before it reads, like
+            // BEGIN IMMEDIATE, so it never fails on a stale snapshot; it waits out other
+            // processes' writes with the busy timeout.
+            None => {
+                query
+                    .bind(i64::from(claim.limit))
+                    .fetch_all(&self.inner.writer)
+                    .await?
+            }
+            // Count and claim under one write lock: no other process claims in between.
+            Some(max) => {
+                let mut tx = self.write_tx().await?;
+                let running: i64 =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.running_of_kind.as_str()))
+                        .bind(&claim.kinds[0])
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let room = (i64::from(max) - running).clamp(0, i64::from(claim.limit));
+                let rows = if room == 0 {
+                    Vec::new()
+                } else {
+                    query.bind(room).fetch_all(&mut *tx).await?
+                };
+                tx.commit().await?;
+                rows
+            }
+        };
         let mut jobs = rows
             .iter()
             .map(job_from_row)

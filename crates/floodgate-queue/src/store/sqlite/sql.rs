@@ -31,6 +31,7 @@ pub(super) struct Sql {
     pub(super) delete_finished: String,
     pub(super) job: String,
     pub(super) list: String,
+    pub(super) running_of_kind: String,
     pub(super) inbox_record: String,
     pub(super) inbox_delete: String,
     pub(super) leader_acquire: String,
@@ -181,6 +182,9 @@ impl Sql {
                 WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR kind = ?2)
                   AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR id < ?4)
                 ORDER BY id DESC LIMIT ?5"),
+            running_of_kind: r(
+                "SELECT count(*) FROM {t}jobs WHERE state = 'running' AND kind = ?1",
+            ),
             inbox_record: r("INSERT INTO {t}inbox (consumer, message_key, processed_at)
                 VALUES (?1, ?2, ?3) ON CONFLICT (consumer, message_key) DO NOTHING"),
             inbox_delete: r("DELETE FROM {t}inbox WHERE (consumer, message_key) IN (

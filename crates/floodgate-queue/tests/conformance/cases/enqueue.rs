@@ -88,6 +88,12 @@ pub async fn bad_input_is_rejected_and_nothing_is_written<S: Store>(store: &S) {
     invalid(store.claim(&Claim::new("w", 0)).await, "limit");
     invalid(
         store
+            .claim(&Claim::new("w", 1).kinds(["a", "b"]).cluster_limit(1))
+            .await,
+        "cluster_limit",
+    );
+    invalid(
+        store
             .claim(&Claim::new("w", 1).queues(Vec::<String>::new()))
             .await,
         "queues",
