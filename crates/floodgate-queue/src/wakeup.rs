@@ -49,6 +49,15 @@ pub struct Wakeups {
 #[derive(Debug)]
 enum Source {
     Local(Option<broadcast::Receiver<Arc<str>>>),
+    /// SQLite: in-process notifications, and commits by other processes on the same file,
+    /// seen as a change of `PRAGMA data_version` on a connection of the listener's own.
+    #[cfg(feature = "sqlite")]
+    File {
+        local: Option<broadcast::Receiver<Arc<str>>>,
+        conn: Box<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
+        every: Interval,
+        version: Option<i64>,
+    },
     #[cfg(feature = "postgres")]
     Postgres(Box<sqlx::postgres::PgListener>),
 }
@@ -56,6 +65,23 @@ enum Source {
 impl Wakeups {
     pub(crate) fn local(rx: broadcast::Receiver<Arc<str>>) -> Self {
         Wakeups::new(Source::Local(Some(rx)))
+    }
+
+    /// In-process notifications plus other processes' commits, checked every `every`.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn file(
+        rx: broadcast::Receiver<Arc<str>>,
+        conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+        every: Duration,
+    ) -> Self {
+        let mut every = tokio::time::interval(every);
+        every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Wakeups::new(Source::File {
+            local: Some(rx),
+            conn: Box::new(conn),
+            every,
+            version: None,
+        })
     }
 
     #[cfg(feature = "postgres")]
@@ -100,24 +126,51 @@ impl Wakeups {
     }
 }
 
+async fn local(slot: &mut Option<broadcast::Receiver<Arc<str>>>) -> Wakeup {
+    let Some(rx) = slot else {
+        return std::future::pending().await;
+    };
+    match rx.recv().await {
+        Ok(queue) => Wakeup::Enqueued {
+            queue: queue.to_string(),
+        },
+        Err(broadcast::error::RecvError::Lagged(_)) => Wakeup::Poll,
+        Err(broadcast::error::RecvError::Closed) => {
+            *slot = None;
+            Wakeup::Poll
+        }
+    }
+}
+
 impl Source {
     async fn recv(&mut self) -> Wakeup {
         match self {
-            Source::Local(slot) => {
-                let Some(rx) = slot else {
-                    return std::future::pending().await;
-                };
-                match rx.recv().await {
-                    Ok(queue) => Wakeup::Enqueued {
-                        queue: queue.to_string(),
-                    },
-                    Err(broadcast::error::RecvError::Lagged(_)) => Wakeup::Poll,
-                    Err(broadcast::error::RecvError::Closed) => {
-                        *slot = None;
-                        Wakeup::Poll
+            Source::Local(slot) => local(slot).await,
+            #[cfg(feature = "sqlite")]
+            Source::File {
+                local: slot,
+                conn,
+                every,
+                version,
+            } => loop {
+                tokio::select! {
+                    biased;
+                    wakeup = local(slot) => return wakeup,
+                    _ = every.tick() => {
+                        let now: Result<i64, _> = sqlx::query_scalar("PRAGMA data_version")
+                            .fetch_one(&mut ***conn)
+                            .await;
+                        match (now, *version) {
+                            (Ok(now), Some(before)) if now != before => {
+                                *version = Some(now);
+                                return Wakeup::Poll;
+                            }
+                            (Ok(now), _) => *version = Some(now),
+                            (Err(_), _) => {}
+                        }
                     }
                 }
-            }
+            },
             #[cfg(feature = "postgres")]
             Source::Postgres(listener) => match listener.try_recv().await {
                 Ok(Some(notification)) => Wakeup::Enqueued {

@@ -10,7 +10,7 @@ use chrono::Utc;
 use floodgate::Limiter;
 use floodgate::breaker::{CallPermit, Outcome as BreakerOutcome};
 use futures_util::FutureExt;
-use tokio::sync::{Notify, OnceCell, broadcast};
+use tokio::sync::{Notify, OnceCell, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -21,7 +21,7 @@ use super::memory::{MemoryWatch, resident_bytes};
 use super::{ShutdownSummary, WorkerHandle};
 use crate::error::StoreError;
 use crate::job::{Job, JobId, JobState, Lease};
-use crate::store::{Claim, LeaseStatus, Store};
+use crate::store::{Claim, Completion, LeaseStatus, Store};
 
 pub(super) struct Config<S> {
     pub(super) store: S,
@@ -55,7 +55,12 @@ pub(super) struct Shared {
     released: AtomicUsize,
     summary: OnceCell<ShutdownSummary>,
     id: Arc<str>,
+    /// Successful runs go to the completion batcher; taken (closed) at the end of shutdown.
+    completer: Mutex<Option<mpsc::UnboundedSender<CompleteRequest>>>,
 }
+
+/// One successful run waiting to be written with others in one `complete_many`.
+type CompleteRequest = (Completion, oneshot::Sender<Result<bool, String>>);
 
 #[derive(Debug)]
 struct Running {
@@ -93,7 +98,10 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
         released: AtomicUsize::new(0),
         summary: OnceCell::new(),
         id: config.id.clone(),
+        completer: Mutex::new(None),
     });
+    let (completer, requests) = mpsc::unbounded_channel();
+    *lock(&shared.completer) = Some(completer);
     let config = Arc::new(config);
     tracing::info!(worker = %config.id, queues = ?config.queues, "worker started");
     shared
@@ -102,6 +110,9 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
     shared
         .background
         .spawn(heartbeat(config.clone(), shared.clone()));
+    shared
+        .background
+        .spawn(complete_batches(config.store.clone(), requests));
     if let Some(watch) = config.memory {
         shared
             .background
@@ -152,7 +163,13 @@ async fn dispatch<S: Store + Clone>(config: Arc<Config<S>>, shared: Arc<Shared>)
         tokio::select! {
             biased;
             _ = shared.stop_claiming.cancelled() => return,
-            _ = shared.freed.notified() => {}
+            _ = shared.freed.notified() => {
+                // Jobs started together tend to end together: let the others that are ending
+                // free their permits too, so one claim takes them all.
+                for _ in 0..4 {
+                    tokio::task::yield_now().await;
+                }
+            }
             _ = async {
                 match &mut wakeups {
                     Some(w) => { w.next().await; }
@@ -273,16 +290,21 @@ fn start_job<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>, jo
     let config = config.clone();
     let shared = shared.clone();
     shared.clone().jobs.spawn(async move {
-        let _permits = permits;
-        execute(&config, &shared, kind, job, lease, stop, breaker).await;
+        let run = Run {
+            kind,
+            job,
+            lease,
+            stop,
+            breaker,
+            permits,
+        };
+        execute(&config, &shared, run).await;
         lock(&shared.running).remove(&lease.id);
         if shared.stop_claiming.is_cancelled() {
             shared
                 .finished_while_stopping
                 .fetch_add(1, Ordering::Relaxed);
         }
-        drop(_permits);
-        shared.freed.notify_one();
     });
 }
 
@@ -293,15 +315,31 @@ enum Ran {
     Stopped,
 }
 
-async fn execute<S: Store + Clone>(
-    config: &Arc<Config<S>>,
-    shared: &Arc<Shared>,
+/// One claimed job about to run, with what it holds.
+struct Run<P> {
     kind: Arc<Kind>,
     job: Job,
     lease: Lease,
+    /// Cancelled on a cancel request, a lost lease, or the shutdown deadline.
     stop: CancellationToken,
     breaker: Option<CallPermit>,
+    /// The global and per-kind limiter permits, released when the handler returns.
+    permits: P,
+}
+
+async fn execute<S: Store + Clone, P: Send>(
+    config: &Arc<Config<S>>,
+    shared: &Arc<Shared>,
+    run: Run<P>,
 ) {
+    let Run {
+        kind,
+        job,
+        lease,
+        stop,
+        breaker,
+        permits,
+    } = run;
     let labels = [("queue", job.queue.clone()), ("kind", job.kind.clone())];
     metrics::counter!("floodgate_jobs_started_total", &labels).increment(1);
     let running = metrics::gauge!("floodgate_jobs_running", "kind" => job.kind.clone());
@@ -348,6 +386,9 @@ async fn execute<S: Store + Clone>(
         _ = shared.hard_stop.cancelled() => Ran::Stopped,
     };
     let took = started.elapsed();
+    // The handler is done: its capacity goes to the next job while the outcome is written.
+    drop(permits);
+    shared.freed.notify_one();
     running.decrement(1.0);
     metrics::histogram!("floodgate_jobs_duration_seconds", "kind" => job.kind.clone())
         .record(took.as_secs_f64());
@@ -393,7 +434,7 @@ async fn write_outcome<S: Store>(
     let (id, k) = (job.id, job.kind.clone());
     match result {
         Ok(outcome) => {
-            let written = store.complete(lease, outcome.result).await;
+            let written = complete(store, shared, lease, outcome.result).await;
             finish_store(shared, job, written.map(|()| JobState::Succeeded), || {
                 WorkerEvent::Succeeded {
                     id,
@@ -520,6 +561,61 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
+/// Records a success through the completion batcher (one `complete_many` for every success
+/// waiting at that moment), or directly once the batcher is gone.
+async fn complete<S: Store>(
+    store: &S,
+    shared: &Shared,
+    lease: Lease,
+    result: Option<serde_json::Value>,
+) -> Result<(), StoreError> {
+    let sender = lock(&shared.completer).clone();
+    let Some(sender) = sender else {
+        return store.complete(lease, result).await;
+    };
+    let (reply, answer) = oneshot::channel();
+    if sender.send((Completion { lease, result }, reply)).is_err() {
+        return Err(StoreError::Corrupt("the completion batcher stopped".into()));
+    }
+    match answer.await {
+        Ok(Ok(false)) => Ok(()),
+        Ok(Ok(true)) => Err(StoreError::LeaseLost { id: lease.id }),
+        Ok(Err(e)) => Err(StoreError::Corrupt(format!("batch completion failed: {e}"))),
+        Err(_) => Err(StoreError::Corrupt("the completion batcher stopped".into())),
+    }
+}
+
+/// Writes successes in batches: whatever is waiting when the previous batch is done, up to
+/// 500, in one statement. No timer: an idle worker's lone success is written at once.
+async fn complete_batches<S: Store>(
+    store: S,
+    mut requests: mpsc::UnboundedReceiver<CompleteRequest>,
+) {
+    while let Some(first) = requests.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 500 {
+            match requests.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let completions = batch.iter().map(|(c, _)| c.clone()).collect();
+        match store.complete_many(completions).await {
+            Ok(lost) => {
+                for (c, reply) in batch {
+                    let _ = reply.send(Ok(lost.contains(&c.lease.id)));
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
 /// Extends the leases of everything running every third of the lease.
 async fn heartbeat<S: Store + Clone>(config: Arc<Config<S>>, shared: Arc<Shared>) {
     let every = config.lease_ttl / 3;
@@ -606,6 +702,7 @@ pub(super) async fn shutdown(shared: &Arc<Shared>, deadline: Duration) -> Shutdo
                 shared.hard_stop.cancel();
                 shared.jobs.wait().await;
             }
+            lock(&shared.completer).take();
             shared.background_stop.cancel();
             shared.background.close();
             shared.background.wait().await;

@@ -12,8 +12,9 @@
 //! * A claim is one `UPDATE … RETURNING` statement. A write statement takes the write lock
 //!   before it reads (as `BEGIN IMMEDIATE` does), so it never fails on a stale snapshot when
 //!   another process wrote first; it waits that process out with the busy timeout.
-//! * Wake-ups are in-process: enqueues through this store notify its listeners; producers in
-//!   other processes are picked up by the polling tick.
+//! * Wake-ups: enqueues through this store notify its listeners at once; commits by other
+//!   processes on the same file are noticed within [`SqliteStoreBuilder::cross_process_poll`]
+//!   (5 ms) through `PRAGMA data_version`.
 
 mod sql;
 
@@ -72,6 +73,10 @@ struct Inner {
     reader: SqlitePool,
     sql: Sql,
     notify: broadcast::Sender<Arc<str>>,
+    /// How often listeners check for other processes' commits (files only).
+    external_writes: Option<Duration>,
+    /// Read connections for listeners, one each, held for the listener's life.
+    listeners: SqlitePool,
     observe: Observe,
 }
 
@@ -84,6 +89,7 @@ pub struct SqliteStoreBuilder {
     readers: u32,
     busy_timeout: Duration,
     synchronous_full: bool,
+    cross_process_poll: Duration,
     name: String,
 }
 
@@ -117,6 +123,14 @@ impl SqliteStoreBuilder {
     /// (default `NORMAL`: they survive a process crash).
     pub fn synchronous_full(mut self, full: bool) -> Self {
         self.synchronous_full = full;
+        self
+    }
+
+    /// How often a listener checks whether another process committed to the file (default
+    /// 5 ms): one `PRAGMA data_version` on the listener's own read connection, which reads
+    /// shared memory, not the disk. Wake-ups within the process need no check.
+    pub fn cross_process_poll(mut self, every: Duration) -> Self {
+        self.cross_process_poll = every.max(Duration::from_millis(1));
         self
     }
 
@@ -156,9 +170,10 @@ impl SqliteStoreBuilder {
             .await?;
         let reader = match &self.path {
             Some(_) => SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(self.readers)
                 .acquire_timeout(Duration::from_secs(60))
-                .connect_lazy_with(base.read_only(true)),
+                .connect_lazy_with(base.clone().read_only(true)),
             // An in-memory database lives in its one connection.
             None => writer.clone(),
         };
@@ -169,12 +184,22 @@ impl SqliteStoreBuilder {
         };
         migrate_sqlite(&writer, &names).await?;
         let (notify, _) = broadcast::channel(256);
+        let listeners = match &self.path {
+            Some(_) => SqlitePoolOptions::new()
+                .test_before_acquire(false)
+                .max_connections(64)
+                .idle_timeout(None)
+                .connect_lazy_with(base.clone().read_only(true)),
+            None => reader.clone(),
+        };
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 writer,
                 reader,
                 sql: Sql::new(&names),
                 notify,
+                external_writes: self.path.as_ref().map(|_| self.cross_process_poll),
+                listeners,
                 observe: Observe::new(&self.name),
             }),
         })
@@ -191,6 +216,7 @@ impl SqliteStore {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             synchronous_full: false,
+            cross_process_poll: Duration::from_millis(5),
             name: "default".to_owned(),
         }
     }
@@ -671,7 +697,16 @@ impl Store for SqliteStore {
     }
 
     async fn listen(&self) -> Result<Wakeups, StoreError> {
-        Ok(Wakeups::local(self.inner.notify.subscribe()))
+        let rx = self.inner.notify.subscribe();
+        match self.inner.external_writes {
+            // A file: other processes may write to it too; watch for their commits on a
+            // read connection of the listener's own.
+            Some(every) => {
+                let conn = self.inner.listeners.acquire().await?;
+                Ok(Wakeups::file(rx, conn, every))
+            }
+            None => Ok(Wakeups::local(rx)),
+        }
     }
 
     async fn delete_finished(&self, retention: Retention) -> Result<u64, StoreError> {
