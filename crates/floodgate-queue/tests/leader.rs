@@ -265,3 +265,30 @@ async fn the_projector_runs_as_a_singleton() {
     assert!(nodes[1 - leader].is_leader());
     nodes[1 - leader].stop().await;
 }
+
+/// A holder that cannot renew (its database is gone) steps down by itself when its lease runs
+/// out, before anyone else could take the role.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_cannot_renew_steps_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = floodgate_queue::SqliteStore::open(dir.path().join("r.db"))
+        .await
+        .unwrap();
+    let ttl = Duration::from_millis(300);
+    let role = Singleton::lease(store.clone(), "projector", "node-1", ttl);
+    role.wait_until_leader().await;
+    store.close().await; // every renewal fails from now on
+    let lost_at = tokio::time::Instant::now();
+    let mut changes = role.changes();
+    tokio::time::timeout(Duration::from_secs(5), changes.wait_for(|leader| !*leader))
+        .await
+        .expect("steps down")
+        .unwrap();
+    assert!(
+        lost_at.elapsed() <= ttl + Duration::from_millis(50),
+        "{:?}",
+        lost_at.elapsed()
+    );
+    role.stop().await;
+}

@@ -83,3 +83,78 @@ fn counters_are_labelled_with_the_store_name() {
         Some(&DebugValue::Counter(1))
     );
 }
+
+#[test]
+fn the_worker_counts_jobs_by_queue_kind_and_outcome() {
+    use floodgate_queue::worker::{JobError, KindOptions, Outcome, Worker};
+    use std::time::Duration;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // A current-thread runtime: the worker's tasks record on this thread's recorder.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        rt.block_on(async {
+            let store = SqliteStore::in_memory().await.unwrap();
+            let handle = Worker::builder(store.clone())
+                .handler("ok", KindOptions::new(), |_, _| async {
+                    Ok(Outcome::done())
+                })
+                .handler("bad", KindOptions::new(), |_, _| async {
+                    Err(JobError::permanent("no"))
+                })
+                .build()
+                .unwrap()
+                .start();
+            let ok = store.enqueue(NewJob::new("ok", json!(1))).await.unwrap().id;
+            let bad = store
+                .enqueue(NewJob::new("bad", json!(1)))
+                .await
+                .unwrap()
+                .id;
+            for id in [ok, bad] {
+                while !store.job(id).await.unwrap().unwrap().state.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            handle.shutdown(Duration::from_secs(5)).await;
+        })
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let counter = |name: &str, labels: &[(&str, &str)]| {
+        snapshot
+            .iter()
+            .find(|(key, ..)| {
+                let key = key.key();
+                key.name() == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
+            })
+            .map(|(_, _, _, v)| v)
+    };
+    assert_eq!(
+        counter(
+            "floodgate_jobs_started_total",
+            &[("queue", "default"), ("kind", "ok")]
+        ),
+        Some(&DebugValue::Counter(1))
+    );
+    assert_eq!(
+        counter(
+            "floodgate_jobs_finished_total",
+            &[("kind", "ok"), ("outcome", "succeeded")]
+        ),
+        Some(&DebugValue::Counter(1))
+    );
+    assert_eq!(
+        counter(
+            "floodgate_jobs_finished_total",
+            &[("kind", "bad"), ("outcome", "dead")]
+        ),
+        Some(&DebugValue::Counter(1))
+    );
+}

@@ -104,6 +104,7 @@ worker_suite!(
     an_idle_worker_wakes_on_enqueue,
     memory_above_the_high_water_mark_stops_claims,
     shutdown_finishes_in_time_or_releases,
+    the_shutdown_coordinator_drains_the_worker,
 );
 
 async fn runs_jobs_and_keeps_results<S: Store + Clone>(store: &S) {
@@ -593,4 +594,32 @@ async fn shutdown_finishes_in_time_or_releases<S: Store + Clone>(store: &S) {
     assert_eq!(back.attempt, 0, "the interrupted attempt is given back");
     // A second call reports the same.
     assert_eq!(handle.shutdown(Duration::from_secs(1)).await, summary);
+}
+
+async fn the_shutdown_coordinator_drains_the_worker<S: Store + Clone>(store: &S) {
+    let shutdown = floodgate::shutdown::Shutdown::new(Duration::from_secs(10));
+    let handle = Worker::builder(store.clone())
+        .handler("slow", KindOptions::new(), |_, _| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(Outcome::done())
+        })
+        .build()
+        .unwrap()
+        .start();
+    handle.attach(&shutdown, Duration::from_secs(5));
+    let id = store
+        .enqueue(NewJob::new("slow", json!(null)))
+        .await
+        .unwrap()
+        .id;
+    eventually(store, id, JobState::Running).await;
+    shutdown.trigger();
+    let report = shutdown.run().await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(
+        store.job(id).await.unwrap().unwrap().state,
+        JobState::Succeeded,
+        "the running job finished inside the drain"
+    );
+    assert_eq!(handle.running(), 0);
 }
