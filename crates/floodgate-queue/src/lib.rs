@@ -36,13 +36,13 @@
 #![forbid(unsafe_code)]
 
 mod error;
-mod inbox;
+pub mod inbox;
 mod job;
-mod leader;
+pub mod leader;
 pub mod maintenance;
 mod observe;
-mod store;
-mod wakeup;
+pub mod store;
+pub mod wakeup;
 pub mod worker;
 
 pub use error::StoreError;

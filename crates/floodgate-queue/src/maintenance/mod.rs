@@ -1,6 +1,5 @@
-//! Maintenance, run by the leader only: the [rescuer](rescuer) of expired leases, the
-//! [cleaner](cleaner) of finished jobs and old inbox keys, and the [scheduler](scheduler) of
-//! periodic jobs. Every node may start it; a [`Singleton`] decides which one runs it, and
+//! Maintenance, run by the leader only: the rescuer of expired leases, the cleaner of finished
+//! jobs and old inbox keys, and the scheduler of periodic jobs ([`Periodic`]). Every node may start it; a [`Singleton`] decides which one runs it, and
 //! another node takes over when that one dies.
 //!
 //! ```

@@ -473,28 +473,11 @@ async fn write_outcome<S: Store>(
                         event(state.unwrap_or(JobState::Failed))
                     });
                 }
-                None => {
-                    let written = store.dead(lease, &message).await;
-                    finish_store(shared, job, written.map(|()| JobState::Dead), || {
-                        WorkerEvent::Dead {
-                            id,
-                            kind: k.clone(),
-                            error: message.clone(),
-                        }
-                    });
-                }
+                // The kind's backoff says stop: dead now, whatever attempts remain.
+                None => bury(store, shared, job, lease, message).await,
             }
         }
-        Err(JobError::Permanent { message }) => {
-            let written = store.dead(lease, &message).await;
-            finish_store(shared, job, written.map(|()| JobState::Dead), || {
-                WorkerEvent::Dead {
-                    id,
-                    kind: k.clone(),
-                    error: message.clone(),
-                }
-            });
-        }
+        Err(JobError::Permanent { message }) => bury(store, shared, job, lease, message).await,
         Err(JobError::Snooze { until }) => {
             let written = store.snooze(lease, until).await;
             finish_store(shared, job, written.map(|()| JobState::Pending), || {
@@ -506,6 +489,18 @@ async fn write_outcome<S: Store>(
             });
         }
     }
+}
+
+/// Sends a job dead with `message` as its last error.
+async fn bury<S: Store>(store: &S, shared: &Shared, job: &Job, lease: Lease, message: String) {
+    let written = store.dead(lease, &message).await;
+    finish_store(shared, job, written.map(|()| JobState::Dead), || {
+        WorkerEvent::Dead {
+            id: job.id,
+            kind: job.kind.clone(),
+            error: message,
+        }
+    });
 }
 
 /// Reports what writing a run's end did: its event, a lost lease, or a store failure (the
