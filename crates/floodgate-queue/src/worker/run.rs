@@ -65,6 +65,7 @@ type CompleteRequest = (Completion, oneshot::Sender<Result<bool, String>>);
 #[derive(Debug)]
 struct Running {
     lease: Lease,
+    kind: Arc<str>,
     stop: CancellationToken,
     lost: bool,
 }
@@ -283,6 +284,7 @@ fn start_job<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>, jo
         job.id,
         Running {
             lease,
+            kind: job.kind.as_str().into(),
             stop: stop.clone(),
             lost: false,
         },
@@ -654,7 +656,7 @@ async fn heartbeat<S: Store + Clone>(config: Arc<Config<S>>, shared: Arc<Shared>
                     tracing::warn!(worker = %config.id, job = %lease.id, "lease lost");
                     let _ = shared.events.send(WorkerEvent::LeaseLost {
                         id: lease.id,
-                        kind: String::new(),
+                        kind: r.kind.to_string(),
                     });
                 }
             }
