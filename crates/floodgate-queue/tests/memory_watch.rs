@@ -54,6 +54,9 @@ async fn claiming_pauses_above_the_high_water_mark_and_resumes_below_the_low_one
     .await
     .expect("the watch sees the high-water mark passed");
     assert!(high > base + 200 * MIB);
+    // A claim already in flight when the mark was passed still completes: let it land
+    // before enqueueing the job that must wait.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let id = store
         .enqueue(NewJob::new("k", json!(null)))
         .await
