@@ -105,6 +105,7 @@ worker_suite!(
     memory_above_the_high_water_mark_stops_claims,
     shutdown_finishes_in_time_or_releases,
     the_shutdown_coordinator_drains_the_worker,
+    protective_mode_shrinks_the_worker_and_says_so,
 );
 
 async fn runs_jobs_and_keeps_results<S: Store + Clone>(store: &S) {
@@ -402,8 +403,22 @@ async fn an_open_breaker_stops_claims_of_its_kind<S: Store + Clone>(store: &S) {
         "not claimed while the breaker is open"
     );
     assert_eq!(waiting.attempt, 0);
+    let mut events = handle.events();
     breaker.reset();
     eventually(store, id, JobState::Succeeded).await;
+    let change = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let WorkerEvent::BreakerChanged { kind, to, .. } = events.recv().await.unwrap() {
+                return (kind, to);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        change,
+        ("call_partner".to_owned(), floodgate::breaker::State::Closed)
+    );
     handle.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -625,4 +640,38 @@ async fn the_shutdown_coordinator_drains_the_worker<S: Store + Clone>(store: &S)
         "the running job finished inside the drain"
     );
     assert_eq!(handle.running(), 0);
+}
+
+async fn protective_mode_shrinks_the_worker_and_says_so<S: Store + Clone>(store: &S) {
+    use floodgate::breaker::{BreakerRegistry, ProtectiveMode};
+    let limiter = floodgate::Limiter::new(10);
+    let registry = BreakerRegistry::builder()
+        .protective_mode(ProtectiveMode::new(limiter.clone(), 1, 0.2))
+        .build()
+        .unwrap();
+    let handle = Worker::builder(store.clone())
+        .limiter(limiter.clone())
+        .watch_registry(&registry)
+        .handler("k", KindOptions::new(), |_, _| async {
+            Ok(Outcome::done())
+        })
+        .build()
+        .unwrap()
+        .start();
+    let mut events = handle.events();
+    registry.get("payments").unwrap().force_open();
+    let (open, limit, base) = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let WorkerEvent::ProtectiveMode { open, limit, base } = events.recv().await.unwrap()
+            {
+                return (open, limit, base);
+            }
+        }
+    })
+    .await
+    .expect("protective mode reported");
+    assert_eq!((open, base), (1, 10));
+    assert_eq!(limit, 2);
+    assert_eq!(limiter.limit(), 2, "the worker now runs at most 2 jobs");
+    handle.shutdown(Duration::from_secs(5)).await;
 }

@@ -83,6 +83,27 @@ pub enum WorkerEvent {
         /// Resident set size in bytes.
         rss: u64,
     },
+    /// A kind's circuit breaker changed state (open: the kind is not claimed).
+    BreakerChanged {
+        /// The kind.
+        kind: String,
+        /// The state it left.
+        from: floodgate::breaker::State,
+        /// The state it entered.
+        to: floodgate::breaker::State,
+        /// Why.
+        reason: String,
+    },
+    /// Protective mode of a watched breaker registry moved the worker's limit (see
+    /// [`WorkerBuilder::watch_registry`](super::WorkerBuilder::watch_registry)).
+    ProtectiveMode {
+        /// Breakers open now.
+        open: usize,
+        /// The new limit.
+        limit: usize,
+        /// The limit without protection.
+        base: usize,
+    },
     /// The store could not be reached for a claim or a completion; the worker retries.
     StoreError {
         /// What failed.

@@ -117,6 +117,7 @@ pub struct WorkerBuilder<S: Store + Clone> {
     lease_ttl: Duration,
     poll_interval: Duration,
     memory: Option<MemoryWatch>,
+    registry: Option<floodgate::breaker::BreakerRegistry>,
 }
 
 impl<S: Store + Clone> Worker<S> {
@@ -137,6 +138,7 @@ impl<S: Store + Clone> Worker<S> {
             lease_ttl: DEFAULT_LEASE_TTL,
             poll_interval: DEFAULT_POLL_INTERVAL,
             memory: None,
+            registry: None,
         }
     }
 
@@ -194,6 +196,14 @@ impl<S: Store + Clone> WorkerBuilder<S> {
     /// every `watch.every` (seed 000's memory watch; off by default).
     pub fn memory_watch(mut self, watch: MemoryWatch) -> Self {
         self.memory = Some(watch);
+        self
+    }
+
+    /// Reports `registry`'s protective-mode changes as [`WorkerEvent::ProtectiveMode`] (link
+    /// the registry's protective mode to this worker's [`limiter`](Self::limiter) so that open
+    /// breakers shrink how many jobs run).
+    pub fn watch_registry(mut self, registry: &floodgate::breaker::BreakerRegistry) -> Self {
+        self.registry = Some(registry.clone());
         self
     }
 
@@ -287,6 +297,7 @@ impl<S: Store + Clone> WorkerBuilder<S> {
                 lease_ttl: self.lease_ttl,
                 poll_interval: self.poll_interval,
                 memory: self.memory,
+                registry: self.registry,
                 events,
             },
         })

@@ -33,6 +33,7 @@ pub(super) struct Config<S> {
     pub(super) lease_ttl: Duration,
     pub(super) poll_interval: Duration,
     pub(super) memory: Option<MemoryWatch>,
+    pub(super) registry: Option<floodgate::breaker::BreakerRegistry>,
     pub(super) events: broadcast::Sender<WorkerEvent>,
 }
 
@@ -114,12 +115,62 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
     shared
         .background
         .spawn(complete_batches(config.store.clone(), requests));
+    for kind in &config.kinds {
+        if let Some(breaker) = &kind.options.breaker {
+            let (rx, name) = (breaker.subscribe(), kind.name.clone());
+            shared.background.spawn(forward(
+                rx,
+                shared.clone(),
+                move |e: floodgate::breaker::BreakerEvent| {
+                    Some(WorkerEvent::BreakerChanged {
+                        kind: name.clone(),
+                        from: e.from,
+                        to: e.to,
+                        reason: e.reason,
+                    })
+                },
+            ));
+        }
+    }
+    if let Some(registry) = &config.registry {
+        shared
+            .background
+            .spawn(forward(registry.subscribe(), shared.clone(), |e| match e {
+                floodgate::breaker::RegistryEvent::LimitChanged { open, limit, base } => {
+                    Some(WorkerEvent::ProtectiveMode { open, limit, base })
+                }
+                _ => None,
+            }));
+    }
     if let Some(watch) = config.memory {
         shared
             .background
             .spawn(watch_memory(watch, config.id.clone(), shared.clone()));
     }
     WorkerHandle { inner: shared }
+}
+
+/// Re-emits another component's events as worker events until the worker stops.
+async fn forward<E: Clone>(
+    mut rx: broadcast::Receiver<E>,
+    shared: Arc<Shared>,
+    map: impl Fn(E) -> Option<WorkerEvent>,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = shared.background_stop.cancelled() => return,
+            e = rx.recv() => e,
+        };
+        match event {
+            Ok(e) => {
+                if let Some(e) = map(e) {
+                    shared.emit(e);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 /// Kinds grouped for claiming: each limited kind alone, the unlimited ones together; highest
