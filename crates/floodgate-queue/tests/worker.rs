@@ -675,3 +675,81 @@ async fn protective_mode_shrinks_the_worker_and_says_so<S: Store + Clone>(store:
     assert_eq!(limiter.limit(), 2, "the worker now runs at most 2 jobs");
     handle.shutdown(Duration::from_secs(5)).await;
 }
+
+/// The server drops the worker's connections while a job runs: the completion is retried on
+/// a new connection and recorded, not left for the rescuer.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_completion_survives_dropped_connections() {
+    let Some(schema) = floodgate_testing::postgres_schema("dropped_conns").await else {
+        return;
+    };
+    let store = floodgate_queue::PgStore::builder_with(schema.connect_options())
+        .schema(schema.name())
+        .connect()
+        .await
+        .unwrap();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let go = Arc::new(tokio::sync::Notify::new());
+    let (s, g) = (started.clone(), go.clone());
+    let handle = Worker::builder(store.clone())
+        .handler("k", KindOptions::new(), move |job: Job, _| {
+            let (s, g) = (s.clone(), g.clone());
+            async move {
+                if job.payload == json!("wait") {
+                    s.notify_one();
+                    g.notified().await;
+                }
+                Ok(Outcome::done())
+            }
+        })
+        .build()
+        .unwrap()
+        .start();
+    let warm = store
+        .enqueue(NewJob::new("k", json!("warm")))
+        .await
+        .unwrap()
+        .id;
+    eventually(&store, warm, JobState::Succeeded).await;
+    let mut events = handle.events();
+    let id = store
+        .enqueue(NewJob::new("k", json!("wait")))
+        .await
+        .unwrap()
+        .id;
+    started.notified().await;
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND query LIKE '%' || $1 || '%'",
+    )
+    .bind(schema.name())
+    .fetch_one(schema.pool())
+    .await
+    .unwrap();
+    assert!(killed >= 1, "the worker's connections were found");
+    go.notify_one();
+    let done = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await.unwrap() {
+                WorkerEvent::Succeeded { id: done, .. } if done == id => return Ok(()),
+                WorkerEvent::StoreError { error }
+                    if error.starts_with(&format!("finishing job {id}:")) =>
+                {
+                    return Err(error);
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("an outcome for the job");
+    assert_eq!(done, Ok(()), "the completion was retried, not dropped");
+    assert_eq!(
+        store.job(id).await.unwrap().unwrap().state,
+        JobState::Succeeded
+    );
+    handle.shutdown(Duration::from_secs(5)).await;
+    store.close().await;
+}

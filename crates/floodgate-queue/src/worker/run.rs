@@ -112,9 +112,11 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
     shared
         .background
         .spawn(heartbeat(config.clone(), shared.clone()));
-    shared
-        .background
-        .spawn(complete_batches(config.store.clone(), requests));
+    shared.background.spawn(complete_batches(
+        config.store.clone(),
+        config.id.clone(),
+        requests,
+    ));
     for kind in &config.kinds {
         if let Some(breaker) = &kind.options.breaker {
             let (rx, name) = (breaker.subscribe(), kind.name.clone());
@@ -637,6 +639,7 @@ async fn complete<S: Store>(
 /// 500, in one statement. No timer: an idle worker's lone success is written at once.
 async fn complete_batches<S: Store>(
     store: S,
+    worker_id: Arc<str>,
     mut requests: mpsc::UnboundedReceiver<CompleteRequest>,
 ) {
     while let Some(first) = requests.recv().await {
@@ -647,8 +650,8 @@ async fn complete_batches<S: Store>(
                 Err(_) => break,
             }
         }
-        let completions = batch.iter().map(|(c, _)| c.clone()).collect();
-        match store.complete_many(completions).await {
+        let completions: Vec<Completion> = batch.iter().map(|(c, _)| c.clone()).collect();
+        match complete_with_retries(&store, &worker_id, completions).await {
             Ok(lost) => {
                 for (c, reply) in batch {
                     let _ = reply.send(Ok(lost.contains(&c.lease.id)));
@@ -660,6 +663,45 @@ async fn complete_batches<S: Store>(
                     let _ = reply.send(Err(e.clone()));
                 }
             }
+        }
+    }
+}
+
+/// `complete_many`, tried again on a database error (a connection the server dropped fails
+/// once, then the pool opens another). A retry cannot tell a job it completed itself in an
+/// attempt whose answer was lost from one whose lease was lost, so after a retry the jobs it
+/// calls lost are looked up: those `succeeded` with this worker as the last lease owner count
+/// as done.
+async fn complete_with_retries<S: Store>(
+    store: &S,
+    worker_id: &str,
+    completions: Vec<Completion>,
+) -> Result<Vec<JobId>, StoreError> {
+    let mut delay = Duration::from_millis(20);
+    let mut retried = false;
+    loop {
+        match store.complete_many(completions.clone()).await {
+            Ok(lost) if !retried || lost.is_empty() => return Ok(lost),
+            Ok(lost) => {
+                let mut really_lost = Vec::with_capacity(lost.len());
+                for id in lost {
+                    let done = store.job(id).await?.is_some_and(|j| {
+                        j.state == JobState::Succeeded
+                            && j.lease_owner.as_deref() == Some(worker_id)
+                    });
+                    if !done {
+                        really_lost.push(id);
+                    }
+                }
+                return Ok(really_lost);
+            }
+            Err(StoreError::Database(e)) if delay <= Duration::from_millis(640) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "completion batch failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                retried = true;
+            }
+            Err(e) => return Err(e),
         }
     }
 }

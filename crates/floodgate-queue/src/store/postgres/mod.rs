@@ -145,8 +145,9 @@ impl PgStoreBuilder {
     }
 
     /// Ping a pooled connection before each use (default `false`). The ping is a network
-    /// round trip per operation and halves the throughput of small ones; without it, the
-    /// first operation on a connection the server dropped fails (and the connection is
+    /// round trip per operation and halves the throughput of small ones. Without it, a
+    /// connection idle for more than 5 s is still pinged before use, and an operation on a
+    /// connection the server dropped while it was busy fails once (the connection is then
     /// discarded), which callers that retry — the worker does — absorb.
     pub fn test_before_acquire(mut self, test: bool) -> Self {
         self.test_before_acquire = test;
@@ -213,6 +214,16 @@ impl PgStoreBuilder {
             .idle_timeout(self.idle_timeout)
             .max_lifetime(self.max_lifetime)
             .test_before_acquire(self.test_before_acquire)
+            // Without a ping per use, still ping a connection that sat idle for a while: the
+            // server may have restarted or a proxy dropped it meanwhile.
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Duration::from_secs(5) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await?;
         migrate_postgres(&pool, self.schema.as_deref(), &names).await?;
