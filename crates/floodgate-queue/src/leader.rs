@@ -50,6 +50,8 @@ struct Inner {
     name: String,
     holder: String,
     leader: watch::Sender<bool>,
+    /// How many `lead` terms are running: the role is released only once they have ended.
+    terms: watch::Sender<usize>,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -61,6 +63,7 @@ impl Singleton {
                 name: name.to_owned(),
                 holder: holder.to_owned(),
                 leader: watch::channel(false).0,
+                terms: watch::channel(0).0,
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -113,8 +116,11 @@ impl Singleton {
     }
 
     /// Runs `role` whenever this node leads, until [`stop`](Self::stop): it gets a token that
-    /// is cancelled when leadership is lost (finish quickly then), and runs again on the next
-    /// term.
+    /// is cancelled when leadership is lost or the role stops — it must then return promptly
+    /// (it is awaited, not dropped, so it never stops half-way through a step) — and runs
+    /// again on the next term. On [`stop`](Self::stop) the role is released only after `role`
+    /// has returned (or when the lease would run out anyway), so the next leader never
+    /// overlaps it.
     pub async fn lead<F, Fut>(&self, mut role: F)
     where
         F: FnMut(CancellationToken) -> Fut,
@@ -135,11 +141,17 @@ impl Singleton {
                     term.cancel();
                 }
             };
+            self.inner.terms.send_modify(|n| *n += 1);
+            let work = role(term.clone());
+            tokio::pin!(work);
             tokio::select! {
-                _ = role(term.clone()) => {}
-                _ = watcher => {}
+                _ = &mut work => {}
+                // Leadership lost: the token is cancelled; let the role wind down (it must
+                // return promptly) rather than drop it mid-step.
+                _ = watcher => work.await,
             }
             term.cancel();
+            self.inner.terms.send_modify(|n| *n -= 1);
             if self.inner.stop.is_cancelled() {
                 return;
             }
@@ -152,6 +164,12 @@ impl Singleton {
         self.inner.stop.cancel();
         self.inner.tasks.wait().await;
     }
+}
+
+/// Waits (up to `bound`) until no `lead` term runs.
+async fn terms_ended(inner: &Inner, bound: Duration) {
+    let mut terms = inner.terms.subscribe();
+    let _ = tokio::time::timeout(bound, terms.wait_for(|n| *n == 0)).await;
 }
 
 fn set(inner: &Inner, leader: bool) {
@@ -214,8 +232,10 @@ async fn run_lease<S: Store>(store: S, inner: Arc<Inner>, ttl: Duration) {
             set(&inner, false);
         }
     }
-    if valid_until.is_some() {
+    if let Some(until) = valid_until {
         set(&inner, false);
+        // Release only once the role's work has stopped (while the lease still covers it).
+        terms_ended(&inner, until.saturating_duration_since(Instant::now())).await;
         let _ = store.leader_release(&inner.name, &inner.holder).await;
     }
 }
@@ -265,6 +285,7 @@ async fn run_advisory(pool: sqlx::PgPool, inner: Arc<Inner>, retry: Duration) {
     }
     if let Some(conn) = held {
         set(&inner, false);
+        terms_ended(&inner, Duration::from_secs(30)).await;
         // Closing the session releases the lock.
         let _ = conn.close().await;
     }
