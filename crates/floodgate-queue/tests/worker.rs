@@ -428,6 +428,8 @@ async fn a_worker_that_lost_its_lease_cannot_complete<S: Store + Clone>(store: &
     let (s, g) = (started.clone(), go_on.clone());
     let handle = Worker::builder(store.clone())
         .id("paused-worker")
+        // Its one permit is held by the paused job, so it cannot claim the job back itself.
+        .concurrency(1)
         .lease_ttl(Duration::from_secs(60))
         .handler("pay", KindOptions::new(), move |_, _| {
             let (s, g) = (s.clone(), g.clone());
@@ -573,10 +575,16 @@ async fn memory_above_the_high_water_mark_stops_claims<S: Store + Clone>(store: 
 }
 
 async fn shutdown_finishes_in_time_or_releases<S: Store + Clone>(store: &S) {
+    // "quick" finishes when let go (after shutdown has begun); "stuck" never does.
+    let let_go = Arc::new(tokio::sync::Semaphore::new(0));
+    let l = let_go.clone();
     let handle = Worker::builder(store.clone())
-        .handler("quick", KindOptions::new(), |_, _| async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok(Outcome::done())
+        .handler("quick", KindOptions::new(), move |_, _| {
+            let l = l.clone();
+            async move {
+                l.acquire().await.unwrap().forget();
+                Ok(Outcome::done())
+            }
         })
         .handler("stuck", KindOptions::new(), |_, _| async {
             tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -595,10 +603,20 @@ async fn shutdown_finishes_in_time_or_releases<S: Store + Clone>(store: &S) {
         .await
         .unwrap()
         .id;
+    eventually(store, quick, JobState::Running).await;
     eventually(store, stuck, JobState::Running).await;
-    let summary = handle.shutdown(Duration::from_millis(300)).await;
+    let stopping = {
+        let handle = handle.clone();
+        tokio::spawn(async move { handle.shutdown(Duration::from_millis(1_500)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let_go.add_permits(1);
+    let summary = stopping.await.unwrap();
     assert_eq!(summary.released, 1);
-    assert_eq!(summary.finished, 1);
+    assert_eq!(
+        summary.finished, 1,
+        "the quick job finished inside the drain"
+    );
     assert_eq!(
         store.job(quick).await.unwrap().unwrap().state,
         JobState::Succeeded
