@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use floodgate_queue::worker::{KindOptions, Outcome, Worker};
-use floodgate_queue::{JobState, ListJobs, NewJob, PgStore, SqliteStore, Store};
+use floodgate_queue::{JobState, NewJob, PgStore, SqliteStore, Store};
 use serde_json::json;
 
 const SCHEMA: &str = "floodgate_bench_worker";
@@ -214,7 +214,6 @@ async fn main() {
         }
         return;
     }
-    let _ = ListJobs::default();
     let dir = std::env::temp_dir().join(format!("floodgate-bench-worker-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     args.path = dir.join("bench.db").to_str().unwrap().to_owned();

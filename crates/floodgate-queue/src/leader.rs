@@ -190,6 +190,15 @@ fn set(inner: &Inner, leader: bool) {
     }
 }
 
+/// Gives the role up locally once the lease this node last secured has run out (checked both
+/// after a renewal attempt and on waking, so it never acts past its lease).
+fn step_down_if_expired(inner: &Inner, valid_until: &mut Option<Instant>) {
+    if valid_until.is_some_and(|until| Instant::now() >= until) {
+        *valid_until = None;
+        set(inner, false);
+    }
+}
+
 async fn run_lease<S: Store>(store: S, inner: Arc<Inner>, ttl: Duration) {
     let renew_every = ttl / 3;
     // Until when this node may act as leader without another successful renewal.
@@ -217,20 +226,14 @@ async fn run_lease<S: Store>(store: S, inner: Arc<Inner>, ttl: Duration) {
             }
             None => {}
         }
-        if valid_until.is_some_and(|until| Instant::now() >= until) {
-            valid_until = None;
-            set(&inner, false);
-        }
+        step_down_if_expired(&inner, &mut valid_until);
         let next = Instant::now() + renew_every;
         let wake = valid_until.map_or(next, |until| until.min(next));
         tokio::select! {
             _ = inner.stop.cancelled() => break,
             _ = tokio::time::sleep_until(wake) => {}
         }
-        if valid_until.is_some_and(|until| Instant::now() >= until) {
-            valid_until = None;
-            set(&inner, false);
-        }
+        step_down_if_expired(&inner, &mut valid_until);
     }
     if let Some(until) = valid_until {
         set(&inner, false);

@@ -27,14 +27,26 @@ impl Observe {
     }
 
     pub(crate) fn enqueued(&self, jobs: &[NewJob], results: &[Enqueued]) {
+        // One counter update per (queue, outcome), not per job: a 10,000-job batch would
+        // otherwise pay 10,000 registry look-ups.
+        let mut counts: Vec<(&str, bool, u64)> = Vec::new();
         for (job, result) in jobs.iter().zip(results) {
-            let metric = if result.inserted {
+            match counts
+                .iter_mut()
+                .find(|(q, inserted, _)| *q == job.queue && *inserted == result.inserted)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => counts.push((&job.queue, result.inserted, 1)),
+            }
+        }
+        for (queue, inserted, n) in counts {
+            let metric = if inserted {
                 "floodgate_queue_enqueued_total"
             } else {
                 "floodgate_queue_duplicates_total"
             };
-            metrics::counter!(metric, "store" => self.name.clone(), "queue" => job.queue.clone())
-                .increment(1);
+            metrics::counter!(metric, "store" => self.name.clone(), "queue" => queue.to_owned())
+                .increment(n);
         }
     }
 

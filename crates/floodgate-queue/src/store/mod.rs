@@ -266,6 +266,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Claim order: highest priority, then oldest `run_at`, then lowest id (a claim's
+/// `RETURNING` rows come back in no particular order).
+pub(crate) fn sort_claimed(jobs: &mut [Job]) {
+    jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
+}
+
 /// The outcome of a cancel whose update matched nothing: cancelling twice is not an error.
 pub(crate) fn cancel_missed(error: StoreError) -> Result<JobState, StoreError> {
     match error {

@@ -747,7 +747,7 @@ async fn heartbeat<S: Store + Clone>(config: Arc<Config<S>>, shared: Arc<Shared>
                     r.lost = true;
                     r.stop.cancel();
                     tracing::warn!(worker = %config.id, job = %lease.id, "lease lost");
-                    let _ = shared.events.send(WorkerEvent::LeaseLost {
+                    shared.emit(WorkerEvent::LeaseLost {
                         id: lease.id,
                         kind: r.kind.to_string(),
                     });

@@ -35,7 +35,7 @@ use crate::store::batch::{Written, idempotency_invisible};
 use crate::store::migrate::{self, Names};
 use crate::store::{
     Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, QueueStatsBuilder, Rescued,
-    Retention, Store, cancel_missed, micros, validate_all,
+    Retention, Store, cancel_missed, micros, sort_claimed, validate_all,
 };
 use crate::wakeup::Wakeups;
 
@@ -1038,11 +1038,6 @@ async fn migrate_postgres(
     }
     tx.commit().await?;
     Ok(())
-}
-
-/// Claim order: highest priority, then oldest `run_at`, then lowest id.
-fn sort_claimed(jobs: &mut [Job]) {
-    jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
 }
 
 fn read_state(row: &PgRow, column: &str) -> Result<JobState, StoreError> {

@@ -40,7 +40,7 @@ use crate::store::batch::{Written, idempotency_invisible};
 use crate::store::migrate::{self, Names};
 use crate::store::{
     Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, QueueStatsBuilder, Rescued,
-    Retention, Store, cancel_missed, micros, validate_all,
+    Retention, Store, cancel_missed, micros, sort_claimed, validate_all,
 };
 use crate::wakeup::Wakeups;
 
@@ -452,7 +452,7 @@ impl Store for SqliteStore {
             .iter()
             .map(job_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
+        sort_claimed(&mut jobs);
         self.inner.observe.claimed(jobs.len());
         Ok(jobs)
     }
