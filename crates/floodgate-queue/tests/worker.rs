@@ -32,6 +32,22 @@ async fn eventually<S: Store>(store: &S, id: JobId, state: JobState) -> Job {
     }
 }
 
+/// The first event `pick` maps to a value, failing after 10 s.
+async fn next_event<T>(
+    events: &mut tokio::sync::broadcast::Receiver<WorkerEvent>,
+    pick: impl Fn(WorkerEvent) -> Option<T>,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(found) = pick(events.recv().await.unwrap()) {
+                return found;
+            }
+        }
+    })
+    .await
+    .expect("the awaited event within 10 s")
+}
+
 fn quick_retry() -> KindOptions {
     KindOptions::new().retry(
         ExponentialBackoff::new(Duration::from_millis(10))
@@ -406,15 +422,11 @@ async fn an_open_breaker_stops_claims_of_its_kind<S: Store + Clone>(store: &S) {
     let mut events = handle.events();
     breaker.reset();
     eventually(store, id, JobState::Succeeded).await;
-    let change = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let WorkerEvent::BreakerChanged { kind, to, .. } = events.recv().await.unwrap() {
-                return (kind, to);
-            }
-        }
+    let change = next_event(&mut events, |e| match e {
+        WorkerEvent::BreakerChanged { kind, to, .. } => Some((kind, to)),
+        _ => None,
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         change,
         ("call_partner".to_owned(), floodgate::breaker::State::Closed)
@@ -468,15 +480,11 @@ async fn a_worker_that_lost_its_lease_cannot_complete<S: Store + Clone>(store: &
         .await
         .unwrap();
     go_on.notify_one();
-    let lost = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let WorkerEvent::LeaseLost { id: lost, .. } = events.recv().await.unwrap() {
-                return lost;
-            }
-        }
+    let lost = next_event(&mut events, |e| match e {
+        WorkerEvent::LeaseLost { id, .. } => Some(id),
+        _ => None,
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(lost, id);
     let done = store.job(id).await.unwrap().unwrap();
     assert_eq!(
@@ -548,15 +556,11 @@ async fn memory_above_the_high_water_mark_stops_claims<S: Store + Clone>(store: 
         .unwrap()
         .start();
     let mut events = handle.events();
-    let high = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let WorkerEvent::MemoryHigh { rss } = events.recv().await.unwrap() {
-                return rss;
-            }
-        }
+    let high = next_event(&mut events, |e| match e {
+        WorkerEvent::MemoryHigh { rss } => Some(rss),
+        _ => None,
     })
-    .await
-    .unwrap();
+    .await;
     assert!(high > 1);
     // A claim already in flight when the mark was passed still completes: let it land
     // before enqueueing the job that must wait.
@@ -678,16 +682,11 @@ async fn protective_mode_shrinks_the_worker_and_says_so<S: Store + Clone>(store:
         .start();
     let mut events = handle.events();
     registry.get("payments").unwrap().force_open();
-    let (open, limit, base) = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let WorkerEvent::ProtectiveMode { open, limit, base } = events.recv().await.unwrap()
-            {
-                return (open, limit, base);
-            }
-        }
+    let (open, limit, base) = next_event(&mut events, |e| match e {
+        WorkerEvent::ProtectiveMode { open, limit, base } => Some((open, limit, base)),
+        _ => None,
     })
-    .await
-    .expect("protective mode reported");
+    .await;
     assert_eq!((open, base), (1, 10));
     assert_eq!(limit, 2);
     assert_eq!(limiter.limit(), 2, "the worker now runs at most 2 jobs");
@@ -748,21 +747,14 @@ async fn a_completion_survives_dropped_connections() {
     .unwrap();
     assert!(killed >= 1, "the worker's connections were found");
     go.notify_one();
-    let done = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.recv().await.unwrap() {
-                WorkerEvent::Succeeded { id: done, .. } if done == id => return Ok(()),
-                WorkerEvent::StoreError { error }
-                    if error.starts_with(&format!("finishing job {id}:")) =>
-                {
-                    return Err(error);
-                }
-                _ => {}
-            }
+    let done = next_event(&mut events, |e| match e {
+        WorkerEvent::Succeeded { id: done, .. } if done == id => Some(Ok(())),
+        WorkerEvent::StoreError { error } if error.starts_with(&format!("finishing job {id}:")) => {
+            Some(Err(error))
         }
+        _ => None,
     })
-    .await
-    .expect("an outcome for the job");
+    .await;
     assert_eq!(done, Ok(()), "the completion was retried, not dropped");
     assert_eq!(
         store.job(id).await.unwrap().unwrap().state,
