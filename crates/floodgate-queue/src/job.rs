@@ -310,7 +310,8 @@ impl NewJob {
                 "must be a JSON object".to_owned(),
             ));
         }
-        Ok(())
+        crate::store::json::validate("payload", &self.payload)?;
+        crate::store::json::validate("metadata", &self.metadata)
     }
 }
 

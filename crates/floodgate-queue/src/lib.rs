@@ -57,8 +57,8 @@ pub use store::postgres::{PgStore, PgStoreBuilder};
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::{SqliteStore, SqliteStoreBuilder};
 pub use store::{
-    Claim, Completion, DEFAULT_LEASE_TTL, JobPage, LeaseStatus, ListJobs, QueueStats, Rescued,
-    Retention, RetryAt, StateCounts, Store,
+    Claim, Completion, DEFAULT_LEASE_TTL, JobPage, LeaseStatus, ListJobs, MAX_JSON_DEPTH,
+    QueueStats, Rescued, Retention, RetryAt, StateCounts, Store,
 };
 pub use wakeup::{DEFAULT_POLL_INTERVAL, Wakeup, Wakeups};
 

@@ -7,10 +7,123 @@ use std::time::Duration;
 use floodgate_queue::{Claim, NewJob, Store, Wakeup};
 use serde_json::json;
 
+/// JSON nested `depth` arrays deep, as text (beyond what readers decode when deep enough).
+fn deep_json_text(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// The same, as a value built in memory (which has no depth limit).
+fn deep_json(depth: usize) -> serde_json::Value {
+    (0..depth).fold(json!(1), |v, _| json!([v]))
+}
+
+/// Regression (issue 12, case 3): a payload nested past what readers decode was stored, then
+/// broke `claim` for its whole batch. It is now refused at the door, and nothing is written.
+async fn deep_payloads_are_refused_at_enqueue<S: Store>(store: &S) {
+    let err = store
+        .enqueue(NewJob::new("k", deep_json(200)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            floodgate_queue::StoreError::Invalid {
+                field: "payload",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("nested"), "{err}");
+    let batch = vec![
+        NewJob::new("k", json!(1)),
+        NewJob::new("k", json!({ "deep": deep_json(150) })),
+    ];
+    assert!(store.enqueue_many(batch).await.is_err());
+    let nul = store
+        .enqueue(NewJob::new("k", json!({ "s": "a\u{0}b" })))
+        .await;
+    assert!(nul.unwrap_err().to_string().contains("NUL"));
+    let fine = store
+        .enqueue(NewJob::new(
+            "k",
+            deep_json(floodgate_queue::MAX_JSON_DEPTH - 1),
+        ))
+        .await
+        .unwrap();
+    let claimed = store.claim(&Claim::new("w", 10)).await.unwrap();
+    assert_eq!(claimed.len(), 1, "only the job within the limit was stored");
+    assert_eq!(claimed[0].id, fine.id);
+}
+
+/// Regression (issue 12, case 3): a row that cannot be decoded at claim time (written by
+/// another tool, or before validation existed) is sent dead with a clear error, and the other
+/// jobs of the batch run; none is left `running` under a lease nobody holds.
+async fn an_unreadable_row_does_not_strand_its_batch<S: Store>(
+    store: &S,
+    corrupt: impl AsyncFnOnce(floodgate_queue::JobId),
+) {
+    let ids: Vec<_> = store
+        .enqueue_many((0..20).map(|n| NewJob::new("k", json!(n))).collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let bad = ids[7];
+    corrupt(bad).await;
+    let claimed = store.claim(&Claim::new("w", 20)).await.unwrap();
+    let mut got: Vec<_> = claimed.iter().map(|j| j.id).collect();
+    got.sort();
+    let expected: Vec<_> = ids.iter().copied().filter(|&id| id != bad).collect();
+    assert_eq!(got, expected, "the 19 readable jobs are claimed");
+    let stats = store.queue_stats().await.unwrap();
+    let counts = &stats[0].counts;
+    assert_eq!(counts.get(floodgate_queue::JobState::Running), 19);
+    assert_eq!(
+        counts.get(floodgate_queue::JobState::Dead),
+        1,
+        "the bad row is dead"
+    );
+    assert!(store.claim(&Claim::new("w", 20)).await.unwrap().is_empty());
+}
+
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
     use floodgate_queue::SqliteStore;
+
+    #[tokio::test]
+    async fn deep_payloads_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("deep.db")).await.unwrap();
+        super::deep_payloads_are_refused_at_enqueue(&store).await;
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_row_is_dead_lettered_and_the_batch_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("bad.db")).await.unwrap();
+        let pool = store.pool().clone();
+        super::an_unreadable_row_does_not_strand_its_batch(&store, async |id| {
+            sqlx::query("UPDATE floodgate_jobs SET payload = ? WHERE id = ?")
+                .bind(deep_json_text(200))
+                .bind(id.0)
+                .execute(&pool)
+                .await
+                .unwrap();
+        })
+        .await;
+        let error: String =
+            sqlx::query_scalar("SELECT last_error FROM floodgate_jobs WHERE state = 'dead'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert!(
+            error.contains("could not be read when it was claimed"),
+            "{error}"
+        );
+    }
 
     #[tokio::test]
     async fn business_row_and_job_commit_or_roll_back_together() {
@@ -144,6 +257,48 @@ mod postgres {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deep_payloads_are_refused() {
+        let Some(schema) = floodgate_testing::postgres_schema("deep_payloads").await else {
+            return;
+        };
+        let store = store(&schema).await;
+        super::deep_payloads_are_refused_at_enqueue(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreadable_row_is_dead_lettered_and_the_batch_runs() {
+        let Some(schema) = floodgate_testing::postgres_schema("unreadable_row").await else {
+            return;
+        };
+        let store = store(&schema).await;
+        let jobs = format!("\"{}\".floodgate_jobs", schema.name());
+        let pool = store.pool().clone();
+        super::an_unreadable_row_does_not_strand_its_batch(&store, async |id| {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {jobs} SET payload = $1::jsonb WHERE id = $2"
+            )))
+            .bind(deep_json_text(200))
+            .bind(id.0)
+            .execute(&pool)
+            .await
+            .unwrap();
+        })
+        .await;
+        let error: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT last_error FROM {jobs} WHERE state = 'dead'"
+        )))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert!(
+            error.contains("could not be read when it was claimed"),
+            "{error}"
+        );
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn business_row_and_job_commit_or_roll_back_together() {
         let Some(schema) = floodgate_testing::postgres_schema("outbox_rows").await else {
             return;
@@ -216,7 +371,7 @@ mod postgres {
         .fetch_all(stores[0].pool())
         .await
         .unwrap();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
         let id = stores[0]
             .enqueue(NewJob::new("k", json!(1)))
             .await

@@ -122,6 +122,7 @@ worker_suite!(
     shutdown_finishes_in_time_or_releases,
     the_shutdown_coordinator_drains_the_worker,
     protective_mode_shrinks_the_worker_and_says_so,
+    shutdown_leaves_no_claimed_job_running,
 );
 
 async fn runs_jobs_and_keeps_results<S: Store + Clone>(store: &S) {
@@ -762,4 +763,58 @@ async fn a_completion_survives_dropped_connections() {
     );
     handle.shutdown(Duration::from_secs(5)).await;
     store.close().await;
+}
+
+/// Regression (issue 12, case 4): shutdown once returned while a claim was in flight; the jobs
+/// it claimed were started after the wait, stayed `running` in the database after `shutdown`
+/// returned, and were missing from the summary.
+async fn shutdown_leaves_no_claimed_job_running<S: Store + Clone>(store: &S) {
+    for round in 0..6u64 {
+        let queue = format!("round-{round}");
+        store
+            .enqueue_many(
+                (0..1_000)
+                    .map(|n| NewJob::new("work", json!({ "n": n })).queue(queue.clone()))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let started = Arc::new(AtomicUsize::new(0));
+        let handle = Worker::builder(store.clone())
+            .queues([queue.clone()])
+            .concurrency(16)
+            .handler("work", KindOptions::new(), {
+                let started = started.clone();
+                move |_job: Job, _| {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        Ok(Outcome::done())
+                    }
+                }
+            })
+            .build()
+            .unwrap()
+            .start();
+        tokio::time::sleep(Duration::from_millis(20 + round * 18)).await;
+        let summary = handle.shutdown(Duration::from_secs(10)).await;
+        let stats = store.queue_stats().await.unwrap();
+        let ours = stats.iter().find(|q| q.queue == queue).unwrap();
+        assert_eq!(
+            ours.counts.get(JobState::Running),
+            0,
+            "round {round}: jobs left running after shutdown returned ({summary:?})"
+        );
+        assert_eq!(
+            ours.counts.get(JobState::Succeeded) + summary.released as u64,
+            started.load(Ordering::SeqCst) as u64,
+            "round {round}: every started job ended or was released"
+        );
+        assert_eq!(
+            ours.counts.get(JobState::Pending) + started.load(Ordering::SeqCst) as u64
+                - summary.released as u64,
+            1_000,
+            "round {round}"
+        );
+    }
 }

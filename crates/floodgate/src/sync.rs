@@ -4,12 +4,12 @@
 #[cfg(floodgate_loom)]
 pub(crate) use loom::sync::{
     Arc, Mutex, MutexGuard,
-    atomic::{AtomicU32, AtomicU64, AtomicUsize},
+    atomic::{AtomicU64, AtomicUsize},
 };
 #[cfg(not(floodgate_loom))]
 pub(crate) use std::sync::{
     Arc, Mutex, MutexGuard,
-    atomic::{AtomicU32, AtomicU64, AtomicUsize},
+    atomic::{AtomicU64, AtomicUsize},
 };
 
 /// Locks `mutex`, ignoring poisoning: no engine panics while it holds a lock, and a panic in a

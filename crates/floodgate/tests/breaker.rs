@@ -500,3 +500,52 @@ async fn a_slot_freed_by_an_ignored_probe_is_reusable_after_rejections() {
     again.record(Outcome::Success, None);
     assert_eq!(b.state(), State::Closed);
 }
+
+/// Regression: a storm of transitions with a 1 µs open wait once left the breaker half-open
+/// for good: a stale ignored probe gave back a slot on the next half-open epoch's counter (or
+/// wrapped it), so no probe was ever admitted again (issue 12, case 5).
+#[test]
+fn a_transition_storm_never_leaves_the_breaker_stuck_half_open() {
+    let b = CircuitBreaker::builder()
+        .name("storm")
+        .consecutive_failures(1)
+        .open_wait(OpenWait::fixed(Duration::from_micros(1)))
+        .half_open_probes(1)
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                while std::time::Instant::now() < deadline {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if let Ok(permit) = b.try_acquire() {
+                        match x % 3 {
+                            0 => permit.record(Outcome::Failure, None),
+                            1 => permit.record(Outcome::Success, None),
+                            _ => drop(permit),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Alone now: successes must close it within a few calls (the open wait is 1 µs).
+    for _ in 0..1_000 {
+        if b.state() == State::Closed {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(10));
+        if let Ok(permit) = b.try_acquire() {
+            permit.record(Outcome::Success, None);
+        }
+    }
+    panic!("stuck in {:?}: {:?}", b.state(), b.stats());
+}

@@ -168,3 +168,50 @@ async fn the_cache_is_read_first_and_filled_after_a_success() {
     assert_eq!(*cache.ttls.lock().unwrap(), vec![Duration::from_secs(60)]);
     assert_eq!(flight.stats().cache_hits, 1);
 }
+
+/// Regression: a panic while *making* the work's future (before it is spawned) left the key's
+/// entry behind, so every later call for the key returned `Abandoned` (issue 12, case 2).
+#[tokio::test(start_paused = true)]
+async fn a_panic_while_starting_the_work_clears_the_key() {
+    let flight = Flight::new("test");
+    let started = std::panic::AssertUnwindSafe(
+        flight.run("k".into(), || -> std::future::Ready<Result<u64, String>> {
+            panic!("bad closure")
+        }),
+    );
+    let result = futures_util::FutureExt::catch_unwind(started).await;
+    let result = result.expect("the panic is returned as an error, not propagated");
+    assert_eq!(result, Err(FlightError::Panicked("bad closure".to_owned())));
+    assert_eq!(flight.stats().in_flight, 0, "the entry was left behind");
+    assert_eq!(flight.run("k".into(), || async { Ok(7) }).await, Ok(7));
+}
+
+/// Regression: calling `run` outside a runtime panicked after inserting the entry, poisoning
+/// the key for callers inside a runtime (issue 12, case 2).
+#[test]
+fn a_call_outside_a_runtime_does_not_poison_the_key() {
+    let flight = Flight::new("test");
+    let outside = std::thread::spawn({
+        let flight = flight.clone();
+        move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                futures_util::FutureExt::now_or_never(
+                    flight.run("k".into(), || async { Ok::<u64, String>(1) }),
+                )
+            }))
+        }
+    })
+    .join()
+    .unwrap();
+    if let Ok(Some(r)) = &outside {
+        assert!(r.is_err(), "no runtime, no work: {r:?}");
+    }
+    assert_eq!(flight.stats().in_flight, 0, "the entry was left behind");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(
+        rt.block_on(flight.run("k".into(), || async { Ok(7) })),
+        Ok(7)
+    );
+}

@@ -564,3 +564,37 @@ fn metrics_are_labelled_with_the_limiter_name() {
         Some(&DebugValue::Counter(1))
     );
 }
+
+/// Regression: a resize racing `active()`/`drain()` once made a closed limiter with two held
+/// permits read `active() == 0` and `drain` return `Ok` (issue 12, case 1).
+#[test]
+fn active_and_drain_stay_exact_while_the_limit_is_resized() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let l = Limiter::new(10);
+    let _a = l.try_acquire().unwrap();
+    let _b = l.try_acquire().unwrap();
+    l.close();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let resizer = {
+        let (l, stop) = (l.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                l.set_limit(5).unwrap();
+                l.set_limit(10).unwrap();
+            }
+        })
+    };
+    for _ in 0..200_000 {
+        assert_eq!(l.active(), 2, "active() misread while resizing");
+    }
+    for _ in 0..2_000 {
+        let drained = rt.block_on(l.drain(Duration::ZERO));
+        assert_eq!(drained, Err(DrainTimeout { still_held: 2 }));
+        assert_eq!(l.stats().active, 2);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    resizer.join().unwrap();
+}

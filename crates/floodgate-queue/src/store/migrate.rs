@@ -48,6 +48,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "inbox_and_leaders",
         sql: include_str!("../../migrations/sqlite/0002_inbox_and_leaders.sql"),
     },
+    Migration {
+        version: 3,
+        name: "ordering_position",
+        sql: include_str!("../../migrations/sqlite/0003_ordering_position.sql"),
+    },
 ];
 
 #[cfg(feature = "postgres")]
@@ -61,6 +66,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 2,
         name: "inbox_and_leaders",
         sql: include_str!("../../migrations/postgres/0002_inbox_and_leaders.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "ordering_position",
+        sql: include_str!("../../migrations/postgres/0003_ordering_position.sql"),
     },
 ];
 

@@ -82,7 +82,10 @@ pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 mod batch;
+pub(crate) mod json;
 mod migrate;
+
+pub use json::MAX_JSON_DEPTH;
 
 /// A job store: the durable queue's storage and its client API.
 ///
@@ -270,6 +273,52 @@ pub trait Store: Send + Sync + 'static {
 /// `RETURNING` rows come back in no particular order).
 pub(crate) fn sort_claimed(jobs: &mut [Job]) {
     jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
+}
+
+/// A row a claim leased but could not read (a payload no reader can decode, say): it is sent
+/// dead instead of failing the claim, so the rest of the batch runs.
+#[derive(Debug)]
+pub(crate) struct Unreadable {
+    pub(crate) lease: Lease,
+    pub(crate) error: StoreError,
+}
+
+/// Decodes claimed rows one by one: the jobs, and the rows that could not be read. Only a row
+/// whose id or lease token cannot be read fails the whole claim (the table is not ours then).
+pub(crate) fn decode_claimed<R>(
+    rows: &[R],
+    decode: impl Fn(&R) -> Result<Job, StoreError>,
+    lease: impl Fn(&R) -> Result<Lease, sqlx::Error>,
+) -> Result<(Vec<Job>, Vec<Unreadable>), StoreError> {
+    let mut jobs = Vec::with_capacity(rows.len());
+    let mut unreadable = Vec::new();
+    for row in rows {
+        match decode(row) {
+            Ok(job) => jobs.push(job),
+            Err(error) => unreadable.push(Unreadable {
+                lease: lease(row)?,
+                error,
+            }),
+        }
+    }
+    sort_claimed(&mut jobs);
+    Ok((jobs, unreadable))
+}
+
+/// Sends claimed rows that could not be read to `dead`, with the reason as their last error.
+/// A failure here is logged: the lease then expires and the rescuer tries again.
+pub(crate) async fn bury_unreadable<S: Store>(store: &S, unreadable: Vec<Unreadable>) {
+    for Unreadable { lease, error } in unreadable {
+        let message = format!(
+            "job {} could not be read when it was claimed ({error}); it was dead-lettered \
+             without running: fix or delete the row, then retry it",
+            lease.id
+        );
+        tracing::error!(job = %lease.id, %error, "claimed job cannot be read; sent dead");
+        if let Err(e) = store.dead(lease, &message).await {
+            tracing::warn!(job = %lease.id, error = %e, "could not dead-letter an unreadable job");
+        }
+    }
 }
 
 /// The outcome of a cancel whose update matched nothing: cancelling twice is not an error.

@@ -48,6 +48,10 @@ pub(super) struct Shared {
     hard_stop: CancellationToken,
     /// Set when shutdown is over: background tasks end.
     background_stop: CancellationToken,
+    /// The claim loop alone: shutdown waits for it (and so for a claim in flight) before it
+    /// waits for the jobs, since a claim that lands after the wait would start jobs nobody
+    /// waits for.
+    dispatcher: TaskTracker,
     jobs: TaskTracker,
     background: TaskTracker,
     freed: Notify,
@@ -92,6 +96,7 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
         stop_claiming: CancellationToken::new(),
         hard_stop: CancellationToken::new(),
         background_stop: CancellationToken::new(),
+        dispatcher: TaskTracker::new(),
         jobs: TaskTracker::new(),
         background: TaskTracker::new(),
         freed: Notify::new(),
@@ -107,7 +112,7 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
     let config = Arc::new(config);
     tracing::info!(worker = %config.id, queues = ?config.queues, "worker started");
     shared
-        .background
+        .dispatcher
         .spawn(dispatch(config.clone(), shared.clone()));
     shared
         .background
@@ -489,6 +494,16 @@ async fn write_outcome<S: Store>(
     let (id, k) = (job.id, job.kind.clone());
     match result {
         Ok(outcome) => {
+            // A result the store would refuse (too deep, a NUL) is the handler's bug: the job
+            // goes dead with the reason instead of failing the whole completion batch.
+            if let Some(Err(e)) = outcome
+                .result
+                .as_ref()
+                .map(|r| crate::store::json::validate("result", r))
+            {
+                let message = format!("the handler's result cannot be stored: {e}");
+                return bury(store, shared, job, lease, message).await;
+            }
             let written = complete(store, shared, lease, outcome.result).await;
             finish_store(shared, job, written.map(|()| JobState::Succeeded), || {
                 WorkerEvent::Succeeded {
@@ -786,10 +801,19 @@ pub(super) async fn shutdown(shared: &Arc<Shared>, deadline: Duration) -> Shutdo
         .summary
         .get_or_init(|| async {
             tracing::info!(worker = %shared.id, running = shared.running_count(), "worker shutting down");
+            let deadline = tokio::time::Instant::now() + deadline;
             shared.stop_claiming.cancel();
+            // First the claim loop: a claim in flight finishes and its jobs start, so that
+            // the wait below covers every job this worker claimed.
+            shared.dispatcher.close();
+            let claims_over = tokio::time::timeout_at(deadline, shared.dispatcher.wait()).await;
             shared.jobs.close();
-            if tokio::time::timeout(deadline, shared.jobs.wait()).await.is_err() {
+            if claims_over.is_err()
+                || tokio::time::timeout_at(deadline, shared.jobs.wait()).await.is_err()
+            {
                 shared.hard_stop.cancel();
+                // Jobs a late claim still starts see the hard stop and are released at once.
+                shared.dispatcher.wait().await;
                 shared.jobs.wait().await;
             }
             lock(&shared.completer).take();

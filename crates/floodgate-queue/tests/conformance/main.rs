@@ -51,6 +51,7 @@ conformance!(
     claim_leaves_future_other_queue_and_other_kind_jobs,
     claim_leases_the_job,
     ordering_key_lets_only_the_oldest_unfinished_job_run,
+    ordering_key_holds_through_retry_rescue_and_snooze,
     // leases and completion
     a_stale_lease_token_cannot_finish_the_job,
     heartbeat_extends_held_leases_and_reports_lost_and_cancelled,

@@ -2,12 +2,21 @@
 //!
 //! # Implementation
 //!
-//! The state lives in one atomic word, `epoch << 3 | state`. Admission reads it: closed and
-//! disabled admit at once; open compares the clock with `open_until`; half-open admits while
-//! a `fetch_add` on the probe counter stays below `half_open_probes`, so exactly that many
-//! probes get through however many callers race. Each admitted call remembers the epoch it
-//! was admitted in, and its outcome only moves the state if the epoch is still current: a slow
-//! call admitted while closed cannot re-open a breaker that has since recovered.
+//! The state lives in one atomic word together with the half-open probe counts:
+//!
+//! ```text
+//!  u64:  [ epoch (37 bits) | probes ok (12) | probes admitted (12) | state (3) ]
+//! ```
+//!
+//! Admission reads it: closed and disabled admit at once; open compares the clock with
+//! `open_until`; half-open admits with a compare-and-swap that adds one admitted probe while
+//! the count is below `half_open_probes`, so exactly that many probes get through however many
+//! callers race. Each admitted call remembers the epoch it was admitted in, and its outcome
+//! only counts if the epoch is still current: a slow call admitted while closed cannot re-open
+//! a breaker that has since recovered. Because the probe counts share the word with the epoch,
+//! "the epoch is still mine" and "give back my probe slot" (or "count my success") are one
+//! atomic step: a stale probe can never land on the next half-open period's counters, however
+//! the transitions interleave.
 //!
 //! Outcomes go to the [window](super::window); a closed-state success is one `fetch_add` and
 //! takes no lock. State changes are rare and happen under a mutex that re-checks the state word
@@ -31,17 +40,47 @@ use super::error::{BreakerConfigError, BreakerError};
 use super::events::{BreakerEvent, State};
 use super::outcome::Outcome;
 use super::window::{CountWindow, Rates, TimeWindow, Window};
-use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, lock};
+use crate::sync::{Arc, AtomicU64, Mutex, lock};
 
-const STATE_BITS: u64 = 3;
+const STATE_BITS: u32 = 3;
 const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
+const COUNT_BITS: u32 = 12;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const ADMITTED_SHIFT: u32 = STATE_BITS;
+const OK_SHIFT: u32 = STATE_BITS + COUNT_BITS;
+const EPOCH_SHIFT: u32 = STATE_BITS + 2 * COUNT_BITS;
+/// One admitted probe in the state word.
+const ADMITTED: u64 = 1 << ADMITTED_SHIFT;
+/// One successful probe in the state word.
+const OK: u64 = 1 << OK_SHIFT;
 
+/// The largest `half_open_probes` the state word can count.
+pub(crate) const MAX_PROBES: u32 = 1 << (COUNT_BITS - 2);
+
+/// A new period in `state`: its counts start at zero.
 fn word(epoch: u64, state: State) -> u64 {
-    epoch << STATE_BITS | state.code()
+    epoch << EPOCH_SHIFT | state.code()
 }
 
 fn state_of(word: u64) -> State {
     State::from_code(word & STATE_MASK)
+}
+
+fn epoch_of(word: u64) -> u64 {
+    word >> EPOCH_SHIFT
+}
+
+fn admitted_of(word: u64) -> u32 {
+    ((word >> ADMITTED_SHIFT) & COUNT_MASK) as u32
+}
+
+fn ok_of(word: u64) -> u32 {
+    ((word >> OK_SHIFT) & COUNT_MASK) as u32
+}
+
+/// The word without its probe counts: equal for the same period.
+fn period(word: u64) -> u64 {
+    word & !((COUNT_MASK << ADMITTED_SHIFT) | (COUNT_MASK << OK_SHIFT))
 }
 
 /// Called on every state change (the registry uses it for protective mode).
@@ -85,9 +124,9 @@ struct Engine {
     base: Instant,
     state: AtomicU64,
     open_until: AtomicU64,
-    probes_admitted: AtomicU32,
-    probes_ok: AtomicU32,
-    consecutive: AtomicU32,
+    /// Consecutive failures while closed, tagged with the closed period's epoch (high 32 bits)
+    /// so that a stale failure cannot count towards a later period.
+    consecutive: AtomicU64,
     window: Window,
     failures: StdAtomicU64,
     ignored: StdAtomicU64,
@@ -202,9 +241,7 @@ impl CircuitBreaker {
                 base: now,
                 state: AtomicU64::new(word(0, State::Closed)),
                 open_until: AtomicU64::new(0),
-                probes_admitted: AtomicU32::new(0),
-                probes_ok: AtomicU32::new(0),
-                consecutive: AtomicU32::new(0),
+                consecutive: AtomicU64::new(0),
                 window,
                 failures: StdAtomicU64::new(0),
                 ignored: StdAtomicU64::new(0),
@@ -522,7 +559,7 @@ impl Engine {
     fn admit(&self) -> Result<Ticket, Option<Duration>> {
         loop {
             let w = self.state.load(Acquire);
-            let epoch = w >> STATE_BITS;
+            let epoch = epoch_of(w);
             match state_of(w) {
                 State::Closed | State::Disabled => {
                     return Ok(Ticket {
@@ -545,17 +582,21 @@ impl Engine {
                     );
                 }
                 State::HalfOpen => {
-                    if self.probes_admitted.fetch_add(1, AcqRel) < self.config.half_open_probes {
+                    if admitted_of(w) >= self.config.half_open_probes {
+                        return Err(self.reject(Some(Duration::ZERO)));
+                    }
+                    // Counted only if the word (and so the period) is unchanged.
+                    if self
+                        .state
+                        .compare_exchange_weak(w, w + ADMITTED, AcqRel, Acquire)
+                        .is_ok()
+                    {
                         return Ok(Ticket {
                             epoch,
                             probe: true,
                             start: self.config.slow_call_duration.map(|_| Instant::now()),
                         });
                     }
-                    // Undo the count, so the counter is the probes in flight and a slot freed by
-                    // an ignored probe can be taken again.
-                    self.probes_admitted.fetch_sub(1, AcqRel);
-                    return Err(self.reject(Some(Duration::ZERO)));
                 }
                 State::ForcedOpen => return Err(self.reject(None)),
             }
@@ -569,16 +610,18 @@ impl Engine {
     }
 
     fn record(&self, ticket: Ticket, outcome: Outcome, describe: impl FnOnce() -> String) {
-        let w = self.state.load(Acquire);
-        let current = w >> STATE_BITS == ticket.epoch;
         if outcome == Outcome::Ignored {
             self.ignored.fetch_add(1, Relaxed);
             self.metrics.ignored.increment(1);
-            if ticket.probe && current {
-                self.probes_admitted.fetch_sub(1, AcqRel);
+            if ticket.probe {
+                // Gives the slot back, so the count is the probes in flight and an ignored
+                // probe's slot can be taken again; only within the ticket's own period.
+                self.update_period(ticket.epoch, |w| w - ADMITTED);
             }
             return;
         }
+        let w = self.state.load(Acquire);
+        let current = epoch_of(w) == ticket.epoch;
         let failed = outcome.is_failure();
         let slow = match (ticket.start, self.config.slow_call_duration) {
             (Some(start), Some(limit)) => start.elapsed() >= limit,
@@ -605,7 +648,7 @@ impl Engine {
             State::Closed => match self.config.trip {
                 TripPolicy::ConsecutiveFailures(n) => {
                     if failed {
-                        let run = self.consecutive.fetch_add(1, AcqRel) + 1;
+                        let run = self.count_consecutive(ticket.epoch);
                         if run >= n {
                             self.transition(
                                 w,
@@ -614,7 +657,7 @@ impl Engine {
                                 describe,
                             );
                         }
-                    } else if self.consecutive.load(Relaxed) != 0 {
+                    } else if self.consecutive.load(Relaxed) as u32 != 0 {
                         self.consecutive.store(0, Relaxed);
                     }
                 }
@@ -656,7 +699,9 @@ impl Engine {
                         "a probe was slow"
                     };
                     self.transition(w, State::Open, || why.to_owned(), describe);
-                } else if self.probes_ok.fetch_add(1, AcqRel) + 1 >= self.config.half_open_probes {
+                } else if let Some(w) = self.update_period(ticket.epoch, |w| w + OK)
+                    && ok_of(w) >= self.config.half_open_probes
+                {
                     self.transition(
                         w,
                         State::Closed,
@@ -666,6 +711,43 @@ impl Engine {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Applies `change` to the state word if it is still in `epoch`'s period; the new word, or
+    /// `None` when the period has ended.
+    fn update_period(&self, epoch: u64, change: impl Fn(u64) -> u64) -> Option<u64> {
+        let mut w = self.state.load(Acquire);
+        while epoch_of(w) == epoch {
+            match self
+                .state
+                .compare_exchange_weak(w, change(w), AcqRel, Acquire)
+            {
+                Ok(_) => return Some(change(w)),
+                Err(actual) => w = actual,
+            }
+        }
+        None
+    }
+
+    /// Counts one more consecutive failure in the closed period `epoch`; the run so far.
+    fn count_consecutive(&self, epoch: u64) -> u32 {
+        let tag = epoch << 32;
+        let mut cur = self.consecutive.load(Acquire);
+        loop {
+            let run = if cur & !u64::from(u32::MAX) == tag {
+                cur as u32
+            } else {
+                0
+            };
+            let next = tag | u64::from(run.saturating_add(1));
+            match self
+                .consecutive
+                .compare_exchange_weak(cur, next, AcqRel, Acquire)
+            {
+                Ok(_) => return run.saturating_add(1),
+                Err(actual) => cur = actual,
+            }
         }
     }
 
@@ -679,7 +761,8 @@ impl Engine {
         }
     }
 
-    /// Moves from the exact state word `from` to `to`; `false` if the word changed meanwhile.
+    /// Moves from the period of the state word `from` to `to`; `false` if the period ended
+    /// meanwhile. (Probe counts may have moved: they belong to the period being left.)
     fn transition(
         &self,
         from: u64,
@@ -688,7 +771,7 @@ impl Engine {
         failure: impl FnOnce() -> String,
     ) -> bool {
         let mut t = lock(&self.transitions);
-        if self.state.load(Acquire) != from {
+        if period(self.state.load(Acquire)) != period(from) {
             return false;
         }
         let from_state = state_of(from);
@@ -714,10 +797,7 @@ impl Engine {
                     t.last_failure = Some(failure);
                 }
             }
-            State::HalfOpen => {
-                self.probes_admitted.store(0, Release);
-                self.probes_ok.store(0, Release);
-            }
+            State::HalfOpen => {}
             State::Closed => {
                 t.reopens = 0;
                 self.window.reset();
@@ -725,8 +805,9 @@ impl Engine {
             }
             State::ForcedOpen | State::Disabled => {}
         }
-        self.state
-            .store(word((from >> STATE_BITS) + 1, to), Release);
+        // A swap, not a compare: probe counts that moved since `from` belong to the period
+        // that ends here, and every other writer compares the epoch.
+        self.state.swap(word(epoch_of(from) + 1, to), AcqRel);
         t.since = now;
         drop(t);
         let event = BreakerEvent {

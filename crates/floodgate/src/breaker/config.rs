@@ -93,7 +93,8 @@ pub struct BreakerConfig {
     pub slow_call_rate: f64,
     /// How long to stay open.
     pub open_wait: OpenWait,
-    /// Calls let through while half-open; all must succeed to close (default 3).
+    /// Calls let through while half-open; all must succeed to close (default 3, at most
+    /// 1,024).
     pub half_open_probes: u32,
     /// A call slower than this is cancelled and counted as a failure (default: none).
     pub call_timeout: Option<Duration>,
@@ -180,7 +181,7 @@ impl BreakerConfig {
         count(
             "half_open_probes",
             u64::from(self.half_open_probes),
-            1 << 20,
+            u64::from(super::circuit::MAX_PROBES),
         )?;
         Ok(())
     }

@@ -117,7 +117,12 @@ impl CountWindow {
 
     pub(crate) fn rates(&self) -> Rates {
         let hi = self.seq.load(Acquire);
-        let lo = hi.saturating_sub(self.size()).max(self.start.load(Acquire));
+        // A reset racing this read can move `start` past the `hi` read here: clamp, so the
+        // window reads empty instead of underflowing.
+        let lo = hi
+            .saturating_sub(self.size())
+            .max(self.start.load(Acquire))
+            .min(hi);
         let mut rates = Rates {
             calls: hi - lo,
             ..Rates::default()

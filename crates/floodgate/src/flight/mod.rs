@@ -203,9 +203,13 @@ where
     /// Cancel safe: dropping the future stops waiting; the work goes on for the other callers
     /// (and fills the cache).
     ///
+    /// A panic in `work` itself (while making the future) or in the future is returned to
+    /// every caller as [`FlightError::Panicked`], and the key is free for the next call.
+    ///
     /// # Panics
     ///
-    /// Outside a Tokio runtime, when this call has to start the work.
+    /// Outside a Tokio runtime, when this call has to start the work (nothing is left
+    /// behind: the key stays usable).
     pub async fn run<F, Fut>(&self, key: K, work: F) -> Result<V, FlightError<E>>
     where
         F: FnOnce() -> Fut,
@@ -229,12 +233,38 @@ where
                     slot.clone()
                 }
                 None => {
+                    // Checked before the entry exists, so a call outside a runtime poisons
+                    // nothing.
+                    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                        drop(flights);
+                        panic!(
+                            "SingleFlight::run({}) must be called inside a Tokio runtime",
+                            i.name
+                        );
+                    };
                     let (tx, rx) = watch::channel(None);
                     flights.insert(key.clone(), rx.clone());
                     drop(flights);
                     i.executions.fetch_add(1, Relaxed);
                     i.executed_metric.increment(1);
-                    self.spawn(key, work(), tx);
+                    // From here on the entry is removed however this call ends, unless the
+                    // spawned task takes it over.
+                    let mut entry = Entry {
+                        inner: &self.inner,
+                        key: Some(&key),
+                    };
+                    let fut = match std::panic::catch_unwind(AssertUnwindSafe(work)) {
+                        Ok(fut) => fut,
+                        Err(panic) => {
+                            let error = FlightError::Panicked(crate::panic::message(&*panic));
+                            drop(entry);
+                            let _ = tx.send(Some(Err(error.clone())));
+                            return Err(error);
+                        }
+                    };
+                    entry.key = None;
+                    drop(entry);
+                    self.spawn(&runtime, key, fut, tx);
                     rx
                 }
             }
@@ -253,12 +283,17 @@ where
         }
     }
 
-    fn spawn<Fut>(&self, key: K, work: Fut, tx: watch::Sender<Option<Result<V, FlightError<E>>>>)
-    where
+    fn spawn<Fut>(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        key: K,
+        work: Fut,
+        tx: watch::Sender<Option<Result<V, FlightError<E>>>>,
+    ) where
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             // Removes the entry however the task ends (finished, or aborted at shutdown).
             let _entry = Entry {
                 inner: &inner,

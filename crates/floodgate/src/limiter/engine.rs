@@ -2,11 +2,17 @@
 //!
 //! # Implementation
 //!
-//! The free permits live in one atomic word together with two flags:
+//! The free permits live in one atomic word together with the count of held permits and two
+//! flags:
 //!
 //! ```text
-//!  usize:  [ permits ........................ | SLOW | CLOSED ]
+//!  u64:  [ held (31 bits) | permits (31 bits) | SLOW | CLOSED ]
 //! ```
+//!
+//! Every transition moves `permits` and `held` in the same atomic step (an acquire takes one
+//! from `permits` and adds one to `held`; a direct hand-over to a waiter leaves both alone; a
+//! shrink takes free permits without touching `held`), so [`Engine::active`] is one load and
+//! always exact, whatever resize, close or release runs beside it. `drain` relies on that.
 //!
 //! * **Fast acquire** is a compare-and-swap that takes a permit while `permits > 0` and the
 //!   limiter is open. It never takes the lock.
@@ -46,18 +52,33 @@ use tokio::time::Instant;
 use super::error::Rejected;
 use super::stats::{Counters, LimiterMetrics};
 use super::waiters::{WaitList, WaiterState};
-use crate::sync::{AtomicUsize, Mutex, lock};
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, lock};
 
-const CLOSED: usize = 0b01;
-const SLOW: usize = 0b10;
+const CLOSED: u64 = 0b01;
+const SLOW: u64 = 0b10;
 const SHIFT: u32 = 2;
-const ONE: usize = 1 << SHIFT;
+const FIELD_BITS: u32 = 31;
+const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
+const HELD_SHIFT: u32 = SHIFT + FIELD_BITS;
+/// One free permit.
+const ONE: u64 = 1 << SHIFT;
+/// One held permit.
+const HELD: u64 = 1 << HELD_SHIFT;
 
-/// The largest limit the engine can represent.
-pub(crate) const MAX_PERMITS: usize = usize::MAX >> (SHIFT + 1);
+/// The largest limit the engine can represent: each field of the word must hold it.
+pub(crate) const MAX_PERMITS: usize = FIELD_MASK as usize;
 
-fn permits(word: usize) -> usize {
-    word >> SHIFT
+fn permits(word: u64) -> usize {
+    ((word >> SHIFT) & FIELD_MASK) as usize
+}
+
+fn held(word: u64) -> usize {
+    (word >> HELD_SHIFT) as usize
+}
+
+/// `n` free permits as a word delta.
+fn free(n: usize) -> u64 {
+    (n as u64) << SHIFT
 }
 
 /// Settings that do not change after construction.
@@ -85,10 +106,10 @@ pub(crate) enum Fast {
 
 #[derive(Debug)]
 pub(crate) struct Engine {
-    state: AtomicUsize,
+    state: AtomicU64,
     limit: AtomicUsize,
     /// Permits a shrink still has to swallow. Written only under the lock; an atomic so that
-    /// `active()` can read it without the lock.
+    /// the fast paths can read it without the lock.
     debt: AtomicUsize,
     inner: Mutex<Inner>,
     drained: Notify,
@@ -103,7 +124,7 @@ impl Engine {
         let metrics = LimiterMetrics::new(&config.name);
         metrics.limit.set(limit as f64);
         Engine {
-            state: AtomicUsize::new(limit << SHIFT),
+            state: AtomicU64::new(free(limit)),
             limit: AtomicUsize::new(limit),
             debt: AtomicUsize::new(0),
             inner: Mutex::new(Inner::default()),
@@ -126,10 +147,10 @@ impl Engine {
         self.state.load(Acquire) & CLOSED != 0
     }
 
-    /// Permits currently held (including grants not yet collected by their futures). Reads
-    /// no lock: exact under the lock, a snapshot outside it.
+    /// Permits currently held (including grants not yet collected by their futures). One
+    /// atomic load, exact at that instant whatever runs beside it.
     pub(crate) fn active(&self) -> usize {
-        (self.limit() + self.debt.load(Acquire)).saturating_sub(self.available())
+        held(self.state.load(Acquire))
     }
 
     /// Waiters queued right now.
@@ -149,10 +170,10 @@ impl Engine {
             }
             match self
                 .state
-                .compare_exchange_weak(cur, cur - ONE, AcqRel, Acquire)
+                .compare_exchange_weak(cur, cur - ONE + HELD, AcqRel, Acquire)
             {
                 Ok(_) => {
-                    self.on_acquired(self.limit().saturating_sub(permits(cur) - 1));
+                    self.on_acquired(held(cur) + 1);
                     return Fast::Acquired;
                 }
                 Err(actual) => cur = actual,
@@ -176,7 +197,7 @@ impl Engine {
         while cur & SLOW == 0 {
             match self
                 .state
-                .compare_exchange_weak(cur, cur + ONE, AcqRel, Acquire)
+                .compare_exchange_weak(cur, cur + ONE - HELD, AcqRel, Acquire)
             {
                 Ok(_) => return,
                 Err(actual) => cur = actual,
@@ -198,40 +219,41 @@ impl Engine {
         self.release();
     }
 
-    /// Gives one permit to the debt, the next waiter or the counter, in that order.
+    /// Takes back one held permit and gives it to the debt, the next waiter or the counter, in
+    /// that order.
     fn release_locked(&self, inner: &mut Inner) -> Option<Waker> {
         let debt = self.debt.load(Acquire);
         if debt > 0 {
             self.debt.store(debt - 1, Release);
-            self.add_permits_locked(inner, 0);
+            self.update_locked(inner, 0, -1);
             return None;
         }
-        if let Some(waker) = self.grant_next_locked(inner) {
+        if let Some(waker) = self.grant_next_locked(inner, false) {
             return waker;
         }
-        self.add_permits_locked(inner, 1);
+        self.update_locked(inner, 1, -1);
         None
     }
 
-    /// Hands a permit to the best waiter, if any. `Some(waker)` when one was served.
-    fn grant_next_locked(&self, inner: &mut Inner) -> Option<Option<Waker>> {
+    /// Hands a permit to the best waiter, if any. `Some(waker)` when one was served. `new`
+    /// says the permit is a new one (a grown limit), not one passed on by its holder.
+    fn grant_next_locked(&self, inner: &mut Inner, new: bool) -> Option<Option<Waker>> {
         let key = inner.waiters.next(self.config.aging, Instant::now)?;
         let waker = inner.waiters.serve(key, WaiterState::Granted);
         self.metrics.queued.decrement(1.0);
-        let active = self.active();
-        self.on_acquired(active);
-        if inner.waiters.waiting() == 0 {
-            self.add_permits_locked(inner, 0);
-        }
+        // A permit passed on stays held (by its new owner): one step, no dip in `active`.
+        self.update_locked(inner, 0, if new { 1 } else { 0 });
+        self.on_acquired(self.active());
         Some(waker)
     }
 
-    /// Adds `n` permits to the counter and clears `SLOW` if nobody needs it any more.
-    fn add_permits_locked(&self, inner: &Inner, n: usize) {
+    /// Adds `n` free permits and `held` held ones to the word in one step, and clears `SLOW`
+    /// if nobody needs it any more.
+    fn update_locked(&self, inner: &Inner, n: usize, held: i64) {
         let clear = !inner.closed && self.debt.load(Acquire) == 0 && inner.waiters.waiting() == 0;
         let mut cur = self.state.load(Acquire);
         loop {
-            let mut next = cur + n * ONE;
+            let mut next = (cur + free(n)).wrapping_add_signed(held << HELD_SHIFT);
             if clear {
                 next &= !SLOW;
             }
@@ -271,7 +293,7 @@ impl Engine {
                 return Poll::Ready(Err(self.reject(Rejected::Closed)));
             }
             let next = if permits(cur) > 0 {
-                cur - ONE
+                cur - ONE + HELD
             } else if inner.waiters.waiting() >= self.config.max_queue {
                 drop(inner);
                 let capacity = self.config.max_queue;
@@ -282,8 +304,8 @@ impl Engine {
                 break;
             };
             match self.state.compare_exchange_weak(cur, next, AcqRel, Acquire) {
-                Ok(_) if next < cur => {
-                    self.on_acquired(self.limit().saturating_sub(permits(next)));
+                Ok(_) if held(next) > held(cur) => {
+                    self.on_acquired(held(next));
                     return Poll::Ready(Ok(()));
                 }
                 Ok(_) => cur = next,
@@ -340,7 +362,7 @@ impl Engine {
             WaiterState::Waiting => {
                 self.metrics.queued.decrement(1.0);
                 if inner.waiters.waiting() == 0 {
-                    self.add_permits_locked(&inner, 0);
+                    self.update_locked(&inner, 0, 0);
                 }
                 None
             }
@@ -379,7 +401,7 @@ impl Engine {
             self.debt.store(debt - paid, Release);
             add -= paid;
             while add > 0 {
-                match self.grant_next_locked(&mut inner) {
+                match self.grant_next_locked(&mut inner, true) {
                     Some(waker) => {
                         wakers.extend(waker);
                         add -= 1;
@@ -387,7 +409,7 @@ impl Engine {
                     None => break,
                 }
             }
-            self.add_permits_locked(&inner, add);
+            self.update_locked(&inner, add, 0);
         } else if limit < old {
             let mut take = old - limit;
             let mut cur = self.state.load(Acquire);
@@ -395,7 +417,7 @@ impl Engine {
                 let n = take.min(permits(cur));
                 match self
                     .state
-                    .compare_exchange_weak(cur, cur - n * ONE, AcqRel, Acquire)
+                    .compare_exchange_weak(cur, cur - free(n), AcqRel, Acquire)
                 {
                     Ok(_) => {
                         take -= n;

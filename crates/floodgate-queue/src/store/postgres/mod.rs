@@ -35,7 +35,8 @@ use crate::store::batch::{Written, idempotency_invisible};
 use crate::store::migrate::{self, Names};
 use crate::store::{
     Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, QueueStatsBuilder, Rescued,
-    Retention, Store, cancel_missed, micros, sort_claimed, validate_all,
+    Retention, Store, Unreadable, bury_unreadable, cancel_missed, decode_claimed, micros,
+    sort_claimed, validate_all,
 };
 use crate::wakeup::Wakeups;
 
@@ -431,21 +432,65 @@ impl PgStore {
             .ok_or_else(|| idempotency_invisible(&jobs[0].queue))
     }
 
+    /// The claim itself: through the cursor first when there is one, then from the start.
+    async fn claim_jobs(
+        &self,
+        claim: &Claim,
+        out: &mut Vec<Unreadable>,
+    ) -> Result<Vec<Job>, StoreError> {
+        if let Some(max) = claim.cluster_limit {
+            return self.claim_capped(claim, max, out).await;
+        }
+        let mut jobs = Vec::new();
+        if let [queue] = claim.queues.as_slice()
+            && let Some(cursor) = self.inner.cursors.get(queue, &claim.kinds)
+        {
+            jobs = self
+                .claim_rows(claim, claim.limit, Some(cursor), out)
+                .await?;
+            if jobs.len() + out.len() == claim.limit as usize
+                && let Some(last) = jobs.iter().max_by_key(|j| (j.run_at, j.id))
+            {
+                self.inner.cursors.after_fast(queue, &claim.kinds, last);
+            }
+        }
+        let short = (claim.limit as usize).saturating_sub(jobs.len() + out.len());
+        if short > 0 {
+            let before = out.len();
+            let full = self.claim_rows(claim, short as u32, None, out).await?;
+            if let [queue] = claim.queues.as_slice() {
+                let leased = full.len() + out.len() - before;
+                let last = (leased == short).then(|| full.last()).flatten();
+                self.inner.cursors.after_full(queue, &claim.kinds, last);
+            }
+            jobs.extend(full);
+            sort_claimed(&mut jobs);
+        }
+        Ok(jobs)
+    }
+
     /// One claim statement: from the start of the queue, or after `cursor`.
     async fn claim_rows(
         &self,
         claim: &Claim,
         limit: u32,
         cursor: Option<Cursor>,
+        out: &mut Vec<Unreadable>,
     ) -> Result<Vec<Job>, StoreError> {
         let mut conn = self.inner.pool.acquire().await?;
-        self.claim_rows_on(&mut conn, claim, limit, cursor).await
+        self.claim_rows_on(&mut conn, claim, limit, cursor, out)
+            .await
     }
 
     /// A claim that never lets more than `max` jobs of its one kind run across the cluster:
     /// claims of that kind queue on a transaction-scoped advisory lock, count what runs and
     /// take only the difference, so racing nodes cannot both take the last slot.
-    async fn claim_capped(&self, claim: &Claim, max: u32) -> Result<Vec<Job>, StoreError> {
+    async fn claim_capped(
+        &self,
+        claim: &Claim,
+        max: u32,
+        out: &mut Vec<Unreadable>,
+    ) -> Result<Vec<Job>, StoreError> {
         let mut tx = self.inner.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || ':' || $2))")
             .bind(&self.inner.channel)
@@ -461,18 +506,20 @@ impl PgStore {
         let jobs = if room == 0 {
             Vec::new()
         } else {
-            self.claim_rows_on(&mut tx, claim, room, None).await?
+            self.claim_rows_on(&mut tx, claim, room, None, out).await?
         };
         tx.commit().await?;
         Ok(jobs)
     }
 
+    /// One claim statement on `conn`; rows it leased but could not read go to `out`.
     async fn claim_rows_on(
         &self,
         conn: &mut PgConnection,
         claim: &Claim,
         limit: u32,
         cursor: Option<Cursor>,
+        out: &mut Vec<Unreadable>,
     ) -> Result<Vec<Job>, StoreError> {
         let sql = &self.inner.sql;
         let kinds = (!claim.kinds.is_empty()).then_some(&claim.kinds);
@@ -497,11 +544,8 @@ impl PgStore {
             None => query,
         };
         let rows = query.fetch_all(&mut *conn).await?;
-        let mut jobs = rows
-            .iter()
-            .map(job_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        sort_claimed(&mut jobs);
+        let (jobs, unreadable) = decode_claimed(&rows, job_from_row, lease_of_row)?;
+        out.extend(unreadable);
         Ok(jobs)
     }
 
@@ -606,32 +650,13 @@ impl Store for PgStore {
 
     async fn claim(&self, claim: &Claim) -> Result<Vec<Job>, StoreError> {
         claim.validate()?;
-        if let Some(max) = claim.cluster_limit {
-            let jobs = self.claim_capped(claim, max).await?;
-            self.inner.observe.claimed(jobs.len());
-            return Ok(jobs);
-        }
-        let mut jobs = Vec::new();
-        if let [queue] = claim.queues.as_slice()
-            && let Some(cursor) = self.inner.cursors.get(queue, &claim.kinds)
-        {
-            jobs = self.claim_rows(claim, claim.limit, Some(cursor)).await?;
-            if jobs.len() == claim.limit as usize {
-                let last = jobs.iter().max_by_key(|j| (j.run_at, j.id)).expect("full");
-                self.inner.cursors.after_fast(queue, &claim.kinds, last);
-            }
-        }
-        let short = claim.limit as usize - jobs.len();
-        if short > 0 {
-            let full = self.claim_rows(claim, short as u32, None).await?;
-            if let [queue] = claim.queues.as_slice() {
-                let last = (full.len() == short).then(|| full.last()).flatten();
-                self.inner.cursors.after_full(queue, &claim.kinds, last);
-            }
-            jobs.extend(full);
-            sort_claimed(&mut jobs);
-        }
-        self.inner.observe.claimed(jobs.len());
+        let mut unreadable = Vec::new();
+        let jobs = self.claim_jobs(claim, &mut unreadable).await;
+        // After the claim's transaction ended: burying takes the rows' locks.
+        let leased = unreadable.len();
+        bury_unreadable(self, unreadable).await;
+        let jobs = jobs?;
+        self.inner.observe.claimed(jobs.len() + leased);
         Ok(jobs)
     }
 
@@ -675,6 +700,9 @@ impl Store for PgStore {
     }
 
     async fn complete(&self, lease: Lease, result: Option<Value>) -> Result<(), StoreError> {
+        if let Some(r) = &result {
+            crate::store::json::validate("result", r)?;
+        }
         let query = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.complete.as_str()))
             .bind(lease.id.0)
             .bind(lease.token.0)
@@ -688,6 +716,7 @@ impl Store for PgStore {
         if completions.is_empty() {
             return Ok(Vec::new());
         }
+        crate::store::json::validate_results(&completions)?;
         let ids: Vec<i64> = completions.iter().map(|c| c.lease.id.0).collect();
         let tokens: Vec<i64> = completions.iter().map(|c| c.lease.token.0).collect();
         let results = completions
@@ -1042,6 +1071,13 @@ async fn migrate_postgres(
 
 fn read_state(row: &PgRow, column: &str) -> Result<JobState, StoreError> {
     row.try_get::<&str, _>(column)?.parse()
+}
+
+fn lease_of_row(row: &PgRow) -> Result<Lease, sqlx::Error> {
+    Ok(Lease {
+        id: JobId(row.try_get("id")?),
+        token: LeaseToken(row.try_get("lease_token")?),
+    })
 }
 
 fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {

@@ -78,7 +78,9 @@ const CLAIM: &str = "WITH next AS (
           AND (j.ordering_key IS NULL OR NOT EXISTS (
                 SELECT 1 FROM {t}jobs AS o
                 WHERE o.queue = j.queue AND o.ordering_key = j.ordering_key
-                  AND o.state IN ('pending', 'failed', 'running') AND o.id < j.id))
+                  AND o.state IN ('pending', 'failed', 'running')
+                  AND (coalesce(o.ordering_seq, o.id), o.id)
+                    < (coalesce(j.ordering_seq, j.id), j.id)))
           AND {not_paused}
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT $5
@@ -90,6 +92,12 @@ const CLAIM: &str = "WITH next AS (
     FROM next WHERE u.id = next.id
     RETURNING {columns_u}";
 
+/// A retried job goes to the back of its ordering key's line: a fresh value of the id
+/// sequence places it behind every job enqueued or retried before, and makes it look like a new
+/// job to concurrent claimers (see migration 3).
+const REQUEUE: &str = "ordering_seq = CASE WHEN ordering_key IS NULL THEN NULL
+        ELSE nextval(pg_get_serial_sequence('{t}jobs', 'id')) END";
+
 /// The fence of a single-job completion. The batch statements match on the token alone: the
 /// table's CHECK keeps a token exactly while the job runs, and a `state` term there would
 /// steer the planner to the `leases` index and a nested loop over every running job.
@@ -100,7 +108,8 @@ impl Sql {
         let r = |sql: &str| {
             names.render(
                 &sql.replace("{columns_u}", &columns("u"))
-                    .replace("{columns_j}", &columns("j")),
+                    .replace("{columns_j}", &columns("j"))
+                    .replace("{requeue}", REQUEUE),
             )
         };
         let claim = |queue: &str, not_paused: &str| {
@@ -212,13 +221,13 @@ impl Sql {
                 RETURNING j.id, j.lease_owner, j.state"),
             retry_dead: r(
                 "UPDATE {t}jobs SET state = 'pending', attempt = 0, run_at = now(),
-                    finished_at = NULL, cancel_requested = false, updated_at = now()
+                    finished_at = NULL, cancel_requested = false, updated_at = now(), {requeue}
                 WHERE id = $1 AND state IN ('dead', 'cancelled')
                 RETURNING queue",
             ),
             retry_dead_all: r(
                 "UPDATE {t}jobs SET state = 'pending', attempt = 0, run_at = now(),
-                    finished_at = NULL, cancel_requested = false, updated_at = now()
+                    finished_at = NULL, cancel_requested = false, updated_at = now(), {requeue}
                 WHERE queue = $1 AND state = 'dead' AND ($2::text IS NULL OR kind = $2)",
             ),
             cancel: r("UPDATE {t}jobs SET

@@ -40,7 +40,7 @@ use crate::store::batch::{Written, idempotency_invisible};
 use crate::store::migrate::{self, Names};
 use crate::store::{
     Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, QueueStatsBuilder, Rescued,
-    Retention, Store, cancel_missed, micros, sort_claimed, validate_all,
+    Retention, Store, bury_unreadable, cancel_missed, decode_claimed, micros, validate_all,
 };
 use crate::wakeup::Wakeups;
 
@@ -448,12 +448,9 @@ impl Store for SqliteStore {
                 rows
             }
         };
-        let mut jobs = rows
-            .iter()
-            .map(job_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        sort_claimed(&mut jobs);
-        self.inner.observe.claimed(jobs.len());
+        let (jobs, unreadable) = decode_claimed(&rows, job_from_row, lease_of_row)?;
+        self.inner.observe.claimed(rows.len());
+        bury_unreadable(self, unreadable).await;
         Ok(jobs)
     }
 
@@ -498,6 +495,9 @@ impl Store for SqliteStore {
     }
 
     async fn complete(&self, lease: Lease, result: Option<Value>) -> Result<(), StoreError> {
+        if let Some(r) = &result {
+            crate::store::json::validate("result", r)?;
+        }
         let result = result.map(|r| serde_json::to_string(&r)).transpose()?;
         let query = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.complete.as_str()))
             .bind(lease.id.0)
@@ -513,6 +513,7 @@ impl Store for SqliteStore {
         if completions.is_empty() {
             return Ok(Vec::new());
         }
+        crate::store::json::validate_results(&completions)?;
         let batch = completions
             .iter()
             .map(|c| {
@@ -896,6 +897,13 @@ fn opt_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, Stor
     row.try_get::<Option<i64>, _>(column)?
         .map(micros_to_time)
         .transpose()
+}
+
+fn lease_of_row(row: &SqliteRow) -> Result<Lease, sqlx::Error> {
+    Ok(Lease {
+        id: JobId(row.try_get("id")?),
+        token: LeaseToken(row.try_get("lease_token")?),
+    })
 }
 
 fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {

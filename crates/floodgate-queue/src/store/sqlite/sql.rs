@@ -49,18 +49,30 @@ const CLAIM: &str = "UPDATE {t}jobs
           AND (j.ordering_key IS NULL OR NOT EXISTS (
                 SELECT 1 FROM {t}jobs AS o
                 WHERE o.queue = j.queue AND o.ordering_key = j.ordering_key
-                  AND o.state IN ('pending', 'failed', 'running') AND o.id < j.id))
+                  AND o.state IN ('pending', 'failed', 'running')
+                  AND (coalesce(o.ordering_seq, o.id), o.id)
+                    < (coalesce(j.ordering_seq, j.id), j.id)))
           AND NOT EXISTS (SELECT 1 FROM {t}queues AS q WHERE q.name = j.queue AND q.paused)
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT ?6)
     RETURNING {columns}";
+
+/// A retried job goes to the back of its ordering key's line: behind every job enqueued
+/// before the retry (one writer at a time, so the next rowid is `max(id) + 1`).
+const REQUEUE: &str = "ordering_seq = CASE WHEN ordering_key IS NULL THEN NULL
+        ELSE (SELECT max(id) FROM {t}jobs) + 1 END";
 
 /// The fencing condition every completion carries.
 const FENCE: &str = "WHERE id = ?1 AND state = 'running' AND lease_token = ?2";
 
 impl Sql {
     pub(super) fn new(names: &Names) -> Self {
-        let r = |sql: &str| names.render(&sql.replace("{columns}", COLUMNS));
+        let r = |sql: &str| {
+            names.render(
+                &sql.replace("{columns}", COLUMNS)
+                    .replace("{requeue}", REQUEUE),
+            )
+        };
         let claim = |queue: &str| r(&CLAIM.replace("{queue}", queue));
         Sql {
             // The whole batch is one JSON array bound once: one statement however many jobs.
@@ -143,13 +155,13 @@ impl Sql {
                 RETURNING id, lease_owner, state"),
             retry_dead: r(
                 "UPDATE {t}jobs SET state = 'pending', attempt = 0, run_at = ?2,
-                    finished_at = NULL, cancel_requested = 0, updated_at = ?2
+                    finished_at = NULL, cancel_requested = 0, updated_at = ?2, {requeue}
                 WHERE id = ?1 AND state IN ('dead', 'cancelled')
                 RETURNING queue",
             ),
             retry_dead_all: r(
                 "UPDATE {t}jobs SET state = 'pending', attempt = 0, run_at = ?3,
-                    finished_at = NULL, cancel_requested = 0, updated_at = ?3
+                    finished_at = NULL, cancel_requested = 0, updated_at = ?3, {requeue}
                 WHERE queue = ?1 AND state = 'dead' AND (?2 IS NULL OR kind = ?2)",
             ),
             cancel: r("UPDATE {t}jobs SET

@@ -3,7 +3,7 @@ use std::time::Duration;
 use chrono::Utc;
 use floodgate_queue::{Claim, JobState, Store};
 
-use super::{claim, claim_one, get, in_an_hour, job};
+use super::{claim, claim_and_let_expire, claim_one, get, in_an_hour, job};
 
 pub async fn claim_takes_highest_priority_then_oldest_run_at_then_id<S: Store>(store: &S) {
     let now = Utc::now();
@@ -157,4 +157,105 @@ pub async fn ordering_key_lets_only_the_oldest_unfinished_job_run<S: Store>(stor
         .await
         .unwrap();
     assert_eq!(q2[0].id, elsewhere.id);
+}
+
+/// Regression (issue 12, case 6): a job retried from dead or cancelled once ran beside a
+/// younger job of its ordering key. "One at a time, in order" holds on every path: a retried
+/// job goes to the back of its key's line; rescued and snoozed jobs keep their place.
+pub async fn ordering_key_holds_through_retry_rescue_and_snooze<S: Store>(store: &S) {
+    // Retried from dead while a younger job of the key runs.
+    let a = store
+        .enqueue(job("k", 1).ordering_key("dead").max_attempts(1))
+        .await
+        .unwrap();
+    let b = store
+        .enqueue(job("k", 2).ordering_key("dead"))
+        .await
+        .unwrap();
+    let (head, lease) = claim_one(store, "w").await;
+    assert_eq!(head.id, a.id);
+    store.dead(lease, "bad").await.unwrap();
+    let (next, b_lease) = claim_one(store, "w").await;
+    assert_eq!(next.id, b.id);
+    store.retry_dead(a.id).await.unwrap();
+    assert!(
+        claim(store, "w", 10).await.is_empty(),
+        "the retried job must wait for the running one"
+    );
+    store.complete(b_lease, None).await.unwrap();
+    let (next, lease) = claim_one(store, "w").await;
+    assert_eq!(next.id, a.id);
+    store.complete(lease, None).await.unwrap();
+
+    // Cancelled while pending, retried while a younger job of the key runs.
+    let c = store
+        .enqueue(job("k", 3).ordering_key("cancel"))
+        .await
+        .unwrap();
+    let d = store
+        .enqueue(job("k", 4).ordering_key("cancel"))
+        .await
+        .unwrap();
+    store.cancel(c.id).await.unwrap();
+    let (next, d_lease) = claim_one(store, "w").await;
+    assert_eq!(next.id, d.id);
+    store.retry_dead(c.id).await.unwrap();
+    assert!(claim(store, "w", 10).await.is_empty(), "c waits for d");
+    // Retried behind a job enqueued before the retry, ahead of one enqueued after.
+    let e = store
+        .enqueue(job("k", 5).ordering_key("cancel"))
+        .await
+        .unwrap();
+    store.complete(d_lease, None).await.unwrap();
+    let (next, lease) = claim_one(store, "w").await;
+    assert_eq!(
+        next.id, c.id,
+        "the retried job is ahead of one enqueued after the retry"
+    );
+    assert!(claim(store, "w", 10).await.is_empty(), "e waits for c");
+    store.complete(lease, None).await.unwrap();
+    let (next, lease) = claim_one(store, "w").await;
+    assert_eq!(next.id, e.id);
+    store.complete(lease, None).await.unwrap();
+
+    // Every dead job of the queue retried at once, while a younger job of the key runs.
+    let f = store
+        .enqueue(job("k", 6).ordering_key("all").max_attempts(1))
+        .await
+        .unwrap();
+    let g = store
+        .enqueue(job("k", 7).ordering_key("all"))
+        .await
+        .unwrap();
+    let (_, lease) = claim_one(store, "w").await;
+    store.dead(lease, "bad").await.unwrap();
+    let (next, g_lease) = claim_one(store, "w").await;
+    assert_eq!(next.id, g.id);
+    assert_eq!(store.retry_dead_all("default", None).await.unwrap(), 1);
+    assert!(claim(store, "w", 10).await.is_empty(), "f waits for g");
+    store.complete(g_lease, None).await.unwrap();
+    let (next, lease) = claim_one(store, "w").await;
+    assert_eq!(next.id, f.id);
+    store.complete(lease, None).await.unwrap();
+
+    // A rescued head keeps its place: the younger job still waits.
+    let h = store
+        .enqueue(job("k", 8).ordering_key("rescue"))
+        .await
+        .unwrap();
+    store
+        .enqueue(job("k", 9).ordering_key("rescue"))
+        .await
+        .unwrap();
+    let (expired, _) = claim_and_let_expire(store, "crashed").await;
+    assert_eq!(expired.id, h.id);
+    assert_eq!(store.rescue_expired(100).await.unwrap().len(), 1);
+    let (next, lease) = claim_one(store, "w").await;
+    assert_eq!(next.id, h.id, "the rescued head runs first");
+    // A snoozed head keeps its place too.
+    store.snooze(lease, in_an_hour()).await.unwrap();
+    assert!(
+        claim(store, "w", 10).await.is_empty(),
+        "the younger job waits for the snoozed head"
+    );
 }
