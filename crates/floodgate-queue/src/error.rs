@@ -45,11 +45,23 @@ pub enum StoreError {
         /// What is wrong, and so what to fix.
         reason: String,
     },
+    /// A job's payload is larger than the store accepts (see the store builders'
+    /// `max_payload_bytes`; default [`DEFAULT_MAX_PAYLOAD_BYTES`](crate::DEFAULT_MAX_PAYLOAD_BYTES)).
+    #[error(
+        "payload of {size} bytes or more is over the limit of {limit} bytes; store large data \
+         elsewhere and enqueue a reference to it, or raise max_payload_bytes"
+    )]
+    PayloadTooLarge {
+        /// The payload's size as serialised JSON (counting stops just past the limit).
+        size: usize,
+        /// The store's limit.
+        limit: usize,
+    },
     /// A payload, result or metadata could not be converted to or from JSON.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// A schema migration failed; the database is left at the previous version.
-    #[error("migration {version} ({name}) failed: {source}")]
+    #[error("migration {version} ({name}) failed: {}", describe(.source))]
     Migration {
         /// Its number.
         version: i64,
@@ -62,9 +74,34 @@ pub enum StoreError {
     /// The database holds something this version cannot read (written by a newer version?).
     #[error("unreadable data in the job store: {0}")]
     Corrupt(String),
-    /// The database failed or could not be reached.
-    #[error("database: {0}")]
+    /// The store could not be opened: the database is unreachable, refused the login, or is
+    /// not a database floodgate can use. `target` names it (without a password) and `reason`
+    /// says what went wrong and what to do.
+    #[error("cannot open the job store at {target}: {reason}")]
+    Open {
+        /// The file or server, e.g. `./floodgate.db` or `postgres://app@db:5432/jobs`.
+        target: String,
+        /// What went wrong, and what to do about it.
+        reason: String,
+    },
+    /// The database failed during an operation.
+    #[error("database error: {}", describe(.0))]
     Database(#[from] sqlx::Error),
+}
+
+/// A database error as the server said it (and its SQLSTATE), without the source position some
+/// drivers append (`... at line 948` names a line of the *server's* C code, not of floodgate).
+pub(crate) fn describe(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(e) => match e.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", e.message()),
+            None => e.message().to_owned(),
+        },
+        sqlx::Error::PoolTimedOut => "timed out waiting for a free database connection (the \
+             pool is exhausted or the server is slow; raise max_connections or acquire_timeout)"
+            .to_owned(),
+        other => other.to_string(),
+    }
 }
 
 impl StoreError {

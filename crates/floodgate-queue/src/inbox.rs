@@ -4,8 +4,8 @@
 //! The key is recorded in an inbox table with a unique constraint *in the same transaction as
 //! the effect*, so either both commit or neither does; a duplicate delivery finds the key and
 //! skips the effect. A concurrent duplicate waits for the first transaction and then sees the
-//! key. An in-memory LRU of keys committed here answers most repeats without a query (seed
-//! 003's processed-transaction cache); keys enter it only after their commit.
+//! key. An in-memory LRU of keys committed here answers most repeats without a query; keys
+//! enter it only after their commit.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

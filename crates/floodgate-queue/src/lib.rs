@@ -34,6 +34,12 @@
 //! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// Without a backend feature only the `Store` trait and the job model are usable; the helpers
+// the backends share are then unused by design.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports)
+)]
 
 mod error;
 pub mod inbox;
@@ -57,8 +63,8 @@ pub use store::postgres::{PgStore, PgStoreBuilder};
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::{SqliteStore, SqliteStoreBuilder};
 pub use store::{
-    Claim, Completion, DEFAULT_LEASE_TTL, JobPage, LeaseStatus, ListJobs, MAX_JSON_DEPTH,
-    QueueStats, Rescued, Retention, RetryAt, StateCounts, Store,
+    Claim, Completion, DEFAULT_LEASE_TTL, DEFAULT_MAX_PAYLOAD_BYTES, JobPage, LeaseStatus,
+    ListJobs, MAX_JSON_DEPTH, QueueStats, Rescued, Retention, RetryAt, StateCounts, Store,
 };
 pub use wakeup::{DEFAULT_POLL_INTERVAL, Wakeup, Wakeups};
 

@@ -17,9 +17,11 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "sqlite")]
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "sqlite")]
 use tokio::sync::broadcast;
 use tokio::time::{Interval, MissedTickBehavior};
 
@@ -48,6 +50,8 @@ pub struct Wakeups {
 
 #[derive(Debug)]
 enum Source {
+    /// SQLite in memory: in-process notifications only.
+    #[cfg(feature = "sqlite")]
     Local(Option<broadcast::Receiver<Arc<str>>>),
     /// SQLite: in-process notifications, and commits by other processes on the same file,
     /// seen as a change of `PRAGMA data_version` on a connection of the listener's own.
@@ -63,6 +67,7 @@ enum Source {
 }
 
 impl Wakeups {
+    #[cfg(feature = "sqlite")]
     pub(crate) fn local(rx: broadcast::Receiver<Arc<str>>) -> Self {
         Wakeups::new(Source::Local(Some(rx)))
     }
@@ -126,6 +131,7 @@ impl Wakeups {
     }
 }
 
+#[cfg(feature = "sqlite")]
 async fn local(slot: &mut Option<broadcast::Receiver<Arc<str>>>) -> Wakeup {
     let Some(rx) = slot else {
         return std::future::pending().await;
@@ -145,6 +151,7 @@ async fn local(slot: &mut Option<broadcast::Receiver<Arc<str>>>) -> Wakeup {
 impl Source {
     async fn recv(&mut self) -> Wakeup {
         match self {
+            #[cfg(feature = "sqlite")]
             Source::Local(slot) => local(slot).await,
             #[cfg(feature = "sqlite")]
             Source::File {
@@ -188,6 +195,8 @@ impl Source {
                     Wakeup::Poll
                 }
             },
+            #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+            _ => std::future::pending().await,
         }
     }
 }

@@ -93,6 +93,79 @@ mod sqlite {
     use super::*;
     use floodgate_queue::SqliteStore;
 
+    /// Opening a file that cannot be a store names it and says what to do.
+    #[tokio::test]
+    async fn opening_a_bad_path_says_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no/such/dir/jobs.db");
+        let err = SqliteStore::open(&missing).await.unwrap_err().to_string();
+        assert!(
+            err.contains("no/such/dir") && err.contains("does not exist"),
+            "{err}"
+        );
+        assert!(err.contains("mkdir -p"), "{err}");
+
+        let err = SqliteStore::open(dir.path()).await.unwrap_err().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+
+        let not_a_db = dir.path().join("notes.txt");
+        std::fs::write(
+            &not_a_db,
+            "these are my notes, not a database\n".repeat(200),
+        )
+        .unwrap();
+        let err = SqliteStore::open(&not_a_db).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, floodgate_queue::StoreError::Open { .. }),
+            "{text}"
+        );
+        assert!(
+            text.contains("notes.txt") && text.contains("not a SQLite database"),
+            "{text}"
+        );
+        assert!(!text.contains("code: 26"), "{text}");
+    }
+
+    /// A database migrated by a newer floodgate is refused, not misread.
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("newer.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        sqlx::query(
+            "INSERT INTO floodgate_migrations (version, name, applied_at) VALUES (99, 'future', 0)",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        store.close().await;
+        let err = SqliteStore::open(&path).await.unwrap_err().to_string();
+        assert!(
+            err.contains("newer floodgate") && err.contains("99"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_payload_limit_is_configurable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::builder(dir.path().join("limit.db"))
+            .max_payload_bytes(1_000)
+            .open()
+            .await
+            .unwrap();
+        store
+            .enqueue(NewJob::new("k", json!("x".repeat(900))))
+            .await
+            .unwrap();
+        let err = store
+            .enqueue(NewJob::new("k", json!("x".repeat(1_000))))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("limit of 1000 bytes"), "{err}");
+    }
+
     #[tokio::test]
     async fn deep_payloads_are_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -254,6 +327,115 @@ mod postgres {
             .connect()
             .await
             .unwrap()
+    }
+
+    /// Nothing listens: the real cause, at once (not "pool timed out" after 10 s).
+    #[tokio::test]
+    async fn an_unreachable_server_fails_fast_with_the_cause() {
+        let started = std::time::Instant::now();
+        let err = PgStore::connect("postgres://postgres@127.0.0.1:1/test")
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, floodgate_queue::StoreError::Open { .. }),
+            "{text}"
+        );
+        assert!(text.contains("connection refused"), "{text}");
+        assert!(text.contains("127.0.0.1:1"), "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn urls_of_other_shapes_are_refused_before_connecting() {
+        for url in ["mysql://root@127.0.0.1/test", "localhost:5432"] {
+            let err = PgStore::builder(url).unwrap_err().to_string();
+            assert!(err.contains("postgres://user"), "{url}: {err}");
+        }
+    }
+
+    /// A missing database and a failed login say so; server messages carry no C source line.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn server_refusals_are_explained() {
+        let Some(schema) = floodgate_testing::postgres_schema("refusals").await else {
+            return;
+        };
+        let opts = schema.connect_options();
+        let err = PgStore::builder_with(opts.clone().database("no_such_database_here"))
+            .connect()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("does not exist") && err.contains("createdb"),
+            "{err}"
+        );
+
+        let store = store(&schema).await;
+        let err: floodgate_queue::StoreError = sqlx::query("SELECT 1 / 0")
+            .execute(store.pool())
+            .await
+            .unwrap_err()
+            .into();
+        let text = err.to_string();
+        assert!(
+            text.contains("division by zero") && text.contains("SQLSTATE 22012"),
+            "{text}"
+        );
+        assert!(!text.contains(" at line"), "{text}");
+        store.close().await;
+    }
+
+    /// Managed PostgreSQL services require TLS: `sslmode=require` connects encrypted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_connections_work() {
+        let Some(schema) = floodgate_testing::postgres_schema("tls").await else {
+            return;
+        };
+        let opts = schema
+            .connect_options()
+            .ssl_mode(sqlx::postgres::PgSslMode::Require);
+        let store = PgStore::builder_with(opts)
+            .schema(schema.name())
+            .max_connections(1)
+            .connect()
+            .await
+            .expect("a TLS connection (.ci/run turns ssl on in the local server)");
+        let encrypted: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert!(encrypted, "the connection is not encrypted");
+        store.enqueue(NewJob::new("k", json!(1))).await.unwrap();
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_payload_limit_is_configurable() {
+        let Some(schema) = floodgate_testing::postgres_schema("payload_limit").await else {
+            return;
+        };
+        let store = PgStore::builder_with(schema.connect_options())
+            .schema(schema.name())
+            .max_payload_bytes(1_000)
+            .connect()
+            .await
+            .unwrap();
+        store
+            .enqueue(NewJob::new("k", json!("x".repeat(900))))
+            .await
+            .unwrap();
+        let err = store
+            .enqueue(NewJob::new("k", json!("x".repeat(1_000))))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("limit of 1000 bytes"), "{err}");
+        store.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! A five-second tour of the `Limiter`: priorities with aging, a bounded queue, timeouts,
+//! A tour of the `Limiter` in under two seconds: priorities with aging, a bounded queue, timeouts,
 //! resizing at run time, leases, the batch runner and a drain.
 //!
 //! `cargo run --release --example tour`

@@ -13,7 +13,7 @@ use floodgate::adaptive::{
     AdaptiveLimiter, Aimd, Gradient2, LimitAlgorithm, Sample, SampleOutcome, Vegas,
 };
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio::time::sleep;
 
 fn ms(n: u64) -> Duration {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use floodgate::{Limiter, Priority};
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 #[derive(Default)]
 struct Tally {

@@ -5,3 +5,7 @@
 -- "an older unfinished job blocks me" check race-free under concurrent claimers: a retried
 -- job is, to them, exactly like a newly enqueued one.
 ALTER TABLE {t}jobs ADD COLUMN ordering_seq bigint;
+-- The claim's "is anything ahead of me unfinished" probe seeks on the position.
+DROP INDEX {t}jobs_ordering;
+CREATE INDEX {n}jobs_ordering ON {t}jobs (queue, ordering_key, (coalesce(ordering_seq, id)), id)
+    WHERE ordering_key IS NOT NULL AND state IN ('pending', 'failed', 'running');

@@ -12,6 +12,10 @@ use serde_json::Value;
 
 use crate::error::StoreError;
 
+/// The largest payload a store accepts unless its builder says otherwise: 1 MiB of JSON.
+/// Queues move references to data, not the data: large blobs belong in object storage.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
 /// The deepest nesting of arrays and objects a stored JSON value may have: the most that
 /// `serde_json` (and so every reader of the store) decodes.
 pub const MAX_JSON_DEPTH: usize = 127;
@@ -39,6 +43,36 @@ pub(crate) fn validate(field: &'static str, value: &Value) -> Result<(), StoreEr
         }
     }
     Ok(())
+}
+
+/// Refuses a payload whose JSON text is longer than `limit` bytes. Serialises into a counter
+/// that stops just past the limit, so a huge payload costs no more than the limit to refuse.
+pub(crate) fn check_size(payload: &Value, limit: usize) -> Result<(), StoreError> {
+    struct Counter {
+        n: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.n += buf.len();
+            if self.n > self.limit {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { n: 0, limit };
+    match serde_json::to_writer(&mut counter, payload) {
+        Ok(()) => Ok(()),
+        Err(_) if counter.n > limit => Err(StoreError::PayloadTooLarge {
+            size: counter.n,
+            limit,
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Checks the results of a completion batch before any is written.
@@ -101,6 +135,20 @@ mod tests {
                 readable,
                 "depth {depth}: the check and the reader disagree"
             );
+        }
+    }
+
+    #[test]
+    fn payload_size_is_counted_as_json_text() {
+        let v = serde_json::json!({ "s": "x".repeat(100) });
+        let len = serde_json::to_string(&v).unwrap().len();
+        assert!(check_size(&v, len).is_ok());
+        match check_size(&v, len - 1) {
+            Err(StoreError::PayloadTooLarge { limit, size }) => {
+                assert_eq!(limit, len - 1);
+                assert!(size > limit);
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Embedded, numbered schema migrations, shared by the backends: each backend runs the list
 //! for its dialect under its own lock (an advisory lock on PostgreSQL, a write transaction on
-//! SQLite), skipping versions already recorded, each migration in its own transaction.
+//! SQLite), skipping versions already recorded, with all pending migrations in one
+//! transaction (they all apply, or none). A database migrated by a newer floodgate is
+//! refused.
 
 /// One migration: its number, a name, and its SQL with `{t}`, `{n}` and `{channel}` holes.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +75,23 @@ pub(crate) const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0003_ordering_position.sql"),
     },
 ];
+
+/// Refuses a database migrated by a newer floodgate: its tables may hold what this version
+/// cannot read or would write wrongly.
+pub(crate) fn check_not_newer(
+    applied: &[i64],
+    known: &[Migration],
+) -> Result<(), crate::StoreError> {
+    let newest = known.iter().map(|m| m.version).max().unwrap_or(0);
+    match applied.iter().copied().max() {
+        Some(v) if v > newest => Err(crate::StoreError::Corrupt(format!(
+            "the job store's schema is at version {v}, written by a newer floodgate; this \
+             version knows migrations up to {newest}: upgrade floodgate, or point it at \
+             another database"
+        ))),
+        _ => Ok(()),
+    }
+}
 
 /// Checks a schema name or prefix: letters, digits and `_`, starting with a letter or `_`, at
 /// most `max` bytes (so derived names stay within PostgreSQL's 63).

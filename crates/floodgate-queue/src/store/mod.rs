@@ -44,7 +44,7 @@
 //!                     Filter: ((state = ANY ('{pending,failed}'::text[])) AND (($2 IS NULL) OR (kind = ANY ($2)))
 //!                              AND ((ordering_key IS NULL) OR (NOT (SubPlan 1))))
 //!                     SubPlan 1
-//!                       ->  Index Only Scan using floodgate_jobs_ordering on floodgate_jobs o (never executed)
+//!                       ->  Index Scan using floodgate_jobs_ordering on floodgate_jobs o (never executed)
 //!               ->  Materialize (actual rows=0 loops=100)
 //!                     ->  Index Scan using floodgate_queues_pkey on floodgate_queues q (actual rows=0 loops=1)
 //! ```
@@ -54,7 +54,7 @@
 //! ```text
 //! SEARCH j USING INDEX floodgate_jobs_runnable (queue=?)
 //! CORRELATED SCALAR SUBQUERY 2
-//!   SEARCH o USING INDEX floodgate_jobs_ordering (queue=? AND ordering_key=? AND id<?)
+//!   SEARCH o USING INDEX floodgate_jobs_ordering (queue=? AND ordering_key=? AND <expr><?)
 //! CORRELATED SCALAR SUBQUERY 3
 //!   SEARCH q USING INDEX sqlite_autoindex_floodgate_queues_1 (name=?)
 //! ```
@@ -85,7 +85,7 @@ mod batch;
 pub(crate) mod json;
 mod migrate;
 
-pub use json::MAX_JSON_DEPTH;
+pub use json::{DEFAULT_MAX_PAYLOAD_BYTES, MAX_JSON_DEPTH};
 
 /// A job store: the durable queue's storage and its client API.
 ///
@@ -333,14 +333,21 @@ pub(crate) fn cancel_missed(error: StoreError) -> Result<JobState, StoreError> {
 }
 
 /// Validates a batch before any of it is written, so a bad job rejects the whole batch.
-pub(crate) fn validate_all(jobs: &[NewJob]) -> Result<(), StoreError> {
+pub(crate) fn validate_all(jobs: &[NewJob], max_payload_bytes: usize) -> Result<(), StoreError> {
     if jobs.len() > 100_000 {
         return Err(StoreError::invalid(
             "jobs",
             format!("{} jobs in one batch; at most 100000", jobs.len()),
         ));
     }
-    jobs.iter().try_for_each(NewJob::validate)
+    jobs.iter()
+        .try_for_each(|job| validate_job(job, max_payload_bytes))
+}
+
+/// Validates one job: its fields, and its payload's size against the store's limit.
+pub(crate) fn validate_job(job: &NewJob, max_payload_bytes: usize) -> Result<(), StoreError> {
+    job.validate()?;
+    json::check_size(&job.payload, max_payload_bytes)
 }
 
 /// Microseconds in a duration, capped at 100 years (for lease and retention arithmetic in

@@ -193,7 +193,7 @@ impl<S: Store + Clone> WorkerBuilder<S> {
     }
 
     /// Stop claiming above `watch.high` resident bytes, resume below `watch.low`, sampling
-    /// every `watch.every` (seed 000's memory watch; off by default).
+    /// every `watch.every` (off by default).
     pub fn memory_watch(mut self, watch: MemoryWatch) -> Self {
         self.memory = Some(watch);
         self

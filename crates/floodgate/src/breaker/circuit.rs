@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge};
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 

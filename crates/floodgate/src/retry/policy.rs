@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 
 /// Decides whether, and after how long, to try again.
 pub trait RetryPolicy: Send + Sync {

@@ -14,6 +14,7 @@
 //!
 //! [`listen`]: crate::Store::listen
 
+mod connect;
 mod cursor;
 mod sql;
 
@@ -36,7 +37,7 @@ use crate::store::migrate::{self, Names};
 use crate::store::{
     Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, QueueStatsBuilder, Rescued,
     Retention, Store, Unreadable, bury_unreadable, cancel_missed, decode_claimed, micros,
-    sort_claimed, validate_all,
+    sort_claimed, validate_all, validate_job,
 };
 use crate::wakeup::Wakeups;
 
@@ -74,6 +75,7 @@ struct Inner {
     cursors: Cursors,
     channel: String,
     observe: Observe,
+    max_payload_bytes: usize,
 }
 
 /// Settings for a [`PgStore`]; from [`PgStore::builder`] or [`PgStore::builder_with`].
@@ -91,6 +93,7 @@ pub struct PgStoreBuilder {
     test_before_acquire: bool,
     claim_rescan: Option<Duration>,
     name: String,
+    max_payload_bytes: usize,
 }
 
 impl PgStoreBuilder {
@@ -169,6 +172,14 @@ impl PgStoreBuilder {
         self
     }
 
+    /// The largest payload (as JSON text) `enqueue` accepts (default 1 MiB,
+    /// [`DEFAULT_MAX_PAYLOAD_BYTES`](crate::DEFAULT_MAX_PAYLOAD_BYTES)); larger ones fail with
+    /// [`StoreError::PayloadTooLarge`] before anything is written.
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
     /// The store's name in metrics (`store="…"`, default `default`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -208,6 +219,10 @@ impl PgStoreBuilder {
             ));
         }
         let options = self.options.options(settings);
+        // One direct connection first: a refused or unreachable server, a bad password or a
+        // missing database fail here at once with the real cause, not after the pool's
+        // acquire timeout as "pool timed out".
+        connect::probe(&options, self.acquire_timeout).await?;
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .min_connections(self.min_connections)
@@ -236,21 +251,18 @@ impl PgStoreBuilder {
                 cursors: Cursors::new(self.claim_rescan),
                 channel: names.channel,
                 observe: Observe::new(&self.name),
+                max_payload_bytes: self.max_payload_bytes,
             }),
         })
     }
 }
 
 impl PgStore {
-    /// Settings for a store at `url` (`postgres://user@host:port/db`).
+    /// Settings for a store at `url`: `postgres://user[:password]@host[:port]/database`, with
+    /// `?sslmode=require` (or `verify-ca`, `verify-full`) for TLS. Another scheme, or a URL
+    /// without a host, is refused here with [`StoreError::Invalid`] showing that shape.
     pub fn builder(url: &str) -> Result<PgStoreBuilder, StoreError> {
-        let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
-            StoreError::invalid(
-                "database_url",
-                format!("{url:?} is not a PostgreSQL URL: {e}"),
-            )
-        })?;
-        Ok(PgStore::builder_with(options))
+        Ok(PgStore::builder_with(connect::parse_url(url)?))
     }
 
     /// Settings for a store with these connect options.
@@ -268,6 +280,7 @@ impl PgStore {
             test_before_acquire: false,
             claim_rescan: Some(Duration::from_secs(1)),
             name: "default".to_owned(),
+            max_payload_bytes: crate::store::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 
@@ -600,7 +613,7 @@ impl Store for PgStore {
     }
 
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
-        job.validate()?;
+        validate_job(&job, self.inner.max_payload_bytes)?;
         let mut conn = self.inner.pool.acquire().await?;
         let out = self.insert_one(&mut conn, &job).await?;
         self.inner
@@ -610,7 +623,7 @@ impl Store for PgStore {
     }
 
     async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
-        validate_all(&jobs)?;
+        validate_all(&jobs, self.inner.max_payload_bytes)?;
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -626,7 +639,7 @@ impl Store for PgStore {
         tx: &mut sqlx::Transaction<'_, Postgres>,
         job: NewJob,
     ) -> Result<Enqueued, StoreError> {
-        job.validate()?;
+        validate_job(&job, self.inner.max_payload_bytes)?;
         let out = self.insert_one(tx, &job).await?;
         self.inner
             .observe
@@ -639,7 +652,7 @@ impl Store for PgStore {
         tx: &mut sqlx::Transaction<'_, Postgres>,
         jobs: Vec<NewJob>,
     ) -> Result<Vec<Enqueued>, StoreError> {
-        validate_all(&jobs)?;
+        validate_all(&jobs, self.inner.max_payload_bytes)?;
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -1038,6 +1051,7 @@ async fn migrate_postgres(
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT version FROM {table}")))
             .fetch_all(&mut *tx)
             .await?;
+    migrate::check_not_newer(&applied, migrate::POSTGRES)?;
     for m in migrate::POSTGRES {
         if applied.contains(&m.version) {
             continue;

@@ -16,6 +16,7 @@
 //!   processes on the same file are noticed within [`SqliteStoreBuilder::cross_process_poll`]
 //!   (5 ms) through `PRAGMA data_version`.
 
+mod open;
 mod sql;
 
 use std::collections::{HashMap, HashSet};
@@ -78,6 +79,7 @@ struct Inner {
     /// Read connections for listeners, one each, held for the listener's life.
     listeners: SqlitePool,
     observe: Observe,
+    max_payload_bytes: usize,
 }
 
 /// Settings for a [`SqliteStore`]; from [`SqliteStore::builder`].
@@ -91,6 +93,7 @@ pub struct SqliteStoreBuilder {
     synchronous_full: bool,
     cross_process_poll: Duration,
     name: String,
+    max_payload_bytes: usize,
 }
 
 impl SqliteStoreBuilder {
@@ -134,6 +137,14 @@ impl SqliteStoreBuilder {
         self
     }
 
+    /// The largest payload (as JSON text) `enqueue` accepts (default 1 MiB,
+    /// [`DEFAULT_MAX_PAYLOAD_BYTES`](crate::DEFAULT_MAX_PAYLOAD_BYTES)); larger ones fail with
+    /// [`StoreError::PayloadTooLarge`] before anything is written.
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
     /// The store's name in metrics (`store="…"`, default `default`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -141,8 +152,24 @@ impl SqliteStoreBuilder {
     }
 
     /// Opens (creating if missing) the database and runs the migrations.
+    ///
+    /// A path in a missing directory, a directory, a file that is not a SQLite database or
+    /// one this user cannot write fails with [`StoreError::Open`], naming the file and what to
+    /// do.
     pub async fn open(self) -> Result<SqliteStore, StoreError> {
         migrate::validate_identifier("table_prefix", &self.table_prefix, 40)?;
+        match self.path.clone() {
+            Some(path) => {
+                open::check_path(&path)?;
+                self.open_checked()
+                    .await
+                    .map_err(|e| open::open_error(&path, e))
+            }
+            None => self.open_checked().await,
+        }
+    }
+
+    async fn open_checked(self) -> Result<SqliteStore, StoreError> {
         let base = match &self.path {
             Some(path) => SqliteConnectOptions::new()
                 .filename(path)
@@ -201,6 +228,7 @@ impl SqliteStoreBuilder {
                 external_writes: self.path.as_ref().map(|_| self.cross_process_poll),
                 listeners,
                 observe: Observe::new(&self.name),
+                max_payload_bytes: self.max_payload_bytes,
             }),
         })
     }
@@ -218,6 +246,7 @@ impl SqliteStore {
             synchronous_full: false,
             cross_process_poll: Duration::from_millis(5),
             name: "default".to_owned(),
+            max_payload_bytes: crate::store::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 
@@ -365,7 +394,7 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
-        validate_all(&jobs)?;
+        validate_all(&jobs, self.inner.max_payload_bytes)?;
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -391,7 +420,7 @@ impl Store for SqliteStore {
         tx: &mut sqlx::Transaction<'_, Sqlite>,
         jobs: Vec<NewJob>,
     ) -> Result<Vec<Enqueued>, StoreError> {
-        validate_all(&jobs)?;
+        validate_all(&jobs, self.inner.max_payload_bytes)?;
         let out = self.insert_all(tx, &jobs).await?;
         self.inner.observe.enqueued(&jobs, &out);
         // Listeners may look before the caller commits; the job is then found at the next
@@ -846,6 +875,7 @@ async fn migrate_sqlite(pool: &SqlitePool, names: &Names) -> Result<(), StoreErr
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT version FROM {table}")))
             .fetch_all(&mut *tx)
             .await?;
+    migrate::check_not_newer(&applied, migrate::SQLITE)?;
     for m in migrate::SQLITE {
         if applied.contains(&m.version) {
             continue;

@@ -50,8 +50,9 @@ const CLAIM: &str = "UPDATE {t}jobs
                 SELECT 1 FROM {t}jobs AS o
                 WHERE o.queue = j.queue AND o.ordering_key = j.ordering_key
                   AND o.state IN ('pending', 'failed', 'running')
-                  AND (coalesce(o.ordering_seq, o.id), o.id)
-                    < (coalesce(j.ordering_seq, j.id), j.id)))
+                  AND coalesce(o.ordering_seq, o.id) <= coalesce(j.ordering_seq, j.id)
+                  AND (coalesce(o.ordering_seq, o.id) < coalesce(j.ordering_seq, j.id)
+                       OR o.id < j.id)))
           AND NOT EXISTS (SELECT 1 FROM {t}queues AS q WHERE q.name = j.queue AND q.paused)
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT ?6)
