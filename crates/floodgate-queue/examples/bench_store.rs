@@ -28,6 +28,37 @@ use sqlx::Connection;
 
 const SCHEMA: &str = "floodgate_bench";
 
+/// Job-store benchmarks (see the file's header for what each measures).
+#[derive(Debug, clap::Parser)]
+#[command(about = "Job-store benchmarks on SQLite and PostgreSQL, printed as Markdown tables")]
+struct Cli {
+    /// Which backend(s) to measure.
+    #[arg(long, value_parser = ["sqlite", "postgres", "both"], default_value = "both")]
+    backend: String,
+    /// PostgreSQL URL (the benchmark uses its own schema).
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    url: String,
+    /// Skip the run with a pinned MVCC horizon.
+    #[arg(long)]
+    skip_pinned: bool,
+    /// Run only the pinned-horizon measurement (PostgreSQL).
+    #[arg(long)]
+    pinned_only: bool,
+    /// Claims always read the queue from its start (PostgreSQL).
+    #[arg(long)]
+    no_claim_cursor: bool,
+    /// SQLite write connections.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    sqlite_writers: u32,
+    /// Fewer repetitions, smaller tables.
+    #[arg(long)]
+    quick: bool,
+}
+
 struct Args {
     sqlite: bool,
     postgres: bool,
@@ -40,44 +71,17 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        sqlite: true,
-        postgres: true,
-        url: std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
-        pinned: true,
-        pinned_only: false,
-        cursor: true,
-        sqlite_writers: 1,
-        quick: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--backend" => match it.next().as_deref() {
-                Some("sqlite") => a.postgres = false,
-                Some("postgres") => a.sqlite = false,
-                Some("both") => {}
-                other => panic!("--backend takes sqlite, postgres or both, not {other:?}"),
-            },
-            "--database-url" => a.url = it.next().expect("--database-url takes a URL"),
-            "--skip-pinned" => a.pinned = false,
-            "--pinned-only" => {
-                a.pinned_only = true;
-                a.sqlite = false;
-            }
-            "--quick" => a.quick = true,
-            "--no-claim-cursor" => a.cursor = false,
-            "--sqlite-writers" => {
-                a.sqlite_writers = it
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .expect("--sqlite-writers takes a number")
-            }
-            other => panic!("unknown argument {other:?}; see the file's header"),
-        }
+    let cli = <Cli as clap::Parser>::parse();
+    Args {
+        sqlite: cli.backend != "postgres" && !cli.pinned_only,
+        postgres: cli.backend != "sqlite",
+        url: cli.url,
+        pinned: !cli.skip_pinned,
+        pinned_only: cli.pinned_only,
+        cursor: !cli.no_claim_cursor,
+        sqlite_writers: cli.sqlite_writers,
+        quick: cli.quick,
     }
-    a
 }
 
 /// What differs between backends: resetting and seeding tables with raw SQL.
@@ -388,7 +392,9 @@ async fn main() {
     let args = args();
     if args.sqlite {
         let dir = tempfile_dir();
-        let store = SqliteStore::open(dir.join("bench.db"))
+        let store = SqliteStore::builder(dir.join("bench.db"))
+            .writers(args.sqlite_writers)
+            .open()
             .await
             .expect("open SQLite");
         let backend = Backend::Sqlite(store.clone());

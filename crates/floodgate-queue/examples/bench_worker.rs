@@ -25,46 +25,45 @@ use serde_json::json;
 
 const SCHEMA: &str = "floodgate_bench_worker";
 
-#[derive(Clone)]
+/// End-to-end worker benchmarks (see the file's header for the method).
+#[derive(Clone, Debug, clap::Parser)]
+#[command(about = "End-to-end worker benchmarks: throughput and enqueue-to-start latency")]
 struct Args {
+    /// The backend to measure.
+    #[arg(long, value_parser = ["postgres", "sqlite"], default_value = "postgres")]
     backend: String,
+    /// PostgreSQL URL (the benchmark uses its own schema).
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
     url: String,
-    jobs: usize,
-    concurrency: usize,
-    processes: usize,
+    /// No-op jobs inserted in one transaction for the throughput run.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: u64,
+    /// The worker's global limit (jobs running at once per process).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    concurrency: u64,
+    /// Worker processes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    processes: u64,
+    /// Measure enqueue-to-start latency instead: one idle worker, 500 jobs 5 ms apart.
+    #[arg(long)]
     latency: bool,
+    /// Internal: run as a worker process of the benchmark.
+    #[arg(long, hide = true)]
     child: bool,
+    /// Internal: the SQLite file of a child process.
+    #[arg(long, hide = true, default_value = "")]
     path: String,
 }
 
+/// Jobs the latency run enqueues.
+const LATENCY_JOBS: usize = 500;
+
 fn args() -> Args {
-    let mut a = Args {
-        backend: "postgres".into(),
-        url: std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
-        jobs: 20_000,
-        concurrency: 10,
-        processes: 1,
-        latency: false,
-        child: false,
-        path: String::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} takes a value"));
-        match arg.as_str() {
-            "--backend" => a.backend = value(),
-            "--database-url" => a.url = value(),
-            "--jobs" => a.jobs = value().parse().expect("--jobs takes a number"),
-            "--concurrency" => a.concurrency = value().parse().expect("a number"),
-            "--processes" => a.processes = value().parse().expect("a number"),
-            "--latency" => a.latency = true,
-            "--child" => a.child = true,
-            "--path" => a.path = value(),
-            other => panic!("unknown argument {other:?}; see the file's header"),
-        }
-    }
-    a
+    <Args as clap::Parser>::parse()
 }
 
 fn micros_now() -> i64 {
@@ -136,7 +135,7 @@ fn spawn_children(args: &Args, n: usize) -> Vec<Child> {
 }
 
 async fn throughput<S: Store + Clone>(store: &S, args: &Args) -> f64 {
-    let mut children = spawn_children(args, args.processes);
+    let mut children = spawn_children(args, args.processes as usize);
     tokio::time::sleep(Duration::from_millis(500)).await; // idle
     let jobs: Vec<NewJob> = (0..args.jobs)
         .map(|n| NewJob::new("noop", json!({ "n": n })))
@@ -147,7 +146,7 @@ async fn throughput<S: Store + Clone>(store: &S, args: &Args) -> f64 {
     let start = Instant::now();
     loop {
         let stats = store.queue_stats().await.unwrap();
-        if stats[0].counts.succeeded as usize >= args.jobs {
+        if stats[0].counts.succeeded >= args.jobs {
             break;
         }
         // Counting scans the table: look every 20 ms so the measuring does not compete
@@ -166,7 +165,7 @@ async fn latency<S: Store + Clone>(store: &S, args: &Args) -> (f64, f64) {
     let mut children = spawn_children(args, 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut ids = Vec::new();
-    for _ in 0..500 {
+    for _ in 0..LATENCY_JOBS {
         let job = NewJob::new("noop", json!({ "enqueued_us": micros_now() }));
         ids.push(store.enqueue(job).await.unwrap().id);
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -209,23 +208,26 @@ async fn main() {
     let mut args = args();
     if args.child {
         match args.backend.as_str() {
-            "sqlite" => child(open_sqlite(&args.path).await, args.concurrency).await,
-            _ => child(open_pg(&args.url).await, args.concurrency).await,
+            "sqlite" => child(open_sqlite(&args.path).await, args.concurrency as usize).await,
+            _ => child(open_pg(&args.url).await, args.concurrency as usize).await,
         }
         return;
     }
     let dir = std::env::temp_dir().join(format!("floodgate-bench-worker-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     args.path = dir.join("bench.db").to_str().unwrap().to_owned();
-    let what = if args.latency {
-        "latency"
+    if args.latency {
+        println!(
+            "{} latency: {LATENCY_JOBS} jobs enqueued one at a time 5 ms apart, one worker \
+             process, concurrency {}",
+            args.backend, args.concurrency
+        );
     } else {
-        "throughput"
-    };
-    println!(
-        "{} {what}: {} jobs, concurrency {}, {} process(es)",
-        args.backend, args.jobs, args.concurrency, args.processes
-    );
+        println!(
+            "{} throughput: {} jobs, concurrency {}, {} process(es)",
+            args.backend, args.jobs, args.concurrency, args.processes
+        );
+    }
     match args.backend.as_str() {
         "sqlite" => {
             let store = open_sqlite(&args.path).await;
@@ -248,7 +250,7 @@ async fn main() {
             store.close().await;
             reset_pg(&args.url).await;
         }
-        other => panic!("--backend takes postgres or sqlite, not {other:?}"),
+        other => unreachable!("clap allows only postgres or sqlite, not {other:?}"),
     }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -24,13 +24,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. Place two orders; the second violates a business rule and rolls back with its event.
     for (id, customer, total) in [(1, "ada", 4_200), (2, "bob", -5)] {
         match place_order(&store, id, customer, total).await {
-            Ok(event) => println!("order {id} placed, event job {event}"),
+            Ok((event, _)) => println!("order {id} placed, event job {event}"),
             Err(e) => println!("order {id} rejected, and no event was written: {e}"),
         }
     }
     // A client retrying the same request does not produce a second event.
-    let again = place_order(&store, 1, "ada", 4_200).await;
-    println!("retry of order 1: {again:?}");
+    match place_order(&store, 1, "ada", 4_200).await? {
+        (event, false) => println!(
+            "order 1 placed again (a client retry): no new event; the idempotency key found \
+             event job {event}"
+        ),
+        (event, true) => println!("order 1 placed again: a DUPLICATE event job {event}"),
+    }
 
     // 2. The relay: claim events, publish them, record success. A relay that lost its lease
     //    (paused past it, say) gets `LeaseLost` and must not treat the event as published.
@@ -63,13 +68,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Inserts the order and enqueues its event in one transaction.
+/// Inserts the order and enqueues its event in one transaction; the event's id, and whether
+/// it is new (`false`: a retry found the event already there).
 async fn place_order(
     store: &SqliteStore,
     id: i64,
     customer: &str,
     total_cents: i64,
-) -> Result<i64, Box<dyn std::error::Error>> {
+) -> Result<(i64, bool), Box<dyn std::error::Error>> {
     let mut tx = store.begin().await?;
     sqlx::query("INSERT INTO orders (id, customer, total_cents) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING")
         .bind(id)
@@ -83,7 +89,7 @@ async fn place_order(
         .ordering_key(format!("customer:{customer}"));
     let enqueued = store.enqueue_in(&mut tx, event).await?;
     tx.commit().await?;
-    Ok(enqueued.id.0)
+    Ok((enqueued.id.0, enqueued.inserted))
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

@@ -734,3 +734,36 @@ mod postgres {
         }
     }
 }
+
+/// The benchmark examples answer `--help` and refuse bad arguments with a message (no panic,
+/// no backtrace). `cargo test` builds examples next to the test binaries.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+#[test]
+fn command_line_examples_answer_help_and_refuse_bad_arguments() {
+    let examples = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples");
+    for (name, bad) in [
+        ("bench_worker", ["--backend", "mysql"]),
+        ("bench_store", ["--jobs", "3"]),
+    ] {
+        let exe = examples.join(name);
+        let help = std::process::Command::new(&exe)
+            .arg("--help")
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
+        assert!(help.status.success(), "{name} --help");
+        assert!(String::from_utf8_lossy(&help.stdout).contains("Usage:"));
+        let out = std::process::Command::new(&exe).args(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name} {bad:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("error:") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}
