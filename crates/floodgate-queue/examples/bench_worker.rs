@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use floodgate_queue::worker::{KindOptions, Outcome, Worker};
-use floodgate_queue::{JobState, NewJob, PgStore, SqliteStore, Store};
+use floodgate_queue::{JobState, NewJob, OutboxStore, PgStore, SqliteStore, Store};
 use serde_json::json;
 
 const SCHEMA: &str = "floodgate_bench_worker";
@@ -134,7 +134,7 @@ fn spawn_children(args: &Args, n: usize) -> Vec<Child> {
     children
 }
 
-async fn throughput<S: Store + Clone>(store: &S, args: &Args) -> f64 {
+async fn throughput<S: OutboxStore + Clone>(store: &S, args: &Args) -> f64 {
     let mut children = spawn_children(args, args.processes as usize);
     tokio::time::sleep(Duration::from_millis(500)).await; // idle
     let jobs: Vec<NewJob> = (0..args.jobs)

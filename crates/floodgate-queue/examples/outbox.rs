@@ -6,7 +6,7 @@
 //! cargo run -p floodgate-queue --example outbox        # embedded SQLite, no setup
 //! ```
 
-use floodgate_queue::{Claim, NewJob, SqliteStore, Store, StoreError};
+use floodgate_queue::{Claim, NewJob, OutboxStore, SqliteStore, Store, StoreError};
 use serde_json::json;
 
 #[tokio::main(flavor = "current_thread")]

@@ -13,7 +13,9 @@ use floodgate::breaker::CircuitBreaker;
 use floodgate::retry::{ExponentialBackoff, Jitter};
 use floodgate_queue::maintenance::{Maintenance, Periodic};
 use floodgate_queue::worker::{JobError, KindOptions, Outcome, Worker, WorkerEvent};
-use floodgate_queue::{Delivery, Inbox, JobState, NewJob, Singleton, SqliteStore, Store};
+use floodgate_queue::{
+    Delivery, Inbox, JobState, NewJob, OutboxStore, Singleton, SqliteStore, Store,
+};
 use serde::Deserialize;
 use serde_json::json;
 

@@ -10,7 +10,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use floodgate_queue::{Delivery, Inbox, SqliteStore, Store};
+//! use floodgate_queue::{Delivery, Inbox, OutboxStore, SqliteStore};
 //!
 //! let store = SqliteStore::in_memory().await?;
 //! sqlx::query("CREATE TABLE balances (account TEXT PRIMARY KEY, cents INTEGER)")
@@ -46,7 +46,7 @@ use futures_util::future::BoxFuture;
 use lru::LruCache;
 
 use crate::error::StoreError;
-use crate::store::Store;
+use crate::store::OutboxStore;
 
 /// What [`Inbox::process_once`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub struct InboxStats {
 }
 
 /// Exactly-once effects for at-least-once deliveries. See the [module docs](self).
-pub struct Inbox<S: Store> {
+pub struct Inbox<S: OutboxStore> {
     store: S,
     cache: Mutex<LruCache<(String, String), ()>>,
     processed: AtomicU64,
@@ -94,7 +94,7 @@ pub struct Inbox<S: Store> {
     cache_hits: AtomicU64,
 }
 
-impl<S: Store> fmt::Debug for Inbox<S> {
+impl<S: OutboxStore> fmt::Debug for Inbox<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Inbox")
             .field("stats", &self.stats())
@@ -105,7 +105,7 @@ impl<S: Store> fmt::Debug for Inbox<S> {
 /// Keys the cache remembers unless told otherwise.
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
-impl<S: Store> Inbox<S> {
+impl<S: OutboxStore> Inbox<S> {
     /// An inbox on `store` with a cache of 10,000 keys.
     pub fn new(store: S) -> Self {
         Inbox::with_cache_capacity(store, DEFAULT_CACHE_CAPACITY)

@@ -3,19 +3,21 @@
 //!
 //! * [`NewJob`] / [`Job`]: what a producer enqueues and what the store keeps (queue, kind, JSON
 //!   payload, priority, `run_at`, attempts, lease, idempotency and ordering keys, result).
-//! * [`Store`]: every operation — enqueue (alone, in batches, or inside the caller's own
-//!   transaction: the outbox guarantee), claim in one statement, heartbeats, completion fenced
+//! * [`Store`]: every operation — enqueue (alone or in batches), claim in one statement, heartbeats, completion fenced
 //!   by a lease token, retries and dead letters, rescue of expired leases, cancel, pause,
 //!   wake-ups, retention and reads.
+//! * [`OutboxStore`]: enqueue inside the caller's own transaction (the outbox) and the
+//!   inbox's exactly-once effects.
 //! * Backends: [`SqliteStore`] (feature `sqlite`, default) and [`PgStore`] (feature
-//!   `postgres`), passing one conformance suite.
+//!   `postgres`), and [`AnyStore`], either one chosen at run time; all pass one conformance
+//!   suite.
 //!
 //! The outbox: a business row and its job commit together or not at all.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use floodgate_queue::{Claim, NewJob, SqliteStore, Store};
+//! use floodgate_queue::{Claim, NewJob, OutboxStore, SqliteStore, Store};
 //! use serde_json::json;
 //!
 //! let store = SqliteStore::in_memory().await?;
@@ -58,13 +60,16 @@ pub use job::{
     LeaseToken, MAX_NAME_LEN, NewJob,
 };
 pub use leader::Singleton;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use store::AnyStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::{PgStore, PgStoreBuilder};
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::{SqliteStore, SqliteStoreBuilder};
 pub use store::{
     Claim, Completion, DEFAULT_LEASE_TTL, DEFAULT_MAX_PAYLOAD_BYTES, JobPage, LeaseStatus,
-    ListJobs, MAX_JSON_DEPTH, QueueStats, Rescued, Retention, RetryAt, StateCounts, Store,
+    ListJobs, MAX_JSON_DEPTH, OutboxStore, QueueStats, Rescued, Retention, RetryAt, StateCounts,
+    Store,
 };
 pub use wakeup::{DEFAULT_POLL_INTERVAL, Wakeup, Wakeups};
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use floodgate_queue::{Claim, NewJob, Store, Wakeup};
+use floodgate_queue::{Claim, NewJob, OutboxStore, Store, Wakeup};
 use serde_json::json;
 
 /// JSON nested `depth` arrays deep, as text (beyond what readers decode when deep enough).

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use floodgate_queue::maintenance::Maintenance;
 use floodgate_queue::worker::{JobError, KindOptions, Outcome, Worker};
-use floodgate_queue::{Inbox, NewJob, Singleton, Store};
+use floodgate_queue::{Inbox, NewJob, OutboxStore, Singleton, Store};
 use serde_json::json;
 
 const JOBS: usize = 5_000;

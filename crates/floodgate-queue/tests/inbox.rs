@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use floodgate_queue::{Delivery, Inbox, Store};
+use floodgate_queue::{Delivery, Inbox, OutboxStore};
 use futures_util::future::BoxFuture;
 
 const MESSAGES: usize = 10_000;

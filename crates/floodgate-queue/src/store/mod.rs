@@ -81,28 +81,25 @@ pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod any;
 mod batch;
 pub(crate) mod json;
 mod migrate;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use any::AnyStore;
 pub use json::{DEFAULT_MAX_PAYLOAD_BYTES, MAX_JSON_DEPTH};
 
 /// A job store: the durable queue's storage and its client API.
 ///
 /// Methods are async and cancel-safe in the database's sense: each is one statement or one
 /// transaction, so a dropped future either happened or did not.
+///
+/// Writing jobs inside the caller's own transaction (the outbox) is [`OutboxStore`], which
+/// each backend implements too; [`AnyStore`] (a backend chosen at run time) has only this
+/// trait, since a transaction belongs to one backend.
 pub trait Store: Send + Sync + 'static {
-    /// The sqlx database the backend runs on (for [`enqueue_in`](Store::enqueue_in)).
-    type Database: sqlx::Database;
-
-    /// Starts a transaction on the store's own pool, for business writes and
-    /// [`enqueue_in`](Store::enqueue_in) together. (Any transaction on the same database
-    /// works; this one is on the connection the store writes with, which on SQLite avoids
-    /// waiting on a second writer.)
-    fn begin(
-        &self,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, StoreError>> + Send;
-
     /// Enqueues one job in its own transaction.
     fn enqueue(&self, job: NewJob) -> impl Future<Output = Result<Enqueued, StoreError>> + Send;
 
@@ -110,21 +107,6 @@ pub trait Store: Send + Sync + 'static {
     /// one [`Enqueued`] per job in input order.
     fn enqueue_many(
         &self,
-        jobs: Vec<NewJob>,
-    ) -> impl Future<Output = Result<Vec<Enqueued>, StoreError>> + Send;
-
-    /// Enqueues inside the caller's open transaction: the job exists if and only if that
-    /// transaction commits (the transactional outbox).
-    fn enqueue_in(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Self::Database>,
-        job: NewJob,
-    ) -> impl Future<Output = Result<Enqueued, StoreError>> + Send;
-
-    /// [`enqueue_many`](Store::enqueue_many) inside the caller's open transaction.
-    fn enqueue_many_in(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Self::Database>,
         jobs: Vec<NewJob>,
     ) -> impl Future<Output = Result<Vec<Enqueued>, StoreError>> + Send;
 
@@ -232,17 +214,6 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs matching the filters, newest first, one page at a time.
     fn list(&self, list: &ListJobs) -> impl Future<Output = Result<JobPage, StoreError>> + Send;
 
-    /// Records, inside the caller's transaction, that `consumer` processed `message_key`:
-    /// `true` the first time, `false` for a duplicate (nothing written). A concurrent
-    /// transaction recording the same key waits for this one and then sees a duplicate.
-    /// The building block of [`Inbox`](crate::Inbox).
-    fn inbox_record(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Self::Database>,
-        consumer: &str,
-        message_key: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
     /// Forgets inbox keys recorded longer ago than `age`, `batch_size` rows a statement;
     /// returns how many went. (A message redelivered after that is processed again.)
     fn inbox_delete_older_than(
@@ -267,6 +238,48 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         holder: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A [`Store`] that writes jobs inside the caller's own database transaction: the
+/// transactional outbox (a business row and its job commit together or not at all) and the
+/// inbox's exactly-once effects. Implemented by each backend, on its own sqlx database type.
+pub trait OutboxStore: Store {
+    /// The sqlx database the backend runs on (for [`enqueue_in`](OutboxStore::enqueue_in)).
+    type Database: sqlx::Database;
+
+    /// Starts a transaction on the store's own pool, for business writes and
+    /// [`enqueue_in`](OutboxStore::enqueue_in) together. (Any transaction on the same database
+    /// works; this one is on the connection the store writes with, which on SQLite avoids
+    /// waiting on a second writer.)
+    fn begin(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, StoreError>> + Send;
+
+    /// Enqueues inside the caller's open transaction: the job exists if and only if that
+    /// transaction commits (the transactional outbox).
+    fn enqueue_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Self::Database>,
+        job: NewJob,
+    ) -> impl Future<Output = Result<Enqueued, StoreError>> + Send;
+
+    /// [`enqueue_many`](Store::enqueue_many) inside the caller's open transaction.
+    fn enqueue_many_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Self::Database>,
+        jobs: Vec<NewJob>,
+    ) -> impl Future<Output = Result<Vec<Enqueued>, StoreError>> + Send;
+
+    /// Records, inside the caller's transaction, that `consumer` processed `message_key`:
+    /// `true` the first time, `false` for a duplicate (nothing written). A concurrent
+    /// transaction recording the same key waits for this one and then sees a duplicate.
+    /// The building block of [`Inbox`](crate::Inbox).
+    fn inbox_record(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Self::Database>,
+        consumer: &str,
+        message_key: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Claim order: highest priority, then oldest `run_at`, then lowest id (a claim's

@@ -1,5 +1,6 @@
-//! One conformance suite, run against every backend: each case is a generic function over
-//! `Store`, and the `conformance!` macro makes one test per case and backend. Each test gets
+//! One conformance suite, run against every backend and against `AnyStore` holding each: each
+//! case is a generic function over `Store` (or `OutboxStore`), and the `conformance!` macro
+//! makes one test per case and store. Each test gets
 //! a fresh store: a temporary SQLite file, or a PostgreSQL schema of its own (dropped after).
 //! PostgreSQL cases skip with a printed reason when the server is unreachable, unless
 //! `FLOODGATE_REQUIRE_SERVICES=1`.
@@ -8,8 +9,10 @@
 mod cases;
 mod support;
 
+/// One test per case and store: `all` cases take any `Store`; `outbox` cases need an
+/// `OutboxStore` (a transaction of the backend's own), which `AnyStore` is not.
 macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
+    (all: [$($case:ident),* $(,)?], outbox: [$($ocase:ident),* $(,)?] $(,)?) => {
         #[cfg(feature = "sqlite")]
         mod sqlite {
             $(
@@ -17,6 +20,14 @@ macro_rules! conformance {
                 async fn $case() {
                     let harness = crate::support::sqlite().await;
                     crate::cases::$case(&harness.store).await;
+                    harness.store.close().await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $ocase() {
+                    let harness = crate::support::sqlite().await;
+                    crate::cases::$ocase(&harness.store).await;
                     harness.store.close().await;
                 }
             )*
@@ -34,16 +45,55 @@ macro_rules! conformance {
                     harness.store.close().await;
                 }
             )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $ocase() {
+                    let Some(harness) = crate::support::postgres(stringify!($ocase)).await else {
+                        return;
+                    };
+                    crate::cases::$ocase(&harness.store).await;
+                    harness.store.close().await;
+                }
+            )*
+        }
+
+        /// `AnyStore` holding SQLite.
+        #[cfg(feature = "sqlite")]
+        mod any_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let harness = crate::support::any_sqlite().await;
+                    crate::cases::$case(&harness.store).await;
+                    harness.store.close().await;
+                }
+            )*
+        }
+
+        /// `AnyStore` holding PostgreSQL.
+        #[cfg(feature = "postgres")]
+        mod any_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let label = concat!("any_", stringify!($case));
+                    let Some(harness) = crate::support::any_postgres(label).await else {
+                        return;
+                    };
+                    crate::cases::$case(&harness.store).await;
+                    harness.store.close().await;
+                }
+            )*
         }
     };
 }
 
 conformance!(
+    all: [
     // enqueue
     enqueue_stores_the_job_with_defaults,
     enqueue_many_returns_ids_in_input_order,
     bad_input_is_rejected_and_nothing_is_written,
-    enqueue_in_exists_only_if_the_transaction_commits,
     duplicate_idempotency_key_returns_the_existing_job,
     idempotency_key_holds_under_50_concurrent_enqueues,
     // claim
@@ -71,4 +121,6 @@ conformance!(
     listen_wakes_on_enqueue,
     // concurrency
     eight_claimers_drain_20000_jobs_exactly_once,
+    ],
+    outbox: [enqueue_in_exists_only_if_the_transaction_commits],
 );

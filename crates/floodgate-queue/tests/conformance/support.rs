@@ -1,5 +1,6 @@
 //! Fresh stores for the conformance suite.
 
+use floodgate_queue::AnyStore;
 #[cfg(feature = "postgres")]
 use floodgate_queue::PgStore;
 #[cfg(feature = "sqlite")]
@@ -32,5 +33,23 @@ pub async fn postgres(label: &str) -> Option<Harness<PgStore, floodgate_testing:
     Some(Harness {
         store,
         _guard: schema,
+    })
+}
+
+#[cfg(feature = "sqlite")]
+pub async fn any_sqlite() -> Harness<AnyStore, tempfile::TempDir> {
+    let Harness { store, _guard } = sqlite().await;
+    Harness {
+        store: AnyStore::from(store),
+        _guard,
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub async fn any_postgres(label: &str) -> Option<Harness<AnyStore, floodgate_testing::PgSchema>> {
+    let Harness { store, _guard } = postgres(label).await?;
+    Some(Harness {
+        store: AnyStore::from(store),
+        _guard,
     })
 }

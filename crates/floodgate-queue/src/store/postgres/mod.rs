@@ -35,8 +35,8 @@ use crate::observe::Observe;
 use crate::store::batch::{Written, idempotency_invisible};
 use crate::store::migrate::{self, Names};
 use crate::store::{
-    Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, QueueStatsBuilder, Rescued,
-    Retention, Store, Unreadable, bury_unreadable, cancel_missed, decode_claimed, micros,
+    Claim, Completion, JobPage, LeaseStatus, ListJobs, OutboxStore, QueueStats, QueueStatsBuilder,
+    Rescued, Retention, Store, Unreadable, bury_unreadable, cancel_missed, decode_claimed, micros,
     sort_claimed, validate_all, validate_job,
 };
 use crate::wakeup::Wakeups;
@@ -606,12 +606,6 @@ impl PgStore {
 }
 
 impl Store for PgStore {
-    type Database = Postgres;
-
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
-        Ok(self.inner.pool.begin().await?)
-    }
-
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
         validate_job(&job, self.inner.max_payload_bytes)?;
         let mut conn = self.inner.pool.acquire().await?;
@@ -630,33 +624,6 @@ impl Store for PgStore {
         let mut tx = self.inner.pool.begin().await?;
         let out = self.insert_many(&mut tx, &jobs).await?;
         tx.commit().await?;
-        self.inner.observe.enqueued(&jobs, &out);
-        Ok(out)
-    }
-
-    async fn enqueue_in(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Postgres>,
-        job: NewJob,
-    ) -> Result<Enqueued, StoreError> {
-        validate_job(&job, self.inner.max_payload_bytes)?;
-        let out = self.insert_one(tx, &job).await?;
-        self.inner
-            .observe
-            .enqueued(std::slice::from_ref(&job), std::slice::from_ref(&out));
-        Ok(out)
-    }
-
-    async fn enqueue_many_in(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Postgres>,
-        jobs: Vec<NewJob>,
-    ) -> Result<Vec<Enqueued>, StoreError> {
-        validate_all(&jobs, self.inner.max_payload_bytes)?;
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let out = self.insert_many(tx, &jobs).await?;
         self.inner.observe.enqueued(&jobs, &out);
         Ok(out)
     }
@@ -947,22 +914,6 @@ impl Store for PgStore {
         Ok(JobPage::from_overfetch(jobs, size))
     }
 
-    async fn inbox_record(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Postgres>,
-        consumer: &str,
-        message_key: &str,
-    ) -> Result<bool, StoreError> {
-        crate::job::validate_name("consumer", consumer)?;
-        crate::job::validate_name("message_key", message_key)?;
-        let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.inbox_record.as_str()))
-            .bind(consumer)
-            .bind(message_key)
-            .execute(&mut **tx)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn inbox_delete_older_than(
         &self,
         age: Duration,
@@ -1008,6 +959,57 @@ impl Store for PgStore {
             .execute(&self.inner.pool)
             .await?;
         Ok(())
+    }
+}
+
+impl OutboxStore for PgStore {
+    type Database = Postgres;
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        Ok(self.inner.pool.begin().await?)
+    }
+
+    async fn enqueue_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        job: NewJob,
+    ) -> Result<Enqueued, StoreError> {
+        validate_job(&job, self.inner.max_payload_bytes)?;
+        let out = self.insert_one(tx, &job).await?;
+        self.inner
+            .observe
+            .enqueued(std::slice::from_ref(&job), std::slice::from_ref(&out));
+        Ok(out)
+    }
+
+    async fn enqueue_many_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        validate_all(&jobs, self.inner.max_payload_bytes)?;
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self.insert_many(tx, &jobs).await?;
+        self.inner.observe.enqueued(&jobs, &out);
+        Ok(out)
+    }
+
+    async fn inbox_record(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        consumer: &str,
+        message_key: &str,
+    ) -> Result<bool, StoreError> {
+        crate::job::validate_name("consumer", consumer)?;
+        crate::job::validate_name("message_key", message_key)?;
+        let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.inbox_record.as_str()))
+            .bind(consumer)
+            .bind(message_key)
+            .execute(&mut **tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 }
 

@@ -40,8 +40,9 @@ use crate::observe::Observe;
 use crate::store::batch::{Written, idempotency_invisible};
 use crate::store::migrate::{self, Names};
 use crate::store::{
-    Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, QueueStatsBuilder, Rescued,
-    Retention, Store, bury_unreadable, cancel_missed, decode_claimed, micros, validate_all,
+    Claim, Completion, JobPage, LeaseStatus, ListJobs, OutboxStore, QueueStats, QueueStatsBuilder,
+    Rescued, Retention, Store, bury_unreadable, cancel_missed, decode_claimed, micros,
+    validate_all,
 };
 use crate::wakeup::Wakeups;
 
@@ -382,12 +383,6 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    type Database = Sqlite;
-
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
-        self.write_tx().await
-    }
-
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
         let mut out = self.enqueue_many(vec![job]).await?;
         Ok(out.pop().expect("one job in, one result out"))
@@ -402,30 +397,6 @@ impl Store for SqliteStore {
         let out = self.insert_all(&mut conn, &jobs).await?;
         drop(conn);
         self.inner.observe.enqueued(&jobs, &out);
-        self.notify(jobs.iter().map(|j| j.queue.as_str()));
-        Ok(out)
-    }
-
-    async fn enqueue_in(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
-        job: NewJob,
-    ) -> Result<Enqueued, StoreError> {
-        let mut out = self.enqueue_many_in(tx, vec![job]).await?;
-        Ok(out.pop().expect("one job in, one result out"))
-    }
-
-    async fn enqueue_many_in(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
-        jobs: Vec<NewJob>,
-    ) -> Result<Vec<Enqueued>, StoreError> {
-        validate_all(&jobs, self.inner.max_payload_bytes)?;
-        let out = self.insert_all(tx, &jobs).await?;
-        self.inner.observe.enqueued(&jobs, &out);
-        // Listeners may look before the caller commits; the job is then found at the next
-        // wake-up or poll. Through `begin()` the caller holds the writer, so a claim prompted
-        // by this waits for the commit and finds the job.
         self.notify(jobs.iter().map(|j| j.queue.as_str()));
         Ok(out)
     }
@@ -782,23 +753,6 @@ impl Store for SqliteStore {
         Ok(JobPage::from_overfetch(jobs, size))
     }
 
-    async fn inbox_record(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
-        consumer: &str,
-        message_key: &str,
-    ) -> Result<bool, StoreError> {
-        crate::job::validate_name("consumer", consumer)?;
-        crate::job::validate_name("message_key", message_key)?;
-        let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.inbox_record.as_str()))
-            .bind(consumer)
-            .bind(message_key)
-            .bind(now_micros())
-            .execute(&mut **tx)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn inbox_delete_older_than(
         &self,
         age: Duration,
@@ -847,6 +801,55 @@ impl Store for SqliteStore {
             .execute(&self.inner.writer)
             .await?;
         Ok(())
+    }
+}
+
+impl OutboxStore for SqliteStore {
+    type Database = Sqlite;
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+        self.write_tx().await
+    }
+
+    async fn enqueue_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        job: NewJob,
+    ) -> Result<Enqueued, StoreError> {
+        let mut out = self.enqueue_many_in(tx, vec![job]).await?;
+        Ok(out.pop().expect("one job in, one result out"))
+    }
+
+    async fn enqueue_many_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        validate_all(&jobs, self.inner.max_payload_bytes)?;
+        let out = self.insert_all(tx, &jobs).await?;
+        self.inner.observe.enqueued(&jobs, &out);
+        // Listeners may look before the caller commits; the job is then found at the next
+        // wake-up or poll. Through `begin()` the caller holds the writer, so a claim prompted
+        // by this waits for the commit and finds the job.
+        self.notify(jobs.iter().map(|j| j.queue.as_str()));
+        Ok(out)
+    }
+
+    async fn inbox_record(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        consumer: &str,
+        message_key: &str,
+    ) -> Result<bool, StoreError> {
+        crate::job::validate_name("consumer", consumer)?;
+        crate::job::validate_name("message_key", message_key)?;
+        let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.inbox_record.as_str()))
+            .bind(consumer)
+            .bind(message_key)
+            .bind(now_micros())
+            .execute(&mut **tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 }
 

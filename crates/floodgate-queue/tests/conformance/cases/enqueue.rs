@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use floodgate_queue::{Claim, JobState, ListJobs, NewJob, Store, StoreError};
+use floodgate_queue::{Claim, JobState, ListJobs, NewJob, OutboxStore, Store, StoreError};
 use serde_json::json;
 
 use super::{claim, get, job};
@@ -117,7 +117,7 @@ pub async fn bad_input_is_rejected_and_nothing_is_written<S: Store>(store: &S) {
     assert!(page.jobs.is_empty(), "nothing was written: {:?}", page.jobs);
 }
 
-pub async fn enqueue_in_exists_only_if_the_transaction_commits<S: Store>(store: &S) {
+pub async fn enqueue_in_exists_only_if_the_transaction_commits<S: OutboxStore>(store: &S) {
     let mut tx = store.begin().await.unwrap();
     let committed = store.enqueue_in(&mut tx, job("outbox", 1)).await.unwrap();
     let many = store
