@@ -123,6 +123,7 @@ worker_suite!(
     the_shutdown_coordinator_drains_the_worker,
     protective_mode_shrinks_the_worker_and_says_so,
     shutdown_leaves_no_claimed_job_running,
+    stats_count_every_outcome_and_ready_says_when_it_listens,
 );
 
 async fn runs_jobs_and_keeps_results<S: Store + Clone>(store: &S) {
@@ -817,4 +818,41 @@ async fn shutdown_leaves_no_claimed_job_running<S: Store + Clone>(store: &S) {
             "round {round}"
         );
     }
+}
+
+/// The stats snapshot counts every outcome (no event to miss), and `ready` resolves once the
+/// worker listens, so an enqueue right after it is noticed without a poll.
+async fn stats_count_every_outcome_and_ready_says_when_it_listens<S: Store + Clone>(store: &S) {
+    let handle = Worker::builder(store.clone())
+        .poll_interval(Duration::from_secs(3600)) // only wake-ups can start these jobs
+        .handle("ok", |_: Job, _| async { Ok(Outcome::done()) })
+        .handle_typed("strict", |n: u32, _| async move {
+            Err(JobError::permanent(format!("{n} refused")))
+        })
+        .build()
+        .unwrap()
+        .start();
+    tokio::time::timeout(Duration::from_secs(10), handle.ready())
+        .await
+        .expect("ready within 10 s");
+    let mut jobs: Vec<_> = (0..5).map(|n| NewJob::new("ok", json!(n))).collect();
+    jobs.push(NewJob::new("strict", json!(1)));
+    jobs.push(NewJob::new("strict", json!("not a number")));
+    store.enqueue_many(jobs).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = handle.stats();
+        if stats.succeeded == 5 && stats.dead == 2 && stats.running == 0 {
+            assert_eq!(stats.claimed, 7, "{stats:?}");
+            assert_eq!(
+                stats.retried + stats.lease_lost + stats.store_errors,
+                0,
+                "{stats:?}"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.shutdown(Duration::from_secs(5)).await;
 }

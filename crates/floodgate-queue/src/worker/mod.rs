@@ -55,6 +55,7 @@ mod handler;
 mod kind;
 mod memory;
 mod run;
+mod stats;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,6 +70,7 @@ pub use events::WorkerEvent;
 pub use handler::{JobContext, JobError, Outcome};
 pub use kind::{KindOptions, default_backoff};
 pub use memory::MemoryWatch;
+pub use stats::WorkerStats;
 
 use crate::job::Job;
 use crate::store::{DEFAULT_LEASE_TTL, Store};
@@ -207,6 +209,26 @@ impl<S: Store + Clone> WorkerBuilder<S> {
         self
     }
 
+    /// Runs jobs of `kind` with `f`, given the whole [`Job`], with default [`KindOptions`].
+    pub fn handle<F, Fut>(self, kind: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(Job, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Outcome, JobError>> + Send + 'static,
+    {
+        self.handler(kind, KindOptions::new(), f)
+    }
+
+    /// Runs jobs of `kind` with `f`, given the payload decoded as `T`, with default
+    /// [`KindOptions`].
+    pub fn handle_typed<T, F, Fut>(self, kind: impl Into<String>, f: F) -> Self
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(T, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Outcome, JobError>> + Send + 'static,
+    {
+        self.typed_handler(kind, KindOptions::new(), f)
+    }
+
     /// Runs jobs of `kind` with `handler`, given the whole [`Job`].
     pub fn handler<F, Fut>(mut self, kind: impl Into<String>, options: KindOptions, f: F) -> Self
     where
@@ -331,8 +353,29 @@ impl WorkerHandle {
         self.inner.running_count()
     }
 
+    /// What the worker has done so far; every outcome is counted, even those whose event a
+    /// slow reader of [`events`](Self::events) missed.
+    pub fn stats(&self) -> WorkerStats {
+        self.inner.stats()
+    }
+
+    /// Waits until the worker listens for wake-ups (or, if the store cannot notify, polls):
+    /// from then on an enqueue is noticed at once. [`Worker::start`] returns before that.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only stops waiting.
+    pub async fn ready(&self) {
+        self.inner.ready().await
+    }
+
     /// Stops claiming, waits up to `deadline` for running jobs, then stops the rest and puts
     /// their jobs back to `pending`. Calling it again waits for the first call's outcome.
+    ///
+    /// # Cancel safety
+    ///
+    /// Shutdown, once begun, goes on if this future is dropped (the claim loop has been told
+    /// to stop); call it again to wait for its outcome.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownSummary {
         run::shutdown(&self.inner, deadline).await
     }

@@ -1,0 +1,195 @@
+//! The claim loop: claims only what the global and per-kind limits leave room for, grouped
+//! by kind, and starts one task per claimed job.
+
+use super::executing::{Run, execute, finish_store};
+use super::*;
+
+/// Kinds grouped for claiming: each limited kind alone, the unlimited ones together; highest
+/// kind priority first.
+fn claim_groups(kinds: &[Arc<Kind>]) -> Vec<Vec<Arc<Kind>>> {
+    let mut groups: Vec<Vec<Arc<Kind>>> = Vec::new();
+    let unlimited: Vec<Arc<Kind>> = kinds.iter().filter(|k| !k.limited()).cloned().collect();
+    groups.extend(
+        kinds
+            .iter()
+            .filter(|k| k.limited())
+            .map(|k| vec![k.clone()]),
+    );
+    if !unlimited.is_empty() {
+        groups.push(unlimited);
+    }
+    let priority = |g: &Vec<Arc<Kind>>| g.iter().map(|k| k.options.priority).max().unwrap_or(0);
+    groups.sort_by_key(|g| std::cmp::Reverse(priority(g)));
+    groups
+}
+
+pub(super) async fn dispatch<S: Store + Clone>(config: Arc<Config<S>>, shared: Arc<Shared>) {
+    let groups = claim_groups(&config.kinds);
+    let mut wakeups = match config.store.listen().await {
+        Ok(w) => Some(w.poll_interval(config.poll_interval)),
+        Err(e) => {
+            shared.emit(WorkerEvent::StoreError {
+                error: format!("listen: {e}; polling only"),
+            });
+            None
+        }
+    };
+    shared.ready.send_replace(true);
+    let mut tick = tokio::time::interval(config.poll_interval);
+    loop {
+        if claim_round(&config, &shared, &groups).await.is_err() {
+            // The store is unreachable: back off one poll interval before trying again.
+            tokio::select! {
+                _ = shared.stop_claiming.cancelled() => return,
+                _ = tokio::time::sleep(config.poll_interval) => continue,
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = shared.stop_claiming.cancelled() => return,
+            _ = shared.freed.notified() => {
+                // Jobs started together tend to end together: let the others that are ending
+                // free their permits too, so one claim takes them all.
+                for _ in 0..4 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            _ = async {
+                match &mut wakeups {
+                    Some(w) => { w.next().await; }
+                    None => { tick.tick().await; }
+                }
+            } => {}
+        }
+    }
+}
+
+/// Claims and starts jobs while there is room and the claims come back full.
+async fn claim_round<S: Store + Clone>(
+    config: &Arc<Config<S>>,
+    shared: &Arc<Shared>,
+    groups: &[Vec<Arc<Kind>>],
+) -> Result<(), StoreError> {
+    loop {
+        let mut full = false;
+        for group in groups {
+            if shared.stop_claiming.is_cancelled() || shared.memory_high.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let global_free = config.limiter.available();
+            if global_free == 0 {
+                return Ok(());
+            }
+            let eligible: Vec<&Arc<Kind>> = group.iter().filter(|k| !k.blocked()).collect();
+            let kind_free = eligible.iter().map(|k| k.free()).min().unwrap_or(0);
+            let limit = global_free.min(kind_free).min(config.claim_batch as usize) as u32;
+            if limit == 0 {
+                continue;
+            }
+            let claim = Claim {
+                worker_id: config.id.to_string(),
+                queues: config.queues.clone(),
+                kinds: eligible.iter().map(|k| k.name.clone()).collect(),
+                limit,
+                lease_ttl: config.lease_ttl,
+                cluster_limit: match eligible.as_slice() {
+                    [one] => one.options.cluster_max,
+                    _ => None,
+                },
+            };
+            let jobs = match config.store.claim(&claim).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(worker = %config.id, error = %e, "claim failed");
+                    shared.emit(WorkerEvent::StoreError {
+                        error: format!("claim: {e}"),
+                    });
+                    return Err(e);
+                }
+            };
+            shared.counters.claimed(jobs.len());
+            full |= jobs.len() == limit as usize;
+            for job in jobs {
+                start_job(config, shared, job);
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+fn start_job<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>, job: Job) {
+    let lease = job.lease().expect("a claimed job is leased");
+    let kind = config
+        .kinds
+        .iter()
+        .find(|k| k.name == job.kind)
+        .expect("only registered kinds are claimed")
+        .clone();
+    let global = config.limiter.try_acquire_owned();
+    let local = kind.limiter.as_ref().map(Limiter::try_acquire_owned);
+    let breaker = kind.options.breaker.as_ref().map(|b| b.try_acquire());
+    let refused = match (&global, &local, &breaker) {
+        (Err(_), ..) | (_, Some(Err(_)), _) => Some(Duration::from_millis(50)),
+        (_, _, Some(Err(floodgate::breaker::BreakerError::Open { retry_after, .. }))) => {
+            Some(retry_after.unwrap_or(Duration::from_secs(1)))
+        }
+        (_, _, Some(Err(_))) => Some(Duration::from_secs(1)),
+        _ => None,
+    };
+    if let Some(delay) = refused {
+        // Claimed but not startable now (a half-open breaker out of probes): give it back
+        // without spending the attempt.
+        let store = config.store.clone();
+        let shared2 = shared.clone();
+        shared.jobs.spawn(async move {
+            let until = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            finish_store(
+                &shared2,
+                &job,
+                store.snooze(lease, until).await.map(|()| JobState::Pending),
+                || WorkerEvent::Snoozed {
+                    id: job.id,
+                    kind: job.kind.clone(),
+                    until,
+                },
+            );
+        });
+        return;
+    }
+    let breaker = breaker.map(|b| b.expect("checked above"));
+    let permits = (
+        global.expect("checked above"),
+        local.map(|l| l.expect("checked above")),
+    );
+    let stop = shared.hard_stop.child_token();
+    lock(&shared.running).insert(
+        job.id,
+        Running {
+            lease,
+            kind: job.kind.as_str().into(),
+            stop: stop.clone(),
+            lost: false,
+        },
+    );
+    let config = config.clone();
+    let shared = shared.clone();
+    shared.clone().jobs.spawn(async move {
+        let run = Run {
+            kind,
+            job,
+            lease,
+            stop,
+            breaker,
+            permits,
+        };
+        execute(&config, &shared, run).await;
+        lock(&shared.running).remove(&lease.id);
+        if shared.stop_claiming.is_cancelled() {
+            shared
+                .finished_while_stopping
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    });
+}

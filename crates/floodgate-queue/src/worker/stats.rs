@@ -1,0 +1,88 @@
+//! What a worker has done so far: counters read without a lock, like the primitives' stats.
+//!
+//! The event stream ([`WorkerHandle::events`](super::WorkerHandle::events)) drops events for a
+//! reader that falls behind; these counters never miss one. They are kept in one place, the
+//! worker's event emitter, so every path that reports an outcome counts it.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::events::WorkerEvent;
+
+/// A snapshot of a worker's counters, from [`WorkerHandle::stats`](super::WorkerHandle::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// Jobs claimed from the store.
+    pub claimed: u64,
+    /// Handler runs started.
+    pub started: u64,
+    /// Jobs that succeeded.
+    pub succeeded: u64,
+    /// Failed attempts that will be retried.
+    pub retried: u64,
+    /// Jobs sent dead (attempts used up, a permanent error, an undecodable payload).
+    pub dead: u64,
+    /// Jobs cancelled while running.
+    pub cancelled: u64,
+    /// Jobs put back without spending an attempt (snoozed by their handler, refused by a
+    /// half-open breaker, or released at the shutdown deadline).
+    pub snoozed: u64,
+    /// Outcomes not written because the job's lease was lost.
+    pub lease_lost: u64,
+    /// Store operations that failed (claims, heartbeats, outcome writes).
+    pub store_errors: u64,
+    /// Jobs running now.
+    pub running: u64,
+}
+
+/// The live counters behind [`WorkerStats`].
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    claimed: AtomicU64,
+    started: AtomicU64,
+    succeeded: AtomicU64,
+    retried: AtomicU64,
+    dead: AtomicU64,
+    cancelled: AtomicU64,
+    snoozed: AtomicU64,
+    lease_lost: AtomicU64,
+    store_errors: AtomicU64,
+}
+
+impl Counters {
+    /// Counts what `event` reports.
+    pub(super) fn count(&self, event: &WorkerEvent) {
+        let counter = match event {
+            WorkerEvent::Started { .. } => &self.started,
+            WorkerEvent::Succeeded { .. } => &self.succeeded,
+            WorkerEvent::Failed { .. } => &self.retried,
+            WorkerEvent::Dead { .. } => &self.dead,
+            WorkerEvent::Cancelled { .. } => &self.cancelled,
+            WorkerEvent::Snoozed { .. } => &self.snoozed,
+            WorkerEvent::LeaseLost { .. } => &self.lease_lost,
+            WorkerEvent::StoreError { .. } => &self.store_errors,
+            _ => return,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Counts `n` claimed jobs.
+    pub(super) fn claimed(&self, n: usize) {
+        self.claimed.fetch_add(n as u64, Relaxed);
+    }
+
+    pub(super) fn snapshot(&self, running: usize) -> WorkerStats {
+        WorkerStats {
+            claimed: self.claimed.load(Relaxed),
+            started: self.started.load(Relaxed),
+            succeeded: self.succeeded.load(Relaxed),
+            retried: self.retried.load(Relaxed),
+            dead: self.dead.load(Relaxed),
+            cancelled: self.cancelled.load(Relaxed),
+            snoozed: self.snoozed.load(Relaxed),
+            lease_lost: self.lease_lost.load(Relaxed),
+            store_errors: self.store_errors.load(Relaxed),
+            running: running as u64,
+        }
+    }
+}
