@@ -45,7 +45,6 @@ mod message;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{
     AtomicBool, AtomicU64,
@@ -54,7 +53,6 @@ use std::sync::atomic::{
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -66,6 +64,7 @@ pub use message::{
 
 use crate::breaker::{BreakerError, CircuitBreaker};
 use crate::histogram::LogHistogram;
+use crate::isolate::{Isolated, isolate};
 use crate::limiter::Limiter;
 use crate::sync::{Mutex, lock};
 
@@ -550,24 +549,14 @@ impl Inner {
             None => None,
         };
         let run = async {
-            let guarded = AssertUnwindSafe(handler(params)).catch_unwind();
-            let outcome = match options.timeout {
-                None => guarded.await,
-                Some(t) => match tokio::time::timeout(t, guarded).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        return Err(HandlerError::internal(format!(
-                            "{method} timed out after {t:?}"
-                        )));
-                    }
-                },
-            };
-            match outcome {
-                Ok(r) => r,
-                Err(panic) => {
+            match isolate(handler(params), options.timeout).await {
+                Ok(result) => result,
+                Err(Isolated::TimedOut(t)) => Err(HandlerError::internal(format!(
+                    "{method} timed out after {t:?}"
+                ))),
+                Err(Isolated::Panicked(msg)) => {
                     self.counters.panicked.fetch_add(1, Relaxed);
                     self.counters.metrics.panicked.increment(1);
-                    let msg = crate::panic::message(&*panic);
                     tracing::error!(processor = %self.name, %method, panic = %msg, "handler panicked");
                     Err(HandlerError::internal(format!("{method} panicked: {msg}")))
                 }

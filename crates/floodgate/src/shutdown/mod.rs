@@ -60,7 +60,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +71,7 @@ pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;
 
 use crate::Limiter;
+use crate::isolate::isolate;
 use crate::sync::{Mutex, lock};
 
 type HookFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
@@ -296,12 +296,11 @@ impl Shutdown {
         let hooks: Vec<Hook> = std::mem::take(&mut *lock(&inner.hooks));
         let hook_timeout = inner.hook_timeout;
         let outcomes = join_all(hooks.into_iter().map(|(name, hook)| async move {
-            let run = AssertUnwindSafe(async move { hook().await }).catch_unwind();
-            let outcome = match tokio::time::timeout(hook_timeout, run).await {
-                Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(e))) => Err(e),
-                Ok(Err(panic)) => Err(format!("panicked: {}", crate::panic::message(&*panic))),
-                Err(_) => Err(format!("timed out after {hook_timeout:?}")),
+            // `hook()` runs inside the isolated future, so a panic while making it is caught too.
+            let outcome = match isolate(async move { hook().await }, Some(hook_timeout)).await {
+                Ok(result) => result,
+                // "panicked: <message>" or "timed out after <timeout>".
+                Err(isolated) => Err(isolated.to_string()),
             };
             (name, outcome)
         }))
