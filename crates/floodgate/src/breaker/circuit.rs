@@ -168,6 +168,11 @@ impl CircuitBreaker {
     /// Runs `op` through the breaker; when the breaker is open or the call fails, returns what
     /// `fallback` makes of the error instead (e.g. a cached answer).
     ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Self::call) while `op` runs; dropping the future while `fallback` runs
+    /// cancels `fallback` (the call's outcome is already recorded).
+    ///
     /// ```
     /// use floodgate::breaker::CircuitBreaker;
     /// # #[tokio::main(flavor = "current_thread")]

@@ -178,6 +178,11 @@ impl Processor {
     }
 
     /// Queues `notification`, waiting for room; returns once it is accepted.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it returns queues nothing; once it has
+    /// returned `Ok`, the notification is queued and runs.
     pub async fn notify(&self, notification: Notification) -> Result<(), ProcessorError> {
         self.engine
             .send(Job::Notification(notification, Instant::now()))
@@ -193,6 +198,14 @@ impl Processor {
     /// Stops accepting (later submissions fail with `ShuttingDown`), lets queued and running
     /// messages finish until `deadline`, then cancels what is left (their submitters get
     /// [`ProcessorError::Cancelled`]) and reports.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. The first poll stops accepting for good and takes the workers over.
+    /// Dropping the future before it returns aborts the workers at once (the running messages
+    /// are cancelled) but leaves the queue as it is: messages still queued are answered
+    /// `Cancelled` only when the last handle to the processor is dropped, and a later
+    /// `shutdown`, finding no workers, reports `drained`.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         self.engine.shutdown(deadline).await
     }

@@ -267,6 +267,11 @@ impl Shutdown {
     /// # Panics
     ///
     /// If the signal handlers can't be installed, or outside a Tokio runtime.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe while it waits for the signal: the handlers stay installed and a later call
+    /// waits again. Once the shutdown has started, as [`run`](Self::run).
     pub async fn run_on_signal(&self) -> ShutdownReport {
         if let Err(e) = self.listen_for_signals() {
             panic!("installing signal handlers: {e}");
@@ -278,6 +283,13 @@ impl Shutdown {
     }
 
     /// Runs the shutdown now: stop admitting, drain, hooks.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. The first poll starts the shutdown for good (the token is cancelled,
+    /// the limiters and the tracker closed). Dropping the future while it drains leaves the
+    /// hooks registered, so a later `run` drains again and runs them; dropping it while the
+    /// hooks run cancels them where they stand, and they don't run again.
     pub async fn run(&self) -> ShutdownReport {
         let start = Instant::now();
         let inner = &self.inner;
