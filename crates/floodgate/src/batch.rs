@@ -110,6 +110,10 @@ where
 }
 
 /// [`run_all`] over a [`Stream`] of items.
+///
+/// # Cancel safety
+///
+/// As [`run_all`]; the stream is dropped with the future.
 pub async fn run_all_stream<'a, S, F, Fut, T, E>(
     items: S,
     concurrency: impl Into<Concurrency<'a>>,
@@ -162,6 +166,10 @@ where
 }
 
 /// [`run_all_settled`] over a [`Stream`] of items.
+///
+/// # Cancel safety
+///
+/// As [`run_all`]; the stream is dropped with the future.
 pub async fn run_all_settled_stream<'a, S, F, Fut, T, E>(
     items: S,
     concurrency: impl Into<Concurrency<'a>>,

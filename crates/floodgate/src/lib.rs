@@ -14,6 +14,7 @@
 //! * [`shutdown`]: graceful shutdown: stop admitting, drain by a deadline, run isolated hooks.
 //! * [`processor`]: an in-memory JSON-RPC shaped worker pool with a bounded queue.
 //! * [`rate`]: GCRA rate limiting, direct and keyed (bounded), with a Tower layer.
+//! * [`isolate`]: run a future with its panic (and an optional timeout) caught as an error.
 //!
 //! ```
 //! use floodgate::{batch, Limiter};
@@ -36,6 +37,7 @@ pub mod breaker;
 pub mod flight;
 pub mod hedge;
 mod histogram;
+pub mod isolate;
 pub mod limiter;
 mod panic;
 pub mod processor;

@@ -181,7 +181,7 @@ impl BreakerConfig {
         count(
             "half_open_probes",
             u64::from(self.half_open_probes),
-            u64::from(super::circuit::MAX_PROBES),
+            u64::from(super::engine::MAX_PROBES),
         )?;
         Ok(())
     }

@@ -42,13 +42,18 @@
 //! assert_eq!(breaker.state(), State::Closed);
 //! # }
 //! ```
+//!
+//! The engine and its invariants are described in `engine.rs`.
 
 mod circuit;
 mod config;
+mod engine;
 mod error;
 mod events;
 mod outcome;
+mod permit;
 mod registry;
+mod stats;
 mod window;
 
 #[cfg(all(test, floodgate_loom))]
@@ -57,14 +62,16 @@ mod loom_tests;
 #[cfg(feature = "tower")]
 pub mod layer;
 
-pub use circuit::{BreakerStats, CallPermit, CircuitBreaker};
+pub use circuit::CircuitBreaker;
 pub use config::{
     BreakerBuilder, BreakerConfig, MAX_WINDOW_CALLS, OpenWait, TripPolicy, WindowKind,
 };
 pub use error::{BreakerConfigError, BreakerError};
 pub use events::{BreakerEvent, State};
 pub use outcome::Outcome;
+pub use permit::CallPermit;
 pub use registry::{
     BreakerRegistry, BreakerRegistryBuilder, Health, HealthReport, ProtectiveMode, RegistryError,
     RegistryEvent, UnknownNames,
 };
+pub use stats::BreakerStats;

@@ -8,10 +8,12 @@ use lru::LruCache;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::circuit::{BreakerStats, CircuitBreaker, TransitionHook};
+use super::circuit::CircuitBreaker;
 use super::config::BreakerConfig;
+use super::engine::TransitionHook;
 use super::error::BreakerConfigError;
 use super::events::{BreakerEvent, State};
+use super::stats::BreakerStats;
 use crate::Limiter;
 use crate::sync::{Mutex, lock};
 

@@ -54,10 +54,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use metrics::Counter;
 use tokio::sync::watch;
 
+use crate::isolate::{Isolated, isolate, panic_message};
 use crate::sync::{Mutex, lock};
 
 /// Why a single-flight call has no value.
@@ -256,7 +256,7 @@ where
                     let fut = match std::panic::catch_unwind(AssertUnwindSafe(work)) {
                         Ok(fut) => fut,
                         Err(panic) => {
-                            let error = FlightError::Panicked(crate::panic::message(&*panic));
+                            let error = FlightError::Panicked(panic_message(&*panic));
                             drop(entry);
                             let _ = tx.send(Some(Err(error.clone())));
                             return Err(error);
@@ -299,10 +299,12 @@ where
                 inner: &inner,
                 key: Some(&key),
             };
-            let result = match AssertUnwindSafe(work).catch_unwind().await {
+            // No timeout: the per-call timeout bounds each caller's wait, not the work.
+            let result = match isolate(work, None).await {
                 Ok(Ok(v)) => Ok(v),
                 Ok(Err(e)) => Err(FlightError::Failed(e)),
-                Err(panic) => Err(FlightError::Panicked(crate::panic::message(&*panic))),
+                Err(Isolated::Panicked(message)) => Err(FlightError::Panicked(message)),
+                Err(Isolated::TimedOut(_)) => unreachable!("isolated without a timeout"),
             };
             if let (Ok(v), Some((cache, ttl))) = (&result, &inner.cache) {
                 cache.set(&key, v, *ttl).await;

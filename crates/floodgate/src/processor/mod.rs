@@ -6,7 +6,7 @@
 //! wait and fail with [`ProcessorError::QueueFull`] at once. Unknown methods answer `-32601`,
 //! bad params `-32602`, failures inside handlers (errors, panics, timeouts) are isolated: the
 //! worker survives and the caller gets an error response. Methods can run under their own
-//! [`Limiter`], [`CircuitBreaker`] and timeout.
+//! [`Limiter`](crate::Limiter), [`CircuitBreaker`](crate::breaker::CircuitBreaker) and timeout.
 //!
 //! **Dispatch.** All workers pull from one shared bounded queue (an MPMC channel). The
 //! alternative, a bounded queue per worker with least-loaded dispatch, was measured beside it
@@ -40,276 +40,43 @@
 //! processor.shutdown(std::time::Duration::from_secs(1)).await;
 //! # }
 //! ```
+//!
+//! The engine and its invariants are described in `engine.rs`.
 
+mod builder;
+mod engine;
+mod error;
 mod message;
+mod stats;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{
-    AtomicBool, AtomicU64,
-    Ordering::{Acquire, Relaxed, Release},
-};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::sync::oneshot;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+pub use builder::{MethodOptions, ProcessorBuilder};
+pub use error::{ProcessorConfigError, ProcessorError};
 pub use message::{
     HandlerError, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, Notification, Request, Response,
 };
+pub use stats::{ProcessorStats, ShutdownReport};
 
-use crate::breaker::{BreakerError, CircuitBreaker};
-use crate::histogram::LogHistogram;
-use crate::limiter::Limiter;
-use crate::sync::{Mutex, lock};
-
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Value, HandlerError>> + Send>>;
-type Handler = Arc<dyn Fn(Value) -> BoxFuture + Send + Sync>;
-
-/// Why a message was not accepted or not answered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProcessorError {
-    /// The queue holds `capacity` messages; shed load or retry later.
-    #[error("processor queue is full ({capacity} messages)")]
-    QueueFull {
-        /// The queue's capacity.
-        capacity: usize,
-    },
-    /// The processor is shutting down and accepts nothing new.
-    #[error("processor is shutting down")]
-    ShuttingDown,
-    /// The message was accepted but cancelled by shutdown before it ran.
-    #[error("cancelled by shutdown before it ran")]
-    Cancelled,
-}
-
-/// Invalid processor settings.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProcessorConfigError {
-    /// Zero workers or zero capacity.
-    #[error("{0} must be at least 1")]
-    Zero(&'static str),
-}
-
-/// Per-method protection.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct MethodOptions {
-    /// Each call holds a permit of this limiter while it runs.
-    pub limiter: Option<Limiter>,
-    /// Calls go through this breaker (open: answered with `-32603` at once).
-    pub breaker: Option<CircuitBreaker>,
-    /// A call running longer is cancelled and answered with `-32603`.
-    pub timeout: Option<Duration>,
-}
-
-impl MethodOptions {
-    /// No protection.
-    pub fn new() -> Self {
-        MethodOptions::default()
-    }
-
-    /// Run under `limiter`.
-    pub fn limiter(mut self, limiter: Limiter) -> Self {
-        self.limiter = Some(limiter);
-        self
-    }
-
-    /// Run through `breaker`.
-    pub fn breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.breaker = Some(breaker);
-        self
-    }
-
-    /// Cancel calls slower than `timeout`.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-}
-
-#[derive(Clone)]
-struct Method {
-    handler: Handler,
-    options: MethodOptions,
-}
-
-enum Job {
-    Request(Request, oneshot::Sender<Response>, Instant),
-    Notification(Notification, Instant),
-}
-
-struct Counters {
-    processed: AtomicU64,
-    failed: AtomicU64,
-    panicked: AtomicU64,
-    rejected: AtomicU64,
-    latency: LogHistogram,
-    metrics: Metrics,
-}
-
-/// `floodgate_processor_*{processor="name"}` handles.
-struct Metrics {
-    processed: metrics::Counter,
-    failed: metrics::Counter,
-    panicked: metrics::Counter,
-    rejected: metrics::Counter,
-    queued: metrics::Gauge,
-    latency: metrics::Histogram,
-}
-
-impl Counters {
-    fn new(name: &str) -> Self {
-        let l = || name.to_owned();
-        Counters {
-            processed: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            panicked: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            latency: LogHistogram::default(),
-            metrics: Metrics {
-                processed: metrics::counter!("floodgate_processor_processed_total", "processor" => l()),
-                failed: metrics::counter!("floodgate_processor_failed_total", "processor" => l()),
-                panicked: metrics::counter!("floodgate_processor_panicked_total", "processor" => l()),
-                rejected: metrics::counter!("floodgate_processor_rejected_total", "processor" => l()),
-                queued: metrics::gauge!("floodgate_processor_queued", "processor" => l()),
-                latency: metrics::histogram!("floodgate_processor_latency_seconds", "processor" => l()),
-            },
-        }
-    }
-}
-
-struct Inner {
-    name: String,
-    capacity: usize,
-    methods: RwLock<HashMap<String, Method>>,
-    tx: async_channel::Sender<Job>,
-    /// Kept to drop (and so cancel) whatever is still queued when the deadline passes.
-    rx: async_channel::Receiver<Job>,
-    shutting_down: AtomicBool,
-    workers: Mutex<JoinSet<()>>,
-    per_worker: Vec<AtomicU64>,
-    counters: Counters,
-}
-
-/// Counters and gauges of a [`Processor`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ProcessorStats {
-    /// Messages waiting in the shared queue.
-    pub queued: usize,
-    /// The queue's capacity.
-    pub capacity: usize,
-    /// Messages each worker has processed (shows how evenly load spreads).
-    pub per_worker: Vec<u64>,
-    /// Messages processed.
-    pub processed: u64,
-    /// Of those, answered with an error (including panics and timeouts).
-    pub failed: u64,
-    /// Of those, handler panics.
-    pub panicked: u64,
-    /// Submissions refused (queue full or shutting down).
-    pub rejected: u64,
-    /// Median time from submission to the end of the handler.
-    pub latency_p50: Duration,
-    /// 99th percentile of the same.
-    pub latency_p99: Duration,
-}
-
-/// What [`Processor::shutdown`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ShutdownReport {
-    /// Whether queued and running messages all finished before the deadline.
-    pub drained: bool,
-    /// Messages cancelled at the deadline (still queued or running).
-    pub cancelled: usize,
-}
-
-/// Builds a [`Processor`].
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct ProcessorBuilder {
-    workers: usize,
-    capacity: usize,
-    name: String,
-}
-
-impl ProcessorBuilder {
-    /// Worker tasks (default 4).
-    pub fn workers(mut self, n: usize) -> Self {
-        self.workers = n;
-        self
-    }
-
-    /// Messages the queue holds (default 1,024).
-    pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.capacity = n;
-        self
-    }
-
-    /// Name for metrics and logs.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// Starts the workers (on the current Tokio runtime).
-    ///
-    /// # Panics
-    ///
-    /// Outside a Tokio runtime.
-    pub fn build(self) -> Result<Processor, ProcessorConfigError> {
-        if self.workers == 0 {
-            return Err(ProcessorConfigError::Zero("workers"));
-        }
-        if self.capacity == 0 {
-            return Err(ProcessorConfigError::Zero("queue_capacity"));
-        }
-        let (tx, rx) = async_channel::bounded(self.capacity);
-        let inner = Arc::new(Inner {
-            counters: Counters::new(&self.name),
-            name: self.name,
-            capacity: self.capacity,
-            methods: RwLock::new(HashMap::new()),
-            tx,
-            rx: rx.clone(),
-            shutting_down: AtomicBool::new(false),
-            workers: Mutex::new(JoinSet::new()),
-            per_worker: (0..self.workers).map(|_| AtomicU64::new(0)).collect(),
-        });
-        {
-            let mut workers = lock(&inner.workers);
-            for index in 0..self.workers {
-                let (inner, rx) = (inner.clone(), rx.clone());
-                workers.spawn(async move {
-                    while let Ok(job) = rx.recv().await {
-                        inner.run(job).await;
-                        inner.per_worker[index].fetch_add(1, Relaxed);
-                    }
-                });
-            }
-        }
-        Ok(Processor { inner })
-    }
-}
+use engine::{Engine, Handler, Job};
 
 /// An in-memory worker pool; see the [module docs](self). Clones share it.
 #[derive(Clone)]
 pub struct Processor {
-    inner: Arc<Inner>,
+    engine: Arc<Engine>,
 }
 
 impl std::fmt::Debug for Processor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Processor")
-            .field("name", &self.inner.name)
+            .field("name", &self.engine.name)
             .finish_non_exhaustive()
     }
 }
@@ -339,11 +106,7 @@ impl Future for Pending {
 impl Processor {
     /// Starts building a processor.
     pub fn builder() -> ProcessorBuilder {
-        ProcessorBuilder {
-            workers: 4,
-            capacity: 1_024,
-            name: "processor".to_owned(),
-        }
+        ProcessorBuilder::new()
     }
 
     /// Registers (or replaces) the handler of `method`.
@@ -366,12 +129,7 @@ impl Processor {
         Fut: Future<Output = Result<Value, HandlerError>> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |params| Box::pin(handler(params)));
-        let mut methods = self
-            .inner
-            .methods
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        methods.insert(method.into(), Method { handler, options });
+        self.engine.register(method.into(), handler, options);
     }
 
     /// Registers a handler with typed params and result: params that don't deserialize into
@@ -404,7 +162,9 @@ impl Processor {
     /// still runs and its response is discarded.
     pub async fn submit(&self, request: Request) -> Result<Response, ProcessorError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Job::Request(request, tx, Instant::now())).await?;
+        self.engine
+            .send(Job::Request(request, tx, Instant::now()))
+            .await?;
         Pending(rx).await
     }
 
@@ -412,173 +172,46 @@ impl Processor {
     /// response.
     pub fn try_submit(&self, request: Request) -> Result<Pending, ProcessorError> {
         let (tx, rx) = oneshot::channel();
-        self.try_send(Job::Request(request, tx, Instant::now()))?;
+        self.engine
+            .try_send(Job::Request(request, tx, Instant::now()))?;
         Ok(Pending(rx))
     }
 
     /// Queues `notification`, waiting for room; returns once it is accepted.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it returns queues nothing; once it has
+    /// returned `Ok`, the notification is queued and runs.
     pub async fn notify(&self, notification: Notification) -> Result<(), ProcessorError> {
-        self.send(Job::Notification(notification, Instant::now()))
+        self.engine
+            .send(Job::Notification(notification, Instant::now()))
             .await
     }
 
     /// Queues `notification` only if there is room now.
     pub fn try_notify(&self, notification: Notification) -> Result<(), ProcessorError> {
-        self.try_send(Job::Notification(notification, Instant::now()))
-    }
-
-    async fn send(&self, job: Job) -> Result<(), ProcessorError> {
-        if self.inner.shutting_down.load(Acquire) {
-            return Err(self.inner.reject(ProcessorError::ShuttingDown));
-        }
-        self.inner
-            .tx
-            .send(job)
-            .await
-            .map_err(|_| self.inner.reject(ProcessorError::ShuttingDown))
-    }
-
-    fn try_send(&self, job: Job) -> Result<(), ProcessorError> {
-        if self.inner.shutting_down.load(Acquire) {
-            return Err(self.inner.reject(ProcessorError::ShuttingDown));
-        }
-        self.inner.tx.try_send(job).map_err(|e| {
-            self.inner.reject(match e {
-                async_channel::TrySendError::Full(_) => ProcessorError::QueueFull {
-                    capacity: self.inner.capacity,
-                },
-                async_channel::TrySendError::Closed(_) => ProcessorError::ShuttingDown,
-            })
-        })
+        self.engine
+            .try_send(Job::Notification(notification, Instant::now()))
     }
 
     /// Stops accepting (later submissions fail with `ShuttingDown`), lets queued and running
     /// messages finish until `deadline`, then cancels what is left (their submitters get
     /// [`ProcessorError::Cancelled`]) and reports.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. The first poll stops accepting for good and takes the workers over.
+    /// Dropping the future before it returns aborts the workers at once (the running messages
+    /// are cancelled) but leaves the queue as it is: messages still queued are answered
+    /// `Cancelled` only when the last handle to the processor is dropped, and a later
+    /// `shutdown`, finding no workers, reports `drained`.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
-        let inner = &self.inner;
-        inner.shutting_down.store(true, Release);
-        inner.tx.close(); // workers drain what is queued, then stop
-        let mut workers = std::mem::take(&mut *lock(&inner.workers));
-        let drained = tokio::time::timeout(deadline, async {
-            while workers.join_next().await.is_some() {}
-        })
-        .await
-        .is_ok();
-        let mut cancelled = 0;
-        if !drained {
-            cancelled = inner.tx.len() + workers.len();
-            workers.abort_all();
-            while workers.join_next().await.is_some() {}
-            // Dropping a queued request drops its reply channel: its submitter gets `Cancelled`.
-            while inner.rx.try_recv().is_ok() {}
-        }
-        tracing::info!(processor = %inner.name, drained, cancelled, "processor shut down");
-        ShutdownReport { drained, cancelled }
+        self.engine.shutdown(deadline).await
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> ProcessorStats {
-        let c = &self.inner.counters;
-        ProcessorStats {
-            queued: self.inner.tx.len(),
-            capacity: self.inner.capacity,
-            per_worker: self
-                .inner
-                .per_worker
-                .iter()
-                .map(|n| n.load(Relaxed))
-                .collect(),
-            processed: c.processed.load(Relaxed),
-            failed: c.failed.load(Relaxed),
-            panicked: c.panicked.load(Relaxed),
-            rejected: c.rejected.load(Relaxed),
-            latency_p50: c.latency.quantile(0.5, 0).unwrap_or_default(),
-            latency_p99: c.latency.quantile(0.99, 0).unwrap_or_default(),
-        }
-    }
-}
-
-impl Inner {
-    fn reject(&self, e: ProcessorError) -> ProcessorError {
-        self.counters.rejected.fetch_add(1, Relaxed);
-        self.counters.metrics.rejected.increment(1);
-        e
-    }
-
-    async fn run(&self, job: Job) {
-        let (method, params, reply, queued_at) = match job {
-            Job::Request(r, tx, at) => (r.method, r.params, Some((r.id, tx)), at),
-            Job::Notification(n, at) => (n.method, n.params, None, at),
-        };
-        let outcome = self.call(&method, params).await;
-        let c = &self.counters;
-        let latency = queued_at.elapsed();
-        c.processed.fetch_add(1, Relaxed);
-        c.latency.record(latency);
-        c.metrics.processed.increment(1);
-        c.metrics.latency.record(latency.as_secs_f64());
-        c.metrics.queued.set(self.tx.len() as f64);
-        if let Err(e) = &outcome {
-            c.failed.fetch_add(1, Relaxed);
-            c.metrics.failed.increment(1);
-            tracing::debug!(processor = %self.name, %method, error = %e, "handler failed");
-        }
-        if let Some((id, tx)) = reply {
-            let _ = tx.send(Response::new(id, outcome));
-        }
-    }
-
-    async fn call(&self, method: &str, params: Value) -> Result<Value, HandlerError> {
-        // Clone the handler out: no lock is held across an await.
-        let found = {
-            let methods = self.methods.read().unwrap_or_else(|p| p.into_inner());
-            methods.get(method).cloned()
-        };
-        let Some(Method { handler, options }) = found else {
-            return Err(HandlerError::new(
-                METHOD_NOT_FOUND,
-                format!("method not found: {method}"),
-            ));
-        };
-        let _permit = match &options.limiter {
-            Some(l) => Some(
-                l.acquire_owned()
-                    .await
-                    .map_err(|e| HandlerError::internal(format!("{method}: {e}")))?,
-            ),
-            None => None,
-        };
-        let run = async {
-            let guarded = AssertUnwindSafe(handler(params)).catch_unwind();
-            let outcome = match options.timeout {
-                None => guarded.await,
-                Some(t) => match tokio::time::timeout(t, guarded).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        return Err(HandlerError::internal(format!(
-                            "{method} timed out after {t:?}"
-                        )));
-                    }
-                },
-            };
-            match outcome {
-                Ok(r) => r,
-                Err(panic) => {
-                    self.counters.panicked.fetch_add(1, Relaxed);
-                    self.counters.metrics.panicked.increment(1);
-                    let msg = crate::panic::message(&*panic);
-                    tracing::error!(processor = %self.name, %method, panic = %msg, "handler panicked");
-                    Err(HandlerError::internal(format!("{method} panicked: {msg}")))
-                }
-            }
-        };
-        match &options.breaker {
-            None => run.await,
-            Some(b) => b.call(|| run).await.map_err(|e| match e {
-                BreakerError::Inner(e) => e,
-                other => HandlerError::internal(other.to_string()),
-            }),
-        }
+        self.engine.stats()
     }
 }

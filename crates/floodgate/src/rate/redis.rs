@@ -235,11 +235,20 @@ impl RedisRateLimiter {
     }
 
     /// Takes one cell for `key`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`check_n`](Self::check_n).
     pub async fn check(&self, key: &str) -> Result<(), RateError> {
         self.check_n(key, 1).await
     }
 
     /// Takes `n` cells for `key`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Nothing is left behind locally, but a command already sent when the future is dropped
+    /// may still take its cells in Redis, as if the call had been allowed.
     pub async fn check_n(&self, key: &str, n: u32) -> Result<(), RateError> {
         if n > self.quota.burst {
             return Err(RateError::Limited(NotUntil::Never {
@@ -388,6 +397,12 @@ impl GlobalLimiter {
     }
 
     /// Takes a permit if fewer than `limit` are held fleet-wide; `Ok(None)` when none is free.
+    ///
+    /// # Cancel safety
+    ///
+    /// A permit returned is released by its drop. But a command already sent when the future
+    /// is dropped may still take a lease in Redis that no permit owns: nobody renews it, and
+    /// the slot comes back when the lease's TTL passes.
     pub async fn try_acquire(&self) -> Result<Option<GlobalPermit>, RateError> {
         let id = format!("{:032x}", rand::random::<u128>());
         let ttl_ms = self.ttl.as_millis() as u64;
@@ -412,7 +427,9 @@ impl GlobalLimiter {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a permit taken just before cancellation is released by its drop.
+    /// Cancel safe: a permit taken just before cancellation is released by its drop. A command
+    /// in flight when the future is dropped may leave an unowned lease, as with
+    /// [`try_acquire`](Self::try_acquire), until its TTL passes.
     pub async fn acquire(&self, timeout: Duration) -> Result<Option<GlobalPermit>, RateError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pause = Duration::from_millis(5);
@@ -459,6 +476,10 @@ impl GlobalLimiter {
     }
 
     /// Permits held fleet-wide now (expired leases not counted).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
     pub async fn held(&self) -> Result<u32, RateError> {
         let script = Script::new(
             "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \

@@ -60,7 +60,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +71,7 @@ pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;
 
 use crate::Limiter;
+use crate::isolate::isolate;
 use crate::sync::{Mutex, lock};
 
 type HookFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
@@ -267,6 +267,11 @@ impl Shutdown {
     /// # Panics
     ///
     /// If the signal handlers can't be installed, or outside a Tokio runtime.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe while it waits for the signal: the handlers stay installed and a later call
+    /// waits again. Once the shutdown has started, as [`run`](Self::run).
     pub async fn run_on_signal(&self) -> ShutdownReport {
         if let Err(e) = self.listen_for_signals() {
             panic!("installing signal handlers: {e}");
@@ -278,6 +283,13 @@ impl Shutdown {
     }
 
     /// Runs the shutdown now: stop admitting, drain, hooks.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. The first poll starts the shutdown for good (the token is cancelled,
+    /// the limiters and the tracker closed). Dropping the future while it drains leaves the
+    /// hooks registered, so a later `run` drains again and runs them; dropping it while the
+    /// hooks run cancels them where they stand, and they don't run again.
     pub async fn run(&self) -> ShutdownReport {
         let start = Instant::now();
         let inner = &self.inner;
@@ -296,12 +308,11 @@ impl Shutdown {
         let hooks: Vec<Hook> = std::mem::take(&mut *lock(&inner.hooks));
         let hook_timeout = inner.hook_timeout;
         let outcomes = join_all(hooks.into_iter().map(|(name, hook)| async move {
-            let run = AssertUnwindSafe(async move { hook().await }).catch_unwind();
-            let outcome = match tokio::time::timeout(hook_timeout, run).await {
-                Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(e))) => Err(e),
-                Ok(Err(panic)) => Err(format!("panicked: {}", crate::panic::message(&*panic))),
-                Err(_) => Err(format!("timed out after {hook_timeout:?}")),
+            // `hook()` runs inside the isolated future, so a panic while making it is caught too.
+            let outcome = match isolate(async move { hook().await }, Some(hook_timeout)).await {
+                Ok(result) => result,
+                // "panicked: <message>" or "timed out after <timeout>".
+                Err(isolated) => Err(isolated.to_string()),
             };
             (name, outcome)
         }))
