@@ -282,6 +282,14 @@ impl NewJob {
         &self.kind
     }
 
+    /// Checks the job as a store's `enqueue` would, with a payload limit of
+    /// `max_payload_bytes`, without writing anything: a caller that batches jobs from several
+    /// sources (the server's group commit) refuses a bad one alone instead of failing the
+    /// whole batch.
+    pub fn check(&self, max_payload_bytes: usize) -> Result<(), StoreError> {
+        crate::store::validate_job(self, max_payload_bytes)
+    }
+
     /// Checks what the database would otherwise reject less clearly.
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         validate_name("queue", &self.queue)?;

@@ -1,0 +1,341 @@
+//! Producers' routes: enqueue (one job or a batch; 202 with a status monitor), status, list,
+//! cancel and retry. Handlers only translate HTTP to store calls; no SQL here.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use floodgate_queue::{JobId, JobState, ListJobs, NewJob, Store};
+use serde_json::Value;
+
+use super::model::{
+    Accepted, ApiState, BatchAccepted, BatchRequest, JobList, JobRequest, JobView, ListQuery,
+    Reported,
+};
+use crate::error::{ApiError, ApiResult, Code};
+use crate::state::AppState;
+
+/// Enqueue one job, or a batch (`{"jobs": [...]}`) in one transaction.
+///
+/// One job answers `202 Accepted` with a `Location` to poll; a repeated `Idempotency-Key`
+/// (header, or `idempotency_key` per job in a batch) answers `200` with the original job,
+/// and `422 IDEMPOTENCY_KEY_REUSED` when the request differs from the original. Keys are
+/// kept as long as the job row (until retention deletes the finished job).
+#[utoipa::path(
+    post, path = "/v1/jobs", tag = "jobs",
+    request_body(content = JobRequest, description = "One job, or `{\"jobs\": [JobRequest, ...]}`"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeat of this request return the first job")),
+    responses(
+        (status = 202, description = "Stored; poll the Location", body = Accepted),
+        (status = 200, description = "A repeat of an earlier request: the original job", body = Accepted),
+        (status = 400, description = "Malformed JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A payload over max_payload_bytes", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid job, or an idempotency key reused with another request", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn enqueue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(body) = body?;
+    let is_batch = body.as_object().is_some_and(|o| o.contains_key("jobs"));
+    if is_batch {
+        let batch: BatchRequest = serde_json::from_value(body)
+            .map_err(|e| ApiError::new(Code::ValidationFailed, e.to_string()))?;
+        return enqueue_batch(&state, batch).await;
+    }
+    let request: JobRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::new(Code::ValidationFailed, e.to_string()))?;
+    let key = idempotency_header(&headers)?;
+    let mut job = new_job(&request, "", state.config().max_payload_bytes)?;
+    if let Some(key) = key {
+        if request.idempotency_key.as_ref().is_some_and(|k| *k != key) {
+            return Err(ApiError::invalid(
+                "idempotency_key",
+                "differs from the Idempotency-Key header; send one of them",
+            ));
+        }
+        job = job.idempotency_key(key);
+    }
+    let enqueued = state.enqueuer().enqueue(job).await?;
+    if enqueued.inserted {
+        let accepted = accepted(enqueued.id, request.run_at, false);
+        return Ok(with_location(StatusCode::ACCEPTED, accepted));
+    }
+    // A repeat: the same request must find the same job.
+    let original = state
+        .store()
+        .job(enqueued.id)
+        .await?
+        .ok_or_else(|| ApiError::new(Code::Internal, "the original job vanished"))?;
+    if !same_request(&request, &original) {
+        return Err(ApiError::new(
+            Code::IdempotencyKeyReused,
+            format!(
+                "the idempotency key was first used for job {} with a different request; use a \
+                 new key for a new request",
+                original.id
+            ),
+        ));
+    }
+    let mut accepted = accepted(original.id, None, true);
+    accepted.state = ApiState::of(&original);
+    Ok(with_location(StatusCode::OK, accepted))
+}
+
+async fn enqueue_batch(state: &AppState, batch: BatchRequest) -> ApiResult<Response> {
+    let max = state.config().max_batch;
+    if batch.jobs.is_empty() || batch.jobs.len() > max {
+        return Err(ApiError::invalid(
+            "jobs",
+            format!("{} jobs; send 1 to {max} in one batch", batch.jobs.len()),
+        ));
+    }
+    let mut jobs = Vec::with_capacity(batch.jobs.len());
+    for (i, request) in batch.jobs.iter().enumerate() {
+        jobs.push(new_job(
+            request,
+            &format!("jobs[{i}]."),
+            state.config().max_payload_bytes,
+        )?);
+    }
+    let out = state.store().enqueue_many(jobs).await?;
+    let accepted = out
+        .iter()
+        .zip(&batch.jobs)
+        .map(|(e, r)| accepted(e.id, r.run_at, !e.inserted))
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(BatchAccepted { jobs: accepted })).into_response())
+}
+
+fn accepted(id: JobId, run_at: Option<chrono::DateTime<Utc>>, duplicate: bool) -> Accepted {
+    let state = match run_at {
+        Some(at) if at > Utc::now() => ApiState::Scheduled,
+        _ => ApiState::Pending,
+    };
+    Accepted {
+        id: id.0,
+        state,
+        duplicate,
+        location: format!("/v1/jobs/{}", id.0),
+    }
+}
+
+fn with_location(status: StatusCode, accepted: Accepted) -> Response {
+    let location = HeaderValue::from_str(&accepted.location).expect("an ASCII path");
+    let mut response = (status, Json(accepted)).into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+}
+
+/// The `Idempotency-Key` header, checked.
+fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(|k| k.trim_matches('"').to_owned())
+        .filter(|k| !k.is_empty() && k.len() <= floodgate_queue::MAX_NAME_LEN)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            )
+        })?;
+    Ok(Some(key))
+}
+
+/// A store job from a request, checked as the store would (payload at most `max_payload`
+/// bytes); `at` prefixes field names in errors (`jobs[3].`).
+fn new_job(r: &JobRequest, at: &str, max_payload: usize) -> ApiResult<NewJob> {
+    let mut job = NewJob::new(r.kind.clone(), r.payload.clone());
+    if let Some(q) = &r.queue {
+        job = job.queue(q.clone());
+    }
+    if let Some(p) = r.priority {
+        if !(1..=10).contains(&p) {
+            return Err(ApiError::invalid(
+                &format!("{at}priority"),
+                format!("{p} is outside 1..=10"),
+            ));
+        }
+        job = job.priority(p);
+    }
+    if let Some(t) = r.run_at {
+        job = job.run_at(t);
+    }
+    if let Some(n) = r.max_attempts {
+        job = job.max_attempts(n);
+    }
+    if let Some(k) = &r.idempotency_key {
+        job = job.idempotency_key(k.clone());
+    }
+    if let Some(k) = &r.ordering_key {
+        job = job.ordering_key(k.clone());
+    }
+    if let Some(m) = &r.metadata {
+        if !m.is_object() {
+            return Err(ApiError::invalid(
+                &format!("{at}metadata"),
+                "must be a JSON object",
+            ));
+        }
+        job = job.metadata(m.clone());
+    }
+    // The store's own checks, reported with the field's path.
+    job.check(max_payload).map_err(|e| match e {
+        floodgate_queue::StoreError::Invalid { field, reason } => {
+            ApiError::invalid(&format!("{at}{field}"), reason)
+        }
+        other => {
+            let e = ApiError::from(other);
+            ApiError::new(e.code(), format!("{at}payload: {}", e.detail()))
+        }
+    })?;
+    Ok(job)
+}
+
+/// Whether `r` asks for what `job` was enqueued with.
+fn same_request(r: &JobRequest, job: &floodgate_queue::Job) -> bool {
+    r.kind == job.kind
+        && r.payload == job.payload
+        && r.queue.as_deref().unwrap_or(floodgate_queue::DEFAULT_QUEUE) == job.queue
+        && r.priority.unwrap_or(floodgate_queue::DEFAULT_PRIORITY) == job.priority
+        && r.max_attempts
+            .unwrap_or(floodgate_queue::DEFAULT_MAX_ATTEMPTS)
+            == job.max_attempts
+        && r.ordering_key == job.ordering_key
+}
+
+/// A job's status; `Retry-After` says when to poll again while it is not finished.
+#[utoipa::path(
+    get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = i64, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 404, description = "No such job", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_job(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path(id) = id?;
+    let job = state
+        .store()
+        .job(JobId(id))
+        .await?
+        .ok_or_else(|| ApiError::new(Code::NotFound, format!("job {id} does not exist")))?;
+    let view = JobView::from(job);
+    let retry_after = (!view.state.is_finished()).then(|| {
+        let until = (view.run_at - Utc::now()).num_seconds();
+        until.clamp(1, 3600) as u64
+    });
+    let mut response = Json(view).into_response();
+    if let Some(s) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    Ok(response)
+}
+
+/// Jobs, newest first, a page at a time (keyset: pass `next` as `cursor`).
+#[utoipa::path(
+    get, path = "/v1/jobs", tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page", body = JobList),
+        (status = 422, description = "A bad filter", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Json<JobList>> {
+    let Query(q) = query?;
+    let list = ListJobs {
+        queue: q.queue,
+        kind: q.kind,
+        state: q.state.as_deref().map(parse_state).transpose()?,
+        before: q.cursor.map(JobId),
+        limit: q.limit.unwrap_or(100),
+    };
+    let page = state.store().list(&list).await?;
+    Ok(Json(JobList {
+        jobs: page.jobs.into_iter().map(JobView::from).collect(),
+        next: page.next.map(|id| id.0),
+    }))
+}
+
+/// A state filter: stored states, and the client-facing names that map onto them.
+pub(crate) fn parse_state(s: &str) -> ApiResult<JobState> {
+    Ok(match s {
+        "pending" | "scheduled" => JobState::Pending,
+        "running" => JobState::Running,
+        "succeeded" => JobState::Succeeded,
+        "failed" | "failed_will_retry" => JobState::Failed,
+        "dead" => JobState::Dead,
+        "cancelled" => JobState::Cancelled,
+        other => {
+            return Err(ApiError::invalid(
+                "state",
+                format!(
+                    "{other:?} is not a state; use pending, running, succeeded, failed, dead or \
+                     cancelled"
+                ),
+            ));
+        }
+    })
+}
+
+/// Cancels a waiting job at once; a running one is asked to stop (its worker sees
+/// `cancel_requested` at its next heartbeat).
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = i64, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Cancelled (or cancellation requested)", body = Reported),
+        (status = 404, description = "No such job", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already finished", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> ApiResult<Json<Reported>> {
+    let Path(id) = id?;
+    let now = state.store().cancel(JobId(id)).await?;
+    let state = match now {
+        JobState::Running => ApiState::Running,
+        _ => ApiState::Cancelled,
+    };
+    Ok(Json(Reported { id, state }))
+}
+
+/// Runs a dead or cancelled job again, with a fresh set of attempts.
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = i64, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Pending again", body = Reported),
+        (status = 404, description = "No such job", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not dead or cancelled (INVALID_STATE)", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn retry(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> ApiResult<Json<Reported>> {
+    let Path(id) = id?;
+    state.store().retry_dead(JobId(id)).await?;
+    Ok(Json(Reported {
+        id,
+        state: ApiState::Pending,
+    }))
+}

@@ -1,0 +1,78 @@
+//! The HTTP API's routes and its OpenAPI document, generated from the handlers' annotations
+//! (so the document cannot drift from the code).
+
+pub mod jobs;
+pub mod model;
+pub mod ops;
+pub mod queues;
+pub mod workers;
+
+use axum::Router;
+use axum::routing::{get, post};
+use utoipa::OpenApi;
+
+use crate::state::AppState;
+
+/// The OpenAPI document of every route.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "floodgate",
+        description = "A durable job queue over HTTP: enqueue (202 + status polling), workers in \
+                       any language with lease-fenced reports, queues, health and metrics. Every \
+                       error is an RFC 9457 problem document with a stable `code`."
+    ),
+    paths(
+        jobs::enqueue, jobs::get_job, jobs::list_jobs, jobs::cancel, jobs::retry,
+        workers::claim, workers::heartbeat, workers::complete, workers::fail, workers::snooze,
+        queues::list_queues, queues::pause, queues::resume,
+        ops::live, ops::ready, ops::metrics, ops::openapi,
+    ),
+    components(schemas(crate::error::Problem, crate::error::Code, model::BatchRequest, model::BatchAccepted)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "jobs", description = "Enqueue and follow jobs"),
+        (name = "workers", description = "Claim and report on jobs from any language"),
+        (name = "queues", description = "Queue counts, pause and resume"),
+        (name = "operations", description = "Health, metrics, this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer token scheme.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every route, unauthenticated and unlimited (see [`crate::app`] for the layers).
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/jobs", post(jobs::enqueue).get(jobs::list_jobs))
+        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/v1/jobs/{id}/heartbeat", post(workers::heartbeat))
+        .route("/v1/jobs/{id}/complete", post(workers::complete))
+        .route("/v1/jobs/{id}/fail", post(workers::fail))
+        .route("/v1/jobs/{id}/snooze", post(workers::snooze))
+        .route("/v1/queues", get(queues::list_queues))
+        .route("/v1/queues/{queue}/claim", post(workers::claim))
+        .route("/v1/queues/{queue}/pause", post(queues::pause))
+        .route("/v1/queues/{queue}/resume", post(queues::resume))
+        .route("/health/live", get(ops::live))
+        .route("/health/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+}
+
+/// Routes anyone may call, even when tokens are configured.
+pub const PUBLIC_PATHS: &[&str] = &["/health/live", "/health/ready", "/openapi.json"];

@@ -1,0 +1,92 @@
+//! Operations: liveness, readiness, Prometheus metrics and the OpenAPI document.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use floodgate_queue::{JobId, Store};
+use utoipa::OpenApi;
+
+use super::model::Health;
+use crate::state::AppState;
+
+fn health(state: &AppState, reasons: Vec<String>) -> Health {
+    Health {
+        status: if reasons.is_empty() {
+            "ok"
+        } else {
+            "unavailable"
+        }
+        .to_owned(),
+        reasons,
+        backend: state.store().backend().to_owned(),
+        uptime_seconds: state.uptime().as_secs(),
+    }
+}
+
+/// The process is up.
+#[utoipa::path(
+    get, path = "/health/live", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health))
+)]
+pub async fn live(State(state): State<AppState>) -> Json<Health> {
+    Json(health(&state, Vec::new()))
+}
+
+/// Ready to serve: the database answers (migrations ran when the store opened), and the
+/// server is not shutting down.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "Not ready, with reasons", body = Health),
+    )
+)]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let mut reasons = Vec::new();
+    if state.shutting_down().is_cancelled() {
+        reasons.push("shutting down".to_owned());
+    }
+    match tokio::time::timeout(Duration::from_secs(2), state.store().job(JobId(0))).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => reasons.push(format!("database: {e}")),
+        Err(_) => reasons.push("database: no answer within 2 s".to_owned()),
+    }
+    let status = if reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(health(&state, reasons))).into_response()
+}
+
+/// Prometheus text: the primitives', the queue's and the server's metrics.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+)]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics() {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            "# metrics are not enabled in this process\n",
+        )
+            .into_response(),
+    }
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
+)]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(super::ApiDoc::openapi())
+}

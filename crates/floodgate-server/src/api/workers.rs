@@ -1,0 +1,274 @@
+//! Workers in any language: claim (with long polling on the store's wake-ups), heartbeat,
+//! and the lease-fenced reports (complete, fail, snooze). A report whose lease token no longer
+//! holds the job changes nothing and answers `409 LEASE_LOST`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use chrono::Utc;
+use floodgate::retry::RetryPolicy;
+use floodgate_queue::{Claim, JobId, JobState, Lease, LeaseStatus, LeaseToken, Store};
+
+use super::model::{
+    ApiState, ClaimRequest, Claimed, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
+    HeartbeatResponse, JobView, Reported, SnoozeRequest,
+};
+use crate::error::{ApiError, ApiResult, Code};
+use crate::state::AppState;
+
+/// The longest long poll.
+const MAX_WAIT: u64 = 30;
+const DEFAULT_LEASE: u64 = 300;
+
+/// Claims up to `limit` runnable jobs of the queue in one statement, each with a lease token.
+/// With `wait`, an empty queue holds the request (up to 30 s) and answers as soon as a job
+/// arrives.
+#[utoipa::path(
+    post, path = "/v1/queues/{queue}/claim", tag = "workers",
+    params(("queue" = String, Path, description = "The queue to claim from")),
+    request_body = ClaimRequest,
+    responses(
+        (status = 200, description = "The claimed jobs (possibly none)", body = Claimed),
+        (status = 422, description = "Invalid claim", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn claim(
+    State(state): State<AppState>,
+    queue: Result<Path<String>, PathRejection>,
+    body: Result<Json<ClaimRequest>, JsonRejection>,
+) -> ApiResult<Json<Claimed>> {
+    let Path(queue) = queue?;
+    let Json(r) = body?;
+    if !(1..=1_000).contains(&r.limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("{} is outside 1..=1000", r.limit),
+        ));
+    }
+    let ttl = lease_ttl(r.lease_ttl)?;
+    let wait = r.wait.unwrap_or(0);
+    if wait > MAX_WAIT {
+        return Err(ApiError::invalid(
+            "wait",
+            format!("{wait} s is over the longest long poll, {MAX_WAIT} s"),
+        ));
+    }
+    let claim = Claim::new(r.worker, r.limit)
+        .queues([queue])
+        .kinds(r.kinds)
+        .lease_ttl(ttl);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        // Subscribe before claiming, so a job enqueued in between wakes this request.
+        let mut wakeups = state.hub().subscribe();
+        let jobs = state.store().claim(&claim).await?;
+        let done = !jobs.is_empty()
+            || wait == 0
+            || tokio::time::Instant::now() >= deadline
+            || state.shutting_down().is_cancelled();
+        if done {
+            state
+                .leases()
+                .claimed(jobs.iter().filter_map(floodgate_queue::Job::lease));
+            let jobs = jobs
+                .into_iter()
+                .map(|job| ClaimedJob {
+                    lease_token: job.lease_token.map(|t| t.0.to_string()).unwrap_or_default(),
+                    job: JobView::from(job),
+                })
+                .collect();
+            return Ok(Json(Claimed { jobs }));
+        }
+        tokio::select! {
+            _ = wakeups.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = state.shutting_down().cancelled() => {}
+        }
+    }
+}
+
+/// Extends the lease; says whether cancellation was asked for.
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/heartbeat", tag = "workers",
+    params(("id" = i64, Path, description = "The job's id")),
+    request_body = HeartbeatRequest,
+    responses(
+        (status = 200, description = "Extended", body = HeartbeatResponse),
+        (status = 409, description = "LEASE_LOST: stop, write nothing", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<Json<HeartbeatRequest>, JsonRejection>,
+) -> ApiResult<Json<HeartbeatResponse>> {
+    let Path(id) = id?;
+    let Json(r) = body?;
+    let lease = lease(id, &r.lease_token)?;
+    let ttl = lease_ttl(r.lease_ttl)?;
+    let status = state
+        .store()
+        .extend_leases("http-worker", &[lease], ttl)
+        .await?;
+    let expires = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+    match status.first() {
+        Some(LeaseStatus::Extended) => Ok(Json(HeartbeatResponse {
+            cancel_requested: false,
+            lease_expires_at: expires,
+        })),
+        Some(LeaseStatus::CancelRequested) => Ok(Json(HeartbeatResponse {
+            cancel_requested: true,
+            lease_expires_at: expires,
+        })),
+        _ => {
+            state.leases().finished(lease);
+            Err(lost(lease.id))
+        }
+    }
+}
+
+/// Marks the job succeeded with its result.
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/complete", tag = "workers",
+    params(("id" = i64, Path, description = "The job's id")),
+    request_body = CompleteRequest,
+    responses(
+        (status = 200, description = "Succeeded", body = Reported),
+        (status = 409, description = "LEASE_LOST: nothing was written", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn complete(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<Json<CompleteRequest>, JsonRejection>,
+) -> ApiResult<Json<Reported>> {
+    let Path(id) = id?;
+    let Json(r) = body?;
+    let lease = lease(id, &r.lease_token)?;
+    let written = state.store().complete(lease, r.result).await;
+    state.leases().finished(lease);
+    written?;
+    Ok(Json(Reported {
+        id: lease.id.0,
+        state: ApiState::Succeeded,
+    }))
+}
+
+/// Records a failed attempt: retried later (after `retry_in`, or by exponential backoff), or
+/// dead when `permanent` or out of attempts.
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/fail", tag = "workers",
+    params(("id" = i64, Path, description = "The job's id")),
+    request_body = FailRequest,
+    responses(
+        (status = 200, description = "Will retry, or dead", body = Reported),
+        (status = 409, description = "LEASE_LOST: nothing was written", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn fail(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<Json<FailRequest>, JsonRejection>,
+) -> ApiResult<Json<Reported>> {
+    let Path(id) = id?;
+    let Json(r) = body?;
+    let lease = lease(id, &r.lease_token)?;
+    let store = state.store();
+    let written = if r.permanent {
+        store.dead(lease, &r.error).await.map(|()| JobState::Dead)
+    } else {
+        let delay = match r.retry_in {
+            Some(s) => Duration::from_secs(s.min(366 * 24 * 3600)),
+            None => {
+                let job = store.job(lease.id).await?.ok_or_else(|| lost(lease.id))?;
+                let elapsed = (Utc::now() - job.created_at).to_std().unwrap_or_default();
+                floodgate_queue::worker::default_backoff()
+                    .next_delay(job.attempt, elapsed, None)
+                    .unwrap_or(Duration::from_secs(3600))
+            }
+        };
+        let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        store.fail(lease, &r.error, retry_at).await
+    };
+    state.leases().finished(lease);
+    let state = match written? {
+        JobState::Dead => ApiState::Dead,
+        JobState::Cancelled => ApiState::Cancelled,
+        _ => ApiState::FailedWillRetry,
+    };
+    Ok(Json(Reported {
+        id: lease.id.0,
+        state,
+    }))
+}
+
+/// Puts the job back to run again after `delay` seconds, without spending the attempt.
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/snooze", tag = "workers",
+    params(("id" = i64, Path, description = "The job's id")),
+    request_body = SnoozeRequest,
+    responses(
+        (status = 200, description = "Pending again", body = Reported),
+        (status = 409, description = "LEASE_LOST: nothing was written", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn snooze(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<Json<SnoozeRequest>, JsonRejection>,
+) -> ApiResult<Json<Reported>> {
+    let Path(id) = id?;
+    let Json(r) = body?;
+    let lease = lease(id, &r.lease_token)?;
+    let delay = Duration::from_secs(r.delay.min(366 * 24 * 3600));
+    let until = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    let written = state.store().snooze(lease, until).await;
+    state.leases().finished(lease);
+    written?;
+    let api_state = if delay.is_zero() {
+        ApiState::Pending
+    } else {
+        ApiState::Scheduled
+    };
+    Ok(Json(Reported {
+        id: lease.id.0,
+        state: api_state,
+    }))
+}
+
+/// The lease named by the path's id and the body's token.
+fn lease(id: i64, token: &str) -> ApiResult<Lease> {
+    let token: i64 = token.parse().map_err(|_| {
+        ApiError::invalid(
+            "lease_token",
+            "is not a lease token; send the lease_token string the claim returned",
+        )
+    })?;
+    Ok(Lease {
+        id: JobId(id),
+        token: LeaseToken(token),
+    })
+}
+
+fn lease_ttl(secs: Option<u64>) -> ApiResult<Duration> {
+    let secs = secs.unwrap_or(DEFAULT_LEASE);
+    if !(1..=3_600).contains(&secs) {
+        return Err(ApiError::invalid(
+            "lease_ttl",
+            format!("{secs} s is outside 1..=3600"),
+        ));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn lost(id: JobId) -> ApiError {
+    ApiError::new(
+        Code::LeaseLost,
+        format!(
+            "job {id} is no longer running under this lease token (the lease expired and the job \
+             was taken back, or it was finished); nothing was written: stop working on it"
+        ),
+    )
+}

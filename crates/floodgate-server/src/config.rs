@@ -1,0 +1,349 @@
+//! The server's settings: defaults, then a TOML file, then `FLOODGATE_*` environment
+//! variables, then command-line flags (each layer overrides the one before), checked once at
+//! start with errors that name the key, the bad value and the fix.
+//!
+//! ```
+//! use floodgate_server::config::Config;
+//!
+//! let config = Config::default();
+//! assert_eq!(config.listen.to_string(), "127.0.0.1:7070");
+//! assert_eq!(config.database_url, "floodgate.db");
+//! config.validate().unwrap();
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The settings' keys, as in the TOML file (and, upper-cased after `FLOODGATE_`, the
+/// environment).
+pub const KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "api_token",
+    "read_only_token",
+    "max_payload_bytes",
+    "max_batch",
+    "max_body_bytes",
+    "max_concurrent_requests",
+    "request_timeout",
+    "shutdown_grace",
+    "sqlite_synchronous_full",
+    "postgres_max_connections",
+    "log",
+];
+
+/// Every setting of `floodgate serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (default `127.0.0.1:7070`: loopback only).
+    pub listen: SocketAddr,
+    /// A SQLite file path (default `floodgate.db`, created and migrated on start) or a
+    /// `postgres://` URL.
+    pub database_url: String,
+    /// When set, every mutating route needs `Authorization: Bearer <api_token>`, and every
+    /// other `/v1` route needs it or the read-only token.
+    pub api_token: Option<String>,
+    /// When set, allows GET routes only.
+    pub read_only_token: Option<String>,
+    /// The largest payload of one job, as JSON text, in bytes (default 1 MiB).
+    pub max_payload_bytes: usize,
+    /// The most jobs in one batch enqueue (default 1,000).
+    pub max_batch: usize,
+    /// The largest request body, in bytes (default 16 MiB).
+    pub max_body_bytes: usize,
+    /// Requests running at once; more get 503 with `Retry-After` (default 1,024).
+    pub max_concurrent_requests: usize,
+    /// A request taking longer is answered 503 (default 60 s; long polls may wait up to 30 s).
+    #[serde(with = "secs")]
+    pub request_timeout: Duration,
+    /// How long shutdown waits for requests in flight before releasing the leases HTTP
+    /// workers still hold (default 10 s).
+    #[serde(with = "secs")]
+    pub shutdown_grace: Duration,
+    /// SQLite only: `synchronous = FULL`, so a 202 survives a power cut (default true; group
+    /// commit pays for the fsync).
+    pub sqlite_synchronous_full: bool,
+    /// Pool size on PostgreSQL (default 16).
+    pub postgres_max_connections: u32,
+    /// The log filter (`RUST_LOG` syntax, default `info`).
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            database_url: "floodgate.db".to_owned(),
+            api_token: None,
+            read_only_token: None,
+            max_payload_bytes: floodgate_queue::DEFAULT_MAX_PAYLOAD_BYTES,
+            max_batch: 1_000,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_concurrent_requests: 1_024,
+            request_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+            sqlite_synchronous_full: true,
+            postgres_max_connections: 16,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+/// A setting that cannot be used, and what to do instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value is out of range or malformed.
+    #[error("invalid setting {key} = {value}: {fix}")]
+    Invalid {
+        /// The setting's key (as in the TOML file).
+        key: &'static str,
+        /// The value given (secrets masked).
+        value: String,
+        /// What a valid value looks like.
+        fix: String,
+    },
+    /// The file or environment could not be read or parsed.
+    #[error("{0}")]
+    Load(String),
+}
+
+/// Values given on the command line, which override everything else.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--database-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given; it must exist), then `FLOODGATE_*` variables
+    /// (`FLOODGATE_DATABASE_URL`, `FLOODGATE_API_TOKEN`, ...), then `overrides`, and checks
+    /// the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "the configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            // Only the settings' own names: other FLOODGATE_* variables (the client's
+            // FLOODGATE_SERVER, the tests' FLOODGATE_REQUIRE_SERVICES) are not settings.
+            .merge(Env::prefixed("FLOODGATE_").only(KEYS))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError::Load(describe_figment(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, value: String, fix: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                value,
+                fix: fix.to_owned(),
+            })
+        };
+        if self.database_url.trim().is_empty() {
+            return invalid(
+                "database_url",
+                "\"\"".into(),
+                "give a SQLite file path (floodgate.db) or postgres://user@host/database",
+            );
+        }
+        for (key, token) in [
+            ("api_token", &self.api_token),
+            ("read_only_token", &self.read_only_token),
+        ] {
+            if let Some(t) = token
+                && t.len() < 16
+            {
+                return invalid(
+                    key,
+                    "***".into(),
+                    "use at least 16 characters (e.g. `openssl rand -hex 32`)",
+                );
+            }
+        }
+        if self.read_only_token.is_some() && self.read_only_token == self.api_token {
+            return invalid(
+                "read_only_token",
+                "***".into(),
+                "must differ from api_token",
+            );
+        }
+        if !(1..=64 * 1024 * 1024).contains(&self.max_payload_bytes) {
+            return invalid(
+                "max_payload_bytes",
+                self.max_payload_bytes.to_string(),
+                "between 1 and 67108864 (64 MiB)",
+            );
+        }
+        if !(1..=100_000).contains(&self.max_batch) {
+            return invalid(
+                "max_batch",
+                self.max_batch.to_string(),
+                "between 1 and 100000",
+            );
+        }
+        if self.max_body_bytes < self.max_payload_bytes {
+            return invalid(
+                "max_body_bytes",
+                self.max_body_bytes.to_string(),
+                "at least max_payload_bytes",
+            );
+        }
+        if self.max_concurrent_requests == 0 {
+            return invalid("max_concurrent_requests", "0".into(), "at least 1");
+        }
+        if self.request_timeout < Duration::from_secs(31) {
+            return invalid(
+                "request_timeout",
+                self.request_timeout.as_secs().to_string(),
+                "at least 31 seconds (a long-polling claim may wait 30)",
+            );
+        }
+        if self.postgres_max_connections == 0 {
+            return invalid("postgres_max_connections", "0".into(), "at least 1");
+        }
+        Ok(())
+    }
+
+    /// The settings as TOML, with tokens masked and a password in the database URL hidden.
+    pub fn masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        let mask = |t: &Option<String>| t.as_ref().map(|_| "***".to_owned());
+        shown.api_token = mask(&self.api_token);
+        shown.read_only_token = mask(&self.read_only_token);
+        shown.database_url = mask_url(&self.database_url);
+        toml_string(&shown)
+    }
+
+    /// Whether any token is configured (then `/v1` routes need one).
+    pub fn auth_enabled(&self) -> bool {
+        self.api_token.is_some() || self.read_only_token.is_some()
+    }
+}
+
+/// `url` with a password between `user:` and `@` replaced by `***`.
+pub fn mask_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn toml_string(config: &Config) -> String {
+    // A flat struct of strings, numbers and booleans: written by hand to keep `toml` out.
+    let value = serde_json::to_value(config).expect("the config serialises");
+    let mut out = String::new();
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            match v {
+                serde_json::Value::Null => out.push_str(&format!("# {k} = (not set)\n")),
+                v => out.push_str(&format!("{k} = {v}\n")),
+            }
+        }
+    }
+    out
+}
+
+/// A figment error as one line naming the key (`FLOODGATE_MAX_BATCH` → `max_batch`).
+fn describe_figment(e: figment::Error) -> String {
+    let mut lines = Vec::new();
+    for err in e {
+        let key = err.path.join(".");
+        let source = err
+            .metadata
+            .as_ref()
+            .map(|m| m.name.to_string())
+            .unwrap_or_default();
+        let what = match &err.kind {
+            figment::error::Kind::UnknownField(field, _) => format!(
+                "unknown setting {field:?}; see `floodgate config` for the settings there are"
+            ),
+            kind => format!("{kind}"),
+        };
+        lines.push(if key.is_empty() {
+            format!("{what} (from {source})")
+        } else {
+            format!("invalid setting {key}: {what} (from {source})")
+        });
+    }
+    lines.join("; ")
+}
+
+/// Durations as whole seconds in TOML and the environment.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show() {
+        let config = Config {
+            api_token: Some("s3cret-s3cret-s3cret".into()),
+            database_url: "postgres://app:pa55word@db/jobs".into(),
+            ..Config::default()
+        };
+        let shown = config.masked_toml();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("pa55word"),
+            "{shown}"
+        );
+        assert!(shown.contains("api_token = \"***\""), "{shown}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_fix() {
+        let config = Config {
+            max_batch: 0,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("max_batch = 0") && err.contains("between"),
+            "{err}"
+        );
+        let short = Config {
+            api_token: Some("short".into()),
+            ..Config::default()
+        };
+        let err = short.validate().unwrap_err().to_string();
+        assert!(err.contains("api_token") && !err.contains("short"), "{err}");
+    }
+}

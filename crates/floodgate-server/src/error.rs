@@ -1,0 +1,245 @@
+//! The one error type of the HTTP API: every failure is an RFC 9457 problem document
+//! (`application/problem+json`) with a stable `code` a client can branch on and a `detail`
+//! that says what to fix. Internal errors are logged in full and answered without details.
+//!
+//! ```
+//! use axum::response::IntoResponse;
+//! use floodgate_server::error::{ApiError, Code};
+//!
+//! let response = ApiError::new(Code::NotFound, "job 42 does not exist").into_response();
+//! assert_eq!(response.status(), 404);
+//! assert_eq!(response.headers()["content-type"], "application/problem+json");
+//! ```
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use floodgate_queue::StoreError;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The stable error codes of the API (the `code` member of every problem document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    /// The body is not valid JSON.
+    MalformedJson,
+    /// A field is missing, has the wrong type, or is out of range.
+    ValidationFailed,
+    /// No such job, queue or route.
+    NotFound,
+    /// The route exists, but not with this method.
+    MethodNotAllowed,
+    /// The job is not in a state the operation applies to.
+    InvalidState,
+    /// The lease token no longer holds the job: nothing was written.
+    LeaseLost,
+    /// The idempotency key was used before with a different request.
+    IdempotencyKeyReused,
+    /// The payload or body is over the configured limit.
+    PayloadTooLarge,
+    /// No or wrong bearer token.
+    Unauthorized,
+    /// The token is valid but may not do this (a read-only token on a mutating route).
+    Forbidden,
+    /// The server is at its limit of requests in flight, or shutting down: retry later.
+    Overloaded,
+    /// The request took longer than the server's request timeout.
+    Timeout,
+    /// The database could not be reached.
+    DatabaseUnavailable,
+    /// Something failed inside the server (details are in its log).
+    Internal,
+}
+
+impl Code {
+    /// The HTTP status this code is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::MalformedJson => StatusCode::BAD_REQUEST,
+            Code::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::InvalidState | Code::LeaseLost => StatusCode::CONFLICT,
+            Code::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::Forbidden => StatusCode::FORBIDDEN,
+            Code::Overloaded | Code::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Code::MalformedJson => "Malformed JSON",
+            Code::ValidationFailed => "Validation failed",
+            Code::NotFound => "Not found",
+            Code::MethodNotAllowed => "Method not allowed",
+            Code::InvalidState => "Invalid state",
+            Code::LeaseLost => "Lease lost",
+            Code::IdempotencyKeyReused => "Idempotency key reused",
+            Code::PayloadTooLarge => "Payload too large",
+            Code::Unauthorized => "Unauthorized",
+            Code::Forbidden => "Forbidden",
+            Code::Overloaded => "Overloaded",
+            Code::Timeout => "Timeout",
+            Code::DatabaseUnavailable => "Database unavailable",
+            Code::Internal => "Internal error",
+        }
+    }
+}
+
+/// An RFC 9457 problem document, as sent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type: `urn:floodgate:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the problem type.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// The stable code to branch on.
+    pub code: Code,
+    /// What went wrong in this request, and what to fix.
+    pub detail: String,
+}
+
+/// An API failure; answered as a [`Problem`].
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    code: Code,
+    detail: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with `code` and a `detail` that says what to fix.
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A validation failure of `field`.
+    pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Self {
+        ApiError::new(Code::ValidationFailed, format!("{field}: {reason}"))
+    }
+
+    /// Adds `Retry-After: seconds` to the response.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// Its code.
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    /// Its detail.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let code_name = serde_json::to_value(self.code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let body = Problem {
+            kind: format!("urn:floodgate:problem:{}", code_name.to_lowercase()),
+            title: self.code.title().to_owned(),
+            status: status.as_u16(),
+            code: self.code,
+            detail: self.detail,
+        };
+        let mut response = (status, Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(s) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid { field, reason } => ApiError::invalid(field, reason),
+            StoreError::PayloadTooLarge { .. } => {
+                ApiError::new(Code::PayloadTooLarge, e.to_string())
+            }
+            StoreError::NotFound { .. } => ApiError::new(Code::NotFound, e.to_string()),
+            StoreError::InvalidState { .. } => ApiError::new(Code::InvalidState, e.to_string()),
+            StoreError::LeaseLost { .. } => ApiError::new(Code::LeaseLost, e.to_string()),
+            StoreError::Open { .. } | StoreError::Database(_) => {
+                tracing::error!(error = %e, "database error");
+                ApiError::new(
+                    Code::DatabaseUnavailable,
+                    "the database failed or could not be reached; retry later",
+                )
+                .retry_after(1)
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                ApiError::new(
+                    Code::Internal,
+                    "an internal error occurred; see the server log",
+                )
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::JsonDataError(e) => ApiError::new(Code::ValidationFailed, e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => ApiError::new(Code::MalformedJson, e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                Code::MalformedJson,
+                "send the body as JSON with `Content-Type: application/json`",
+            ),
+            JsonRejection::BytesRejection(e) => {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        Code::PayloadTooLarge,
+                        "the request body is over the server's max_body_bytes",
+                    )
+                } else {
+                    ApiError::new(Code::MalformedJson, e.body_text())
+                }
+            }
+            other => ApiError::new(Code::MalformedJson, other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::new(Code::ValidationFailed, r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::new(Code::ValidationFailed, r.body_text())
+    }
+}
+
+/// A result whose error is an [`ApiError`].
+pub type ApiResult<T> = Result<T, ApiError>;

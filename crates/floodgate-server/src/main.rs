@@ -1,0 +1,5 @@
+//! The `floodgate` binary: see `floodgate --help`.
+
+fn main() -> std::process::ExitCode {
+    floodgate_server::cli::main()
+}

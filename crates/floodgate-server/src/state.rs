@@ -1,0 +1,175 @@
+//! What every handler shares: the store, the settings, the enqueue batcher (group commit),
+//! the wake-up hub for long-polling claims, the book of leases handed to HTTP workers, and the
+//! metrics handle.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use floodgate_server::{app, config::Config, state::AppState};
+//!
+//! let state = AppState::open(Config::default()).await?; // opens ./floodgate.db
+//! let router = app(state);
+//! # let _ = router; Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use floodgate::Limiter;
+use floodgate_queue::{AnyStore, PgStore, SqliteStore, StoreError};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::batcher::Enqueuer;
+use crate::config::Config;
+use crate::hub::WakeHub;
+use crate::leases::LeaseBook;
+
+/// The server's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: AnyStore,
+    config: Config,
+    enqueuer: Enqueuer,
+    hub: WakeHub,
+    leases: LeaseBook,
+    requests: Limiter,
+    metrics: Option<PrometheusHandle>,
+    shutting_down: CancellationToken,
+    started: Instant,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("backend", &self.inner.store.backend())
+            .field("listen", &self.inner.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Opens the store `config.database_url` names (SQLite file or PostgreSQL) with the
+    /// server's settings, and builds the state around it.
+    pub async fn open(config: Config) -> Result<AppState, StoreError> {
+        let store = open_store(&config).await?;
+        Ok(AppState::new(store, config))
+    }
+
+    /// The state around an open store. Starts the enqueue batcher and the wake-up hub on the
+    /// current runtime.
+    pub fn new(store: AnyStore, config: Config) -> AppState {
+        let enqueuer = Enqueuer::start(store.clone());
+        let hub = WakeHub::start(store.clone());
+        let requests = Limiter::builder()
+            .name("http")
+            .max_concurrency(config.max_concurrent_requests)
+            .max_queue(0)
+            .build()
+            .expect("max_concurrent_requests was validated");
+        AppState {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                enqueuer,
+                hub,
+                leases: LeaseBook::default(),
+                requests,
+                metrics: None,
+                shutting_down: CancellationToken::new(),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// Serves `/metrics` from `handle` (the process's installed Prometheus recorder).
+    pub fn with_metrics(self, handle: PrometheusHandle) -> AppState {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_metrics must be called before the state is shared"));
+        AppState {
+            inner: Arc::new(Inner {
+                metrics: Some(handle),
+                ..inner
+            }),
+        }
+    }
+
+    /// The job store.
+    pub fn store(&self) -> &AnyStore {
+        &self.inner.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub(crate) fn enqueuer(&self) -> &Enqueuer {
+        &self.inner.enqueuer
+    }
+
+    pub(crate) fn hub(&self) -> &WakeHub {
+        &self.inner.hub
+    }
+
+    /// The leases handed to HTTP workers and not yet finished.
+    pub fn leases(&self) -> &LeaseBook {
+        &self.inner.leases
+    }
+
+    /// The limiter of requests in flight (closed at shutdown).
+    pub fn requests(&self) -> &Limiter {
+        &self.inner.requests
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&PrometheusHandle> {
+        self.inner.metrics.as_ref()
+    }
+
+    /// Cancelled when shutdown begins: long polls answer at once.
+    pub fn shutting_down(&self) -> &CancellationToken {
+        &self.inner.shutting_down
+    }
+
+    /// How long the server has run.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.started.elapsed()
+    }
+}
+
+/// Opens the configured backend with the server's settings.
+async fn open_store(config: &Config) -> Result<AnyStore, StoreError> {
+    let url = config.database_url.as_str();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PgStore::builder(url)?
+            .max_connections(config.postgres_max_connections)
+            .max_payload_bytes(config.max_payload_bytes)
+            .name("server")
+            .connect()
+            .await?;
+        return Ok(store.into());
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.contains("://") {
+        return Err(StoreError::Invalid {
+            field: "database_url",
+            reason: format!(
+                "{} is neither a postgres:// URL nor a SQLite file path",
+                crate::config::mask_url(url)
+            ),
+        });
+    }
+    let store = SqliteStore::builder(path)
+        .synchronous_full(config.sqlite_synchronous_full)
+        .max_payload_bytes(config.max_payload_bytes)
+        .name("server")
+        .open()
+        .await?;
+    Ok(store.into())
+}
