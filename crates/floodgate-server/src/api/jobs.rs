@@ -43,12 +43,10 @@ pub async fn enqueue(
     let Json(body) = body?;
     let is_batch = body.as_object().is_some_and(|o| o.contains_key("jobs"));
     if is_batch {
-        let batch: BatchRequest = serde_json::from_value(body)
-            .map_err(|e| ApiError::new(Code::ValidationFailed, e.to_string()))?;
+        let batch: BatchRequest = from_json(body)?;
         return enqueue_batch(&state, batch).await;
     }
-    let request: JobRequest = serde_json::from_value(body)
-        .map_err(|e| ApiError::new(Code::ValidationFailed, e.to_string()))?;
+    let request: JobRequest = from_json(body)?;
     let key = idempotency_header(&headers)?;
     let mut job = new_job(&request, "", state.config().max_payload_bytes)?;
     if let Some(key) = key {
@@ -84,6 +82,20 @@ pub async fn enqueue(
     let mut accepted = accepted(original.id, None, true);
     accepted.state = ApiState::of(&original);
     Ok(with_location(StatusCode::OK, accepted))
+}
+
+/// Deserialises `body`, naming the field at fault (`jobs[2].priority: invalid type ...`).
+fn from_json<T: serde::de::DeserializeOwned>(body: Value) -> ApiResult<T> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let detail = if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        };
+        ApiError::new(Code::ValidationFailed, detail)
+    })
 }
 
 async fn enqueue_batch(state: &AppState, batch: BatchRequest) -> ApiResult<Response> {

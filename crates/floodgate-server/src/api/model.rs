@@ -302,6 +302,8 @@ pub struct Claimed {
 pub struct HeartbeatRequest {
     /// The lease token from the claim.
     pub lease_token: String,
+    /// The worker's name, as given to the claim (default: the job's lease owner).
+    pub worker: Option<String>,
     /// New lease length in seconds from now, 1..=3600 (default 300).
     pub lease_ttl: Option<u64>,
 }

@@ -108,10 +108,14 @@ pub async fn heartbeat(
     let Json(r) = body?;
     let lease = lease(id, &r.lease_token)?;
     let ttl = lease_ttl(r.lease_ttl)?;
-    let status = state
-        .store()
-        .extend_leases("http-worker", &[lease], ttl)
-        .await?;
+    let worker = match r.worker {
+        Some(w) => w,
+        None => match state.store().job(lease.id).await? {
+            Some(job) => job.lease_owner.unwrap_or_default(),
+            None => return Err(lost(lease.id)),
+        },
+    };
+    let status = state.store().extend_leases(&worker, &[lease], ttl).await?;
     let expires = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
     match status.first() {
         Some(LeaseStatus::Extended) => Ok(Json(HeartbeatResponse {
