@@ -181,7 +181,10 @@ class Heartbeats(threading.Thread):
                     answer = self.client.post(f"/v1/jobs/{job_id}/heartbeat", body)
                 except LeaseLost:
                     with self.lock:
+                        if self.held.pop(job_id, None) is None:
+                            continue  # reported meanwhile: nothing was lost
                         self.lost.add(job_id)
+                    log(f"  #{job_id}: heartbeat answered LEASE_LOST")
                     continue
                 except ApiError as e:
                     # The next beat tries again; the lease is three beats long.
@@ -189,7 +192,7 @@ class Heartbeats(threading.Thread):
                     continue
                 if answer.get("cancel_requested"):
                     with self.lock:
-                        new = job_id not in self.cancel_requested
+                        new = job_id in self.held and job_id not in self.cancel_requested
                         self.cancel_requested.add(job_id)
                     if new:
                         log(f"  #{job_id}: cancellation requested (it is reported when it ends)")
@@ -223,14 +226,15 @@ class Worker:
 
     def stop(self, signum, frame):
         if self.stopping:
-            log("second signal: exiting now (the server takes our jobs back when their leases run out)")
+            log("second signal: exiting now (our jobs go back when their leases run out)")
             raise KeyboardInterrupt
         self.stopping = True
-        log("stopping: finishing the current job, claiming no more")
+        log("stopping: finishing the current job or poll (up to 10 s), claiming no more")
 
     def run(self):
         self.heartbeats.start()
-        log(f"worker {self.name} on queue {self.queue!r} at {self.client.server} (kinds: {', '.join(HANDLERS)})")
+        kinds = ", ".join(HANDLERS)
+        log(f"worker {self.name} on queue {self.queue!r} at {self.client.server} ({kinds})")
         idle_since = time.monotonic()
         while not self.stopping:
             if self.max_jobs is not None and self.handled >= self.max_jobs:
@@ -260,7 +264,8 @@ class Worker:
             limit = min(limit, self.max_jobs - self.handled)
         body = {"worker": self.name, "limit": limit, "lease_ttl": self.lease_ttl, "wait": wait}
         try:
-            jobs = self.client.post(f"/v1/queues/{self.queue}/claim", body, timeout=wait + 30)["jobs"]
+            answer = self.client.post(f"/v1/queues/{self.queue}/claim", body, timeout=wait + 30)
+            jobs = answer["jobs"]
         except ApiError as e:
             if 400 <= e.status < 500:
                 sys.exit(f"claim refused: {e}")  # a bad token, queue name or option: give up
@@ -281,31 +286,31 @@ class Worker:
         handler = HANDLERS.get(kind)
         try:
             if handler is None:
-                raise PermanentError(
-                    f"no handler for kind {kind!r} in this worker (it handles: {', '.join(HANDLERS)})"
-                )
+                kinds = ", ".join(HANDLERS)
+                raise PermanentError(f"no handler for kind {kind!r} (this worker handles {kinds})")
             result = handler(job["payload"])
-            json.dumps(result)  # a result that is not JSON fails here, as the handler's error
-        except Exception as exc:  # noqa: BLE001 - any handler error is the job's failure
+            json.dumps(result)  # a result that is not JSON fails here, like a handler error
+        except Exception as exc:  # any error of the handler is the job's failure
             message = error_message(exc)
-            body = {"lease_token": token, "error": message, "permanent": isinstance(exc, PermanentError)}
+            permanent = isinstance(exc, PermanentError)
+            body = {"lease_token": token, "error": message, "permanent": permanent}
             if getattr(exc, "retry_in", None) is not None:
                 body["retry_in"] = max(0, int(exc.retry_in))
-            self.send(job_id, label, "fail", body, lambda answer: f"✘ {label} ({answer['state']}): {message}")
+            self.send(job_id, label, "fail", body,
+                      lambda answer: f"✘ {label} ({answer['state']}): {message}")
         else:
             body = {"lease_token": token, "result": result}
             self.send(job_id, label, "complete", body, lambda answer: f"✔ {label}")
 
     def send(self, job_id, label, what, body, line):
-        lost = self.heartbeats.is_lost(job_id)
+        # Sent even when a heartbeat saw the lease lost: the server writes a report only while
+        # our lease token still holds the job, so the report itself is the final word.
         try:
-            if lost:
-                raise LeaseLost("seen by a heartbeat")
             log(line(self.client.report(job_id, what, body)))
         except LeaseLost:
-            log(f"⚠ {label}: lease lost (the job was taken back or finished); dropped, nothing written")
+            log(f"⚠ {label}: lease lost (taken back or finished); dropped, nothing written")
         except ApiError as e:
-            log(f"⚠ {label}: could not report {what}: {e} (the server retries it when the lease runs out)")
+            log(f"⚠ {label}: could not report {what}: {e} (it runs again after its lease)")
         finally:
             self.heartbeats.release(job_id)
 
@@ -313,7 +318,8 @@ class Worker:
         """Jobs claimed but not started go back on the queue without spending an attempt."""
         for job in jobs:
             try:
-                self.client.report(job["id"], "snooze", {"lease_token": job["lease_token"], "delay": 0})
+                body = {"lease_token": job["lease_token"], "delay": 0}
+                self.client.report(job["id"], "snooze", body)
                 log(f"↩ {job['kind']} #{job['id']}: put back")
             except (LeaseLost, ApiError) as e:
                 log(f"⚠ {job['kind']} #{job['id']}: not put back ({e})")
@@ -322,17 +328,19 @@ class Worker:
 
 
 def main():
+    env = os.environ.get
     parser = argparse.ArgumentParser(description="A floodgate worker (see the module docstring).")
-    parser.add_argument("--server", default=os.environ.get("FLOODGATE_SERVER", "http://127.0.0.1:7070"),
-                        help="the server's URL (default: $FLOODGATE_SERVER or http://127.0.0.1:7070)")
-    parser.add_argument("--token", default=os.environ.get("FLOODGATE_API_TOKEN"),
+    parser.add_argument("--server", default=env("FLOODGATE_SERVER", "http://127.0.0.1:7070"),
+                        help="the server (default: $FLOODGATE_SERVER or http://127.0.0.1:7070)")
+    parser.add_argument("--token", default=env("FLOODGATE_API_TOKEN"),
                         help="API token, sent as a bearer token (default: $FLOODGATE_API_TOKEN)")
-    parser.add_argument("--queue", default="default", help="the queue to work on (default: default)")
+    parser.add_argument("--queue", default="default", help="the queue (default: default)")
     parser.add_argument("--worker", default=f"{socket.gethostname()}-{os.getpid()}",
-                        help="this worker's name, recorded as the lease owner (default: hostname-pid)")
-    parser.add_argument("--limit", type=int, default=10, help="jobs per claim, 1..1000 (default: 10)")
+                        help="this worker's name, the lease owner (default: hostname-pid)")
+    parser.add_argument("--limit", type=int, default=10,
+                        help="jobs per claim, 1..1000 (default: 10)")
     parser.add_argument("--lease-ttl", type=int, default=60,
-                        help="lease length in seconds; heartbeats renew it every third (default: 60)")
+                        help="lease length in seconds, renewed every third (default: 60)")
     parser.add_argument("--max-jobs", type=int, metavar="N", help="exit after handling N jobs")
     parser.add_argument("--idle-exit", type=float, metavar="SECONDS",
                         help="exit after SECONDS with nothing to do")
@@ -341,9 +349,10 @@ def main():
         parser.error("--limit must be 1..1000")
     if not 3 <= args.lease_ttl <= 3600:
         parser.error("--lease-ttl must be 3..3600")
+    if args.max_jobs is not None and args.max_jobs < 1:
+        parser.error("--max-jobs must be at least 1")
 
-    # ✔ and ✘ must not crash a worker whose output is not UTF-8.
-    sys.stdout.reconfigure(errors="replace")
+    sys.stdout.reconfigure(errors="replace")  # ✔ and ✘ must not crash a non-UTF-8 terminal
     worker = Worker(args)
     signal.signal(signal.SIGINT, worker.stop)
     signal.signal(signal.SIGTERM, worker.stop)

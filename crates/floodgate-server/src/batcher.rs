@@ -1,7 +1,8 @@
-//! Group commit for single-job enqueues: requests that arrive together are written in one
-//! `enqueue_many` (one statement, one transaction, one fsync), and each is answered only after
-//! that commit. A 202 still means the job is durably stored; the batch is what pays for the
-//! fsync of SQLite's `synchronous = FULL`.
+//! Group commit for single-job writes: enqueues that arrive together are written in one
+//! `enqueue_many`, and HTTP workers' completions in one `complete_many` (one statement, one
+//! transaction, one fsync each), and each request is answered only after that commit. A 202
+//! still means the job is durably stored and a 200 that the success is; the group is what
+//! pays for the fsync of SQLite's `synchronous = FULL`.
 //!
 //! # Implementation
 //!
@@ -12,7 +13,7 @@
 //! are the bottleneck. Jobs are checked one by one before they join a batch, so a bad job is
 //! refused alone and cannot fail its neighbours.
 
-use floodgate_queue::{AnyStore, Enqueued, NewJob, Store, StoreError};
+use floodgate_queue::{AnyStore, Completion, Enqueued, NewJob, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most jobs written in one group.
@@ -76,6 +77,78 @@ async fn run(store: AnyStore, mut rx: mpsc::Receiver<Request>) {
             }
             Err(e) => {
                 tracing::error!(error = %e, "group enqueue failed");
+                let message = e.to_string();
+                for reply in replies.drain(..) {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
+
+type CompleteRequest = (Completion, oneshot::Sender<Result<bool, String>>);
+
+/// The sending side of the completion group-commit task.
+#[derive(Debug, Clone)]
+pub(crate) struct Completer {
+    tx: mpsc::Sender<CompleteRequest>,
+}
+
+impl Completer {
+    /// Starts the task on the current runtime; it ends when every sender is dropped.
+    pub(crate) fn start(store: AnyStore) -> Self {
+        let (tx, rx) = mpsc::channel(16 * MAX_GROUP);
+        tokio::spawn(run_completions(store, rx));
+        Completer { tx }
+    }
+
+    /// Completes the job with the next group, fenced by its lease as `complete` is:
+    /// [`StoreError::LeaseLost`] when the lease no longer holds it (nothing written).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not withdraw the completion: it is written with its group.
+    pub(crate) async fn complete(&self, completion: Completion) -> Result<(), StoreError> {
+        let id = completion.lease.id;
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Corrupt("the completion batcher stopped".to_owned());
+        self.tx
+            .send((completion, reply))
+            .await
+            .map_err(|_| gone())?;
+        match answer.await {
+            Ok(Ok(false)) => Ok(()),
+            Ok(Ok(true)) => Err(StoreError::LeaseLost { id }),
+            Ok(Err(message)) => Err(StoreError::Corrupt(message)),
+            Err(_) => Err(gone()),
+        }
+    }
+}
+
+async fn run_completions(store: AnyStore, mut rx: mpsc::Receiver<CompleteRequest>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut replies = Vec::with_capacity(MAX_GROUP);
+    while let Some((completion, reply)) = rx.recv().await {
+        group.push(completion);
+        replies.push(reply);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok((completion, reply)) => {
+                    group.push(completion);
+                    replies.push(reply);
+                }
+                Err(_) => break,
+            }
+        }
+        let ids: Vec<_> = group.iter().map(|c| c.lease.id).collect();
+        match store.complete_many(std::mem::take(&mut group)).await {
+            Ok(lost) => {
+                for (reply, id) in replies.drain(..).zip(ids) {
+                    let _ = reply.send(Ok(lost.contains(&id)));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "group completion failed");
                 let message = e.to_string();
                 for reply in replies.drain(..) {
                     let _ = reply.send(Err(message.clone()));

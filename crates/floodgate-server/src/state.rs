@@ -19,7 +19,7 @@ use floodgate_queue::{AnyStore, PgStore, SqliteStore, StoreError};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::batcher::Enqueuer;
+use crate::batcher::{Completer, Enqueuer};
 use crate::config::Config;
 use crate::hub::WakeHub;
 use crate::leases::LeaseBook;
@@ -34,6 +34,7 @@ struct Inner {
     store: AnyStore,
     config: Config,
     enqueuer: Enqueuer,
+    completer: Completer,
     hub: WakeHub,
     leases: LeaseBook,
     requests: Limiter,
@@ -63,6 +64,7 @@ impl AppState {
     /// current runtime.
     pub fn new(store: AnyStore, config: Config) -> AppState {
         let enqueuer = Enqueuer::start(store.clone());
+        let completer = Completer::start(store.clone());
         let hub = WakeHub::start(store.clone());
         let requests = Limiter::builder()
             .name("http")
@@ -75,6 +77,7 @@ impl AppState {
                 store,
                 config,
                 enqueuer,
+                completer,
                 hub,
                 leases: LeaseBook::default(),
                 requests,
@@ -109,6 +112,10 @@ impl AppState {
 
     pub(crate) fn enqueuer(&self) -> &Enqueuer {
         &self.inner.enqueuer
+    }
+
+    pub(crate) fn completer(&self) -> &Completer {
+        &self.inner.completer
     }
 
     pub(crate) fn hub(&self) -> &WakeHub {

@@ -324,5 +324,13 @@ pub struct Completion {
     pub result: Option<Value>,
 }
 
+impl Completion {
+    /// Checks a result as `complete` would (depth, NUL characters), without writing: a caller
+    /// that groups completions refuses a bad one alone instead of failing the group.
+    pub fn check_result(result: &Value) -> Result<(), StoreError> {
+        crate::store::json::validate("result", result)
+    }
+}
+
 /// The time a failed job should run again.
 pub type RetryAt = DateTime<Utc>;

@@ -151,7 +151,17 @@ pub async fn complete(
     let Path(id) = id?;
     let Json(r) = body?;
     let lease = lease(id, &r.lease_token)?;
-    let written = state.store().complete(lease, r.result).await;
+    if let Some(result) = &r.result {
+        // Checked here so a bad result fails alone, not the completion group it would join.
+        floodgate_queue::Completion::check_result(result)?;
+    }
+    let written = state
+        .completer()
+        .complete(floodgate_queue::Completion {
+            lease,
+            result: r.result,
+        })
+        .await;
     state.leases().finished(lease);
     written?;
     Ok(Json(Reported {

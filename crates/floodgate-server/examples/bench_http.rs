@@ -1,0 +1,232 @@
+//! Load against `floodgate serve`: single-job enqueues from many keep-alive connections, batch
+//! enqueues, and HTTP workers draining a backlog (claim + complete).
+//!
+//! ```sh
+//! # an in-process server on a temporary SQLite file (synchronous = FULL, as `serve` runs it):
+//! cargo run --release -p floodgate-server --example bench_http -- --mode single
+//! cargo run --release -p floodgate-server --example bench_http -- --mode batch
+//! cargo run --release -p floodgate-server --example bench_http -- --mode workers
+//! # on PostgreSQL (a fresh database is best: the tables are shared with `serve`):
+//! cargo run --release -p floodgate-server --example bench_http -- --database-url postgres://...
+//! # or against a running server:
+//! cargo run --release -p floodgate-server --example bench_http -- --server http://127.0.0.1:7070
+//! ```
+//!
+//! Client and server share the machine's cores, as a load tool on the same host would.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{Value, json};
+
+/// Load against `floodgate serve`.
+#[derive(Debug, Parser)]
+struct Args {
+    /// What to measure.
+    #[arg(long, value_parser = ["single", "batch", "workers"], default_value = "single")]
+    mode: String,
+    /// A running server; without it, one is started in this process.
+    #[arg(long)]
+    server: Option<String>,
+    /// For the in-process server: a SQLite path (default: a temporary file) or postgres:// URL.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Jobs to enqueue (or drain).
+    #[arg(long, default_value_t = 50_000)]
+    jobs: u64,
+    /// Concurrent keep-alive connections (single: 64; batch: 4; workers: 4).
+    #[arg(long)]
+    connections: Option<usize>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let dir = tempfile_dir();
+    let (base, _server) = match &args.server {
+        Some(url) => (url.trim_end_matches('/').to_owned(), None),
+        None => {
+            let config = floodgate_server::config::Config {
+                database_url: args
+                    .database_url
+                    .clone()
+                    .unwrap_or_else(|| dir.join("bench.db").to_string_lossy().into_owned()),
+                max_concurrent_requests: 4_096,
+                ..Default::default()
+            };
+            let state = floodgate_server::state::AppState::open(config).await?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let app = floodgate_server::app(state);
+            let task = tokio::spawn(async move { axum::serve(listener, app).await });
+            (format!("http://{addr}"), Some(task))
+        }
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1_024)
+        .build()?;
+    match args.mode.as_str() {
+        "single" => single(&client, &base, args.jobs, args.connections.unwrap_or(64)).await,
+        "batch" => batch(&client, &base, args.jobs, args.connections.unwrap_or(4)).await,
+        _ => workers(&client, &base, args.jobs, args.connections.unwrap_or(4)).await,
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+async fn single(client: &reqwest::Client, base: &str, jobs: u64, connections: usize) {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, next, url) = (client.clone(), next.clone(), format!("{base}/v1/jobs"));
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < jobs {
+                    let t = Instant::now();
+                    let r = client
+                        .post(&url)
+                        .json(&json!({"kind": "noop", "payload": {"n": 1}}))
+                        .send()
+                        .await
+                        .expect("request");
+                    assert_eq!(r.status(), 202);
+                    let _ = r.bytes().await;
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("task"));
+    }
+    let elapsed = started.elapsed();
+    report(
+        &format!("single-job POST /v1/jobs, {connections} connections"),
+        jobs,
+        elapsed,
+        &mut latencies,
+    );
+}
+
+async fn batch(client: &reqwest::Client, base: &str, jobs: u64, connections: usize) {
+    let batches = jobs.div_ceil(1_000);
+    let next = Arc::new(AtomicU64::new(0));
+    let body: Value = json!({
+        "jobs": (0..1_000).map(|n| json!({"kind": "noop", "payload": {"n": n}})).collect::<Vec<_>>()
+    });
+    let body = Arc::new(body.to_string());
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, next, body) = (client.clone(), next.clone(), body.clone());
+            let url = format!("{base}/v1/jobs");
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < batches {
+                    let t = Instant::now();
+                    let r = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.as_str().to_owned())
+                        .send()
+                        .await
+                        .expect("request");
+                    assert_eq!(r.status(), 202);
+                    let _ = r.bytes().await;
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("task"));
+    }
+    report(
+        &format!("batch POST /v1/jobs of 1,000, {connections} connections (latency per batch)"),
+        batches * 1_000,
+        started.elapsed(),
+        &mut latencies,
+    );
+}
+
+async fn workers(client: &reqwest::Client, base: &str, jobs: u64, connections: usize) {
+    batch(client, base, jobs, 4).await;
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|w| {
+            let (client, done, base) = (client.clone(), done.clone(), base.to_owned());
+            tokio::spawn(async move {
+                loop {
+                    let claimed: Value = client
+                        .post(format!("{base}/v1/queues/default/claim"))
+                        .json(&json!({"worker": format!("bench-{w}"), "limit": 100}))
+                        .send()
+                        .await
+                        .expect("claim")
+                        .json()
+                        .await
+                        .expect("claim body");
+                    let list = claimed["jobs"].as_array().cloned().unwrap_or_default();
+                    if list.is_empty() {
+                        return;
+                    }
+                    let completes: Vec<_> = list
+                        .iter()
+                        .map(|j| {
+                            let url = format!("{base}/v1/jobs/{}/complete", j["id"]);
+                            let body = json!({"lease_token": j["lease_token"]});
+                            let client = client.clone();
+                            async move { client.post(url).json(&body).send().await }
+                        })
+                        .collect();
+                    for r in futures_util::future::join_all(completes).await {
+                        assert_eq!(r.expect("complete").status(), 200);
+                    }
+                    done.fetch_add(list.len() as u64, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    let n = done.load(Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    println!(
+        "HTTP workers (claim limit 100 + one complete per job), {connections} workers: {n} jobs in \
+         {:.2} s = {:.0} jobs/s",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64()
+    );
+}
+
+fn report(what: &str, jobs: u64, elapsed: Duration, latencies: &mut [Duration]) {
+    latencies.sort_unstable();
+    let pick = |p: f64| {
+        latencies
+            .get(((p * latencies.len() as f64).ceil() as usize).max(1) - 1)
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "{what}: {jobs} jobs in {:.2} s = {:.0} jobs/s; latency p50 {:.2} ms, p99 {:.2} ms",
+        elapsed.as_secs_f64(),
+        jobs as f64 / elapsed.as_secs_f64(),
+        pick(0.50).as_secs_f64() * 1e3,
+        pick(0.99).as_secs_f64() * 1e3,
+    );
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("floodgate-bench-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir
+}
