@@ -1,7 +1,7 @@
 //! A flaky dependency, called through limiter + breaker + retry + timeout + hedge: first as
 //! plain async calls, then as a `tower::ServiceBuilder` stack.
 //!
-//! `cargo run --release --example resilient_client`
+//! `cargo run --release -p floodgate --example resilient_client`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

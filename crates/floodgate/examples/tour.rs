@@ -1,7 +1,7 @@
 //! A tour of the `Limiter` in under two seconds: priorities with aging, a bounded queue, timeouts,
 //! resizing at run time, leases, the batch runner and a drain.
 //!
-//! `cargo run --release --example tour`
+//! `cargo run --release -p floodgate --example tour`
 
 use std::time::Duration;
 
