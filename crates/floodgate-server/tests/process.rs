@@ -244,13 +244,13 @@ fn python_worker_drains_jobs_and_reports_failures() {
 
 /// Enqueues jobs one POST at a time until the server stops answering (or `until`); the ids
 /// answered 2xx.
-fn produce(port: u16, thread: u32, until: Instant) -> Vec<i64> {
+fn produce(port: u16, producer: u32, until: Instant) -> Vec<i64> {
     let mut ids = Vec::new();
     for n in 0_u64.. {
         if Instant::now() > until {
             break;
         }
-        let job = json!({"kind": "load", "payload": {"thread": thread, "n": n}});
+        let job = json!({"kind": "load", "payload": {"producer": producer, "n": n}});
         match try_http("POST", port, "/v1/jobs", Some(&job)) {
             Ok((200 | 202, body)) => ids.push(body["id"].as_i64().expect("an id")),
             Ok(_) => thread::sleep(Duration::from_millis(5)), // 503 while stopping

@@ -169,6 +169,32 @@ async fn unknown_methods_bad_params_failures_and_panics_are_answered_and_isolate
     assert_eq!((s.processed, s.failed, s.panicked), (5, 4, 1));
 }
 
+/// Regression: a handler that panics before returning its future once ended the worker task
+/// (the submitter saw `Cancelled`, and with one worker later messages hung).
+#[tokio::test]
+async fn a_handler_panicking_before_its_future_is_isolated_too() {
+    let p = echo_processor(1, 16);
+    p.register::<_, std::future::Ready<Result<Value, HandlerError>>>("early", |_| {
+        panic!("panicked while building the future")
+    });
+    let panicked = p
+        .submit(req(1, "early", Value::Null))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap_err();
+    assert_eq!(panicked.code, INTERNAL_ERROR);
+    assert!(panicked.message.contains("building the future"));
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        p.submit(req(2, "double", json!(4))),
+    )
+    .await
+    .expect("the single worker survived");
+    assert_eq!(next.unwrap().into_result().unwrap(), json!(8));
+    assert_eq!(p.stats().panicked, 1);
+}
+
 #[tokio::test]
 async fn responses_are_json_rpc_shaped() {
     let p = echo_processor(1, 4);

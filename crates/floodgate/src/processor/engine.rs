@@ -15,8 +15,8 @@
 //! method's limiter (waiting), and runs the handler's future through [`isolate`], so that a
 //! panic or the method's timeout becomes an `-32603` answer and the worker survives; with a
 //! breaker, the isolated call runs inside it, so panics and timeouts count as the breaker's
-//! failures. (The handler function itself is called outside `isolate`: a panic before it
-//! returns its future ends the worker task.) A request's answer goes back on a oneshot
+//! failures. The handler function itself is called inside `isolate` too, so a panic before it
+//! returns its future is caught the same way. A request's answer goes back on a oneshot
 //! channel; its submitter sees a dropped sender as [`ProcessorError::Cancelled`].
 //!
 //! Shutdown sets the flag, closes the channel (workers drain what is queued, then stop) and
@@ -215,7 +215,9 @@ impl Engine {
             None => None,
         };
         let run = async {
-            match isolate(handler(params), options.timeout).await {
+            // The handler is called inside `isolate` too: a panic before it returns its
+            // future is caught like one inside it.
+            match isolate(async { handler(params).await }, options.timeout).await {
                 Ok(result) => result,
                 Err(Isolated::TimedOut(t)) => Err(HandlerError::internal(format!(
                     "{method} timed out after {t:?}"
