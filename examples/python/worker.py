@@ -146,9 +146,10 @@ class Heartbeats(threading.Thread):
     """Extends the leases of the jobs this worker holds (claimed and not yet reported),
     every third of the lease length, and notes the jobs whose lease was lost."""
 
-    def __init__(self, client, lease_ttl):
+    def __init__(self, client, worker, lease_ttl):
         super().__init__(daemon=True)
         self.client = client
+        self.worker = worker
         self.lease_ttl = lease_ttl
         self.lock = threading.Lock()
         self.held = {}  # job id -> lease token
@@ -176,7 +177,7 @@ class Heartbeats(threading.Thread):
             with self.lock:
                 held = list(self.held.items())
             for job_id, token in held:
-                body = {"lease_token": token, "lease_ttl": self.lease_ttl}
+                body = {"lease_token": token, "worker": self.worker, "lease_ttl": self.lease_ttl}
                 try:
                     answer = self.client.post(f"/v1/jobs/{job_id}/heartbeat", body)
                 except LeaseLost:
@@ -220,7 +221,7 @@ class Worker:
         self.lease_ttl = args.lease_ttl
         self.max_jobs = args.max_jobs
         self.idle_exit = args.idle_exit
-        self.heartbeats = Heartbeats(self.client, args.lease_ttl)
+        self.heartbeats = Heartbeats(self.client, args.worker, args.lease_ttl)
         self.stopping = False
         self.handled = 0
 
