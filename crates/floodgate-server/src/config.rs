@@ -34,6 +34,7 @@ pub const KEYS: &[&str] = &[
     "shutdown_grace",
     "sqlite_synchronous_full",
     "postgres_max_connections",
+    "queue_stats_max_age",
     "log",
 ];
 
@@ -71,6 +72,10 @@ pub struct Config {
     pub sqlite_synchronous_full: bool,
     /// Pool size on PostgreSQL (default 16).
     pub postgres_max_connections: u32,
+    /// `GET /v1/queues` answers from a sample of the counts at most this old (default 1 s;
+    /// 0 counts on every request). Counting reads an index entry per job.
+    #[serde(with = "secs")]
+    pub queue_stats_max_age: Duration,
     /// The log filter (`RUST_LOG` syntax, default `info`).
     pub log: String,
 }
@@ -90,6 +95,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             sqlite_synchronous_full: true,
             postgres_max_connections: 16,
+            queue_stats_max_age: Duration::from_secs(1),
             log: "info".to_owned(),
         }
     }

@@ -42,6 +42,7 @@ pub mod error;
 mod hub;
 mod layers;
 pub mod leases;
+pub mod sampler;
 pub mod state;
 
 use axum::Router;

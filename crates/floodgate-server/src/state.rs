@@ -23,6 +23,7 @@ use crate::batcher::{Completer, Enqueuer};
 use crate::config::Config;
 use crate::hub::WakeHub;
 use crate::leases::LeaseBook;
+use crate::sampler::QueueSampler;
 
 /// The server's shared state; cheap to clone.
 #[derive(Clone)]
@@ -37,6 +38,7 @@ struct Inner {
     completer: Completer,
     hub: WakeHub,
     leases: LeaseBook,
+    sampler: Arc<QueueSampler>,
     requests: Limiter,
     metrics: Option<PrometheusHandle>,
     shutting_down: CancellationToken,
@@ -63,6 +65,7 @@ impl AppState {
     /// The state around an open store. Starts the enqueue batcher and the wake-up hub on the
     /// current runtime.
     pub fn new(store: AnyStore, config: Config) -> AppState {
+        let sampler = Arc::new(QueueSampler::new(store.clone(), config.queue_stats_max_age));
         let enqueuer = Enqueuer::start(store.clone());
         let completer = Completer::start(store.clone());
         let hub = WakeHub::start(store.clone());
@@ -80,6 +83,7 @@ impl AppState {
                 completer,
                 hub,
                 leases: LeaseBook::default(),
+                sampler,
                 requests,
                 metrics: None,
                 shutting_down: CancellationToken::new(),
@@ -125,6 +129,11 @@ impl AppState {
     /// The leases handed to HTTP workers and not yet finished.
     pub fn leases(&self) -> &LeaseBook {
         &self.inner.leases
+    }
+
+    /// The queue counts' sampler.
+    pub fn sampler(&self) -> &Arc<QueueSampler> {
+        &self.inner.sampler
     }
 
     /// The limiter of requests in flight (closed at shutdown).

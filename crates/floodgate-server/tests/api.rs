@@ -325,6 +325,41 @@ async fn cancel_and_retry_follow_the_job_states() {
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
 
+/// Counts come from a sample at most `queue_stats_max_age` old: a stale one is answered at
+/// once and refreshed behind it.
+#[tokio::test]
+async fn queue_counts_are_sampled() {
+    let (app, _) = app_with(Config {
+        queue_stats_max_age: Duration::from_secs(3600),
+        ..Config::default()
+    })
+    .await;
+    enqueue(&app, "k", json!(1)).await;
+    let first = get(&app, "/v1/queues").await;
+    assert_eq!(first.body["queues"][0]["counts"]["pending"], 1);
+    assert!(first.body["sampled_at"].is_string());
+    enqueue(&app, "k", json!(2)).await;
+    let cached = get(&app, "/v1/queues").await;
+    assert_eq!(
+        cached.body["queues"][0]["counts"]["pending"], 1,
+        "the sample is reused"
+    );
+    assert_eq!(cached.body["sampled_at"], first.body["sampled_at"]);
+    let (fresh_app, _) = app_with(Config {
+        queue_stats_max_age: Duration::ZERO,
+        ..Config::default()
+    })
+    .await;
+    enqueue(&fresh_app, "k", json!(1)).await;
+    get(&fresh_app, "/v1/queues").await;
+    enqueue(&fresh_app, "k", json!(2)).await;
+    let fresh = get(&fresh_app, "/v1/queues").await;
+    assert_eq!(
+        fresh.body["queues"][0]["counts"]["pending"], 2,
+        "max age 0 counts every time"
+    );
+}
+
 #[tokio::test]
 async fn queues_count_and_pause() {
     let (app, _) = test_app().await;
@@ -371,6 +406,25 @@ async fn http_workers_are_fenced_by_the_lease_token() {
     )
     .await;
     assert_eq!(hb.body["cancel_requested"], false, "{:?}", hb.body);
+    // A wrong worker name is a validation error, not a lost lease; the lease still holds.
+    let wrong = post(
+        &app,
+        &format!("/v1/jobs/{a}/heartbeat"),
+        json!({"lease_token": token(a), "worker": "someone-else"}),
+    )
+    .await;
+    assert_eq!(
+        (wrong.status.as_u16(), wrong.code()),
+        (422, "VALIDATION_FAILED")
+    );
+    assert_eq!(state.leases().len(), 4);
+    let named = post(
+        &app,
+        &format!("/v1/jobs/{a}/heartbeat"),
+        json!({"lease_token": token(a), "worker": "w"}),
+    )
+    .await;
+    assert_eq!(named.status, StatusCode::OK, "{:?}", named.body);
     let done = post(
         &app,
         &format!("/v1/jobs/{a}/complete"),

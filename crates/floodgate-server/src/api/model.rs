@@ -255,6 +255,8 @@ impl From<QueueStats> for QueueView {
 pub struct QueueList {
     /// The queues, by name.
     pub queues: Vec<QueueView>,
+    /// When the counts were taken (at most `queue_stats_max_age` ago).
+    pub sampled_at: DateTime<Utc>,
 }
 
 /// A claim by an HTTP worker.

@@ -12,16 +12,17 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// Every queue with its counts per state, whether it is paused, and the age of its oldest
-/// runnable job. Counts come from partial indexes and per-queue counters, so they stay fast on
-/// big tables (see `BENCHMARKS.md`).
+/// runnable job, from a sample at most `queue_stats_max_age` old (`sampled_at` says when it
+/// was taken), so the answer is fast however big the tables are.
 #[utoipa::path(
     get, path = "/v1/queues", tag = "queues",
     responses((status = 200, description = "The queues", body = QueueList))
 )]
 pub async fn list_queues(State(state): State<AppState>) -> ApiResult<Json<QueueList>> {
-    let queues = state.store().queue_stats().await?;
+    let sample = state.sampler().sample().await?;
     Ok(Json(QueueList {
-        queues: queues.into_iter().map(QueueView::from).collect(),
+        queues: sample.queues.iter().cloned().map(QueueView::from).collect(),
+        sampled_at: sample.taken_at.into(),
     }))
 }
 
@@ -46,6 +47,7 @@ pub async fn pause(
 ) -> ApiResult<Json<Paused>> {
     let Path(queue) = queue?;
     state.store().pause(&queue).await?;
+    state.sampler().invalidate();
     Ok(Json(Paused {
         queue,
         paused: true,
@@ -64,6 +66,7 @@ pub async fn resume(
 ) -> ApiResult<Json<Paused>> {
     let Path(queue) = queue?;
     state.store().resume(&queue).await?;
+    state.sampler().invalidate();
     Ok(Json(Paused {
         queue,
         paused: false,

@@ -108,8 +108,8 @@ pub async fn heartbeat(
     let Json(r) = body?;
     let lease = lease(id, &r.lease_token)?;
     let ttl = lease_ttl(r.lease_ttl)?;
-    let worker = match r.worker {
-        Some(w) => w,
+    let worker = match &r.worker {
+        Some(w) => w.clone(),
         None => match state.store().job(lease.id).await? {
             Some(job) => job.lease_owner.unwrap_or_default(),
             None => return Err(lost(lease.id)),
@@ -127,6 +127,21 @@ pub async fn heartbeat(
             lease_expires_at: expires,
         })),
         _ => {
+            // A wrong worker name is not a lost lease: say so, and keep the lease.
+            if r.worker.is_some()
+                && let Some(job) = state.store().job(lease.id).await?
+                && job.lease_token == Some(lease.token)
+            {
+                return Err(ApiError::invalid(
+                    "worker",
+                    format!(
+                        "job {} is held by {:?}, not {worker:?}; send the name the claim used (or \
+                         leave it out)",
+                        lease.id,
+                        job.lease_owner.unwrap_or_default()
+                    ),
+                ));
+            }
             state.leases().finished(lease);
             Err(lost(lease.id))
         }
