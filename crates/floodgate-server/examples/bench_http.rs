@@ -6,6 +6,8 @@
 //! cargo run --release -p floodgate-server --example bench_http -- --mode single
 //! cargo run --release -p floodgate-server --example bench_http -- --mode batch
 //! cargo run --release -p floodgate-server --example bench_http -- --mode workers
+//! # GET /v1/queues over 1,000,000 finished and 100,000 pending jobs (in-process server only):
+//! cargo run --release -p floodgate-server --example bench_http -- --mode queues
 //! # on PostgreSQL (a fresh database is best: the tables are shared with `serve`):
 //! cargo run --release -p floodgate-server --example bench_http -- --database-url postgres://...
 //! # or against a running server:
@@ -25,7 +27,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Parser)]
 struct Args {
     /// What to measure.
-    #[arg(long, value_parser = ["single", "batch", "workers"], default_value = "single")]
+    #[arg(long, value_parser = ["single", "batch", "workers", "queues"], default_value = "single")]
     mode: String,
     /// A running server; without it, one is started in this process.
     #[arg(long)]
@@ -57,6 +59,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..Default::default()
             };
             let state = floodgate_server::state::AppState::open(config).await?;
+            if args.mode == "queues" {
+                fill(state.store()).await?;
+            }
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
             let app = floodgate_server::app(state);
@@ -70,6 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match args.mode.as_str() {
         "single" => single(&client, &base, args.jobs, args.connections.unwrap_or(64)).await,
         "batch" => batch(&client, &base, args.jobs, args.connections.unwrap_or(4)).await,
+        "queues" => queues(&client, &base).await,
         _ => workers(&client, &base, args.jobs, args.connections.unwrap_or(4)).await,
     }
     let _ = std::fs::remove_dir_all(dir);
@@ -205,6 +211,79 @@ async fn workers(client: &reqwest::Client, base: &str, jobs: u64, connections: u
          {:.2} s = {:.0} jobs/s",
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// 1,000,000 succeeded and 100,000 pending jobs, written with SQL (the API would take minutes).
+async fn fill(store: &floodgate_queue::AnyStore) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    if let Some(s) = store.as_sqlite() {
+        sqlx::query(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1100000)
+             INSERT INTO floodgate_jobs (queue, kind, payload, priority, run_at, state,
+                 max_attempts, created_at, updated_at, finished_at)
+             SELECT 'default', 'noop', '{}', 5, x, CASE WHEN x <= 1000000 THEN 'succeeded'
+                 ELSE 'pending' END, 25, x, x, CASE WHEN x <= 1000000 THEN x END FROM c",
+        )
+        .execute(s.pool())
+        .await?;
+        sqlx::query("ANALYZE").execute(s.pool()).await?;
+    } else if let Some(p) = store.as_postgres() {
+        sqlx::query(
+            "INSERT INTO floodgate_jobs (queue, kind, payload, priority, run_at, state,
+                 max_attempts, created_at, updated_at, finished_at)
+             SELECT 'default', 'noop', '{}', 5, now(), CASE WHEN x <= 1000000 THEN 'succeeded'
+                 ELSE 'pending' END, 25, now(), now(), CASE WHEN x <= 1000000 THEN now() END
+             FROM generate_series(1, 1100000) AS x",
+        )
+        .execute(p.pool())
+        .await?;
+        sqlx::query("VACUUM ANALYZE floodgate_jobs")
+            .execute(p.pool())
+            .await?;
+    }
+    println!(
+        "filled 1,100,000 jobs in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn queues(client: &reqwest::Client, base: &str) {
+    let mut latencies = Vec::new();
+    let url = format!("{base}/v1/queues");
+    let first = Instant::now();
+    let body: Value = client
+        .get(&url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    println!(
+        "first GET /v1/queues (counts the table): {:.1} ms; counts {}",
+        first.elapsed().as_secs_f64() * 1e3,
+        body["queues"][0]["counts"]
+    );
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let t = Instant::now();
+        let r = client.get(&url).send().await.expect("GET");
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().await;
+        latencies.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies.sort_unstable();
+    let pick = |p: f64| latencies[((p * latencies.len() as f64).ceil() as usize).max(1) - 1];
+    println!(
+        "GET /v1/queues, {} requests over 5 s (the sample refreshed every second behind them): \
+         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latencies.len(),
+        pick(0.50).as_secs_f64() * 1e3,
+        pick(0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
 }
 
