@@ -2,6 +2,8 @@
 //! `oneshot` (no socket).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod process;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};

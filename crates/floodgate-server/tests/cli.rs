@@ -1,0 +1,245 @@
+//! The `floodgate` command line as a user runs it: `config`, start-up failures with clear
+//! messages, the client subcommands against a running server, and `/metrics` of a real
+//! process.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use support::process::{BIN, Server, enqueue, http};
+
+/// Runs `floodgate ARGS` with a clean `FLOODGATE_*` environment plus `env`.
+fn floodgate(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FLOODGATE_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    command.output().expect("run floodgate")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn config_prints_the_layered_settings_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("floodgate.toml");
+    std::fs::write(&file, "max_batch = 50\nlisten = \"127.0.0.1:9000\"\n").unwrap();
+    let out = floodgate(
+        &[
+            "config",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9001",
+        ],
+        &[
+            ("FLOODGATE_API_TOKEN", "very-secret-token-123456"),
+            ("FLOODGATE_DATABASE_URL", "postgres://app:pa55word@db/jobs"),
+            ("FLOODGATE_MAX_BATCH", "70"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("max_batch = 70"), "env over file: {shown}");
+    assert!(
+        shown.contains("listen = \"127.0.0.1:9001\""),
+        "flag over file: {shown}"
+    );
+    assert!(shown.contains("api_token = \"***\""), "{shown}");
+    assert!(
+        !shown.contains("very-secret") && !shown.contains("pa55word"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn bad_settings_fail_at_start_naming_the_key_and_the_fix() {
+    let out = floodgate(&["config"], &[("FLOODGATE_MAX_BATCH", "0")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("max_batch") && err.contains("between"),
+        "{err}"
+    );
+
+    let out = floodgate(&["serve"], &[("FLOODGATE_MAX_BATCH", "lots")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("max_batch"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "max_bach = 5\n").unwrap();
+    let out = floodgate(&["config", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("max_bach"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = floodgate(&["config", "--config", "/no/such/floodgate.toml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("does not exist"));
+
+    let out = floodgate(&["serve", "--listen", "not-an-address"], &[]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses it");
+}
+
+#[test]
+fn a_database_that_cannot_be_used_fails_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("notes.txt");
+    std::fs::write(&junk, "not a database at all\n".repeat(100)).unwrap();
+    let out = floodgate(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            junk.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("notes.txt") && err.contains("not a SQLite database"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let out = floodgate(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:1/x",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("connection refused"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn client_subcommands_talk_to_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("jobs.db");
+    let server = Server::start(db.to_str().unwrap(), dir.path());
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", url.as_str()]);
+        floodgate(&all, &[])
+    };
+
+    let out = run(&[
+        "enqueue",
+        "--kind",
+        "email",
+        "--payload",
+        r#"{"to": "ada"}"#,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let accepted: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = accepted["id"].as_i64().unwrap();
+    let out = run(&[
+        "enqueue",
+        "--kind",
+        "email",
+        "--priority",
+        "9",
+        "--idempotency-key",
+        "k1",
+    ]);
+    assert!(
+        text(&out.stdout).contains("pending"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = run(&["status", &id.to_string()]);
+    let table = text(&out.stdout);
+    assert!(
+        out.status.success() && table.contains("email") && table.contains("pending"),
+        "{table}"
+    );
+    let out = run(&["jobs", "--state", "pending"]);
+    assert!(text(&out.stdout).contains("email"));
+    let out = run(&["queues"]);
+    assert!(
+        text(&out.stdout).contains("default"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&["pause", "default"]);
+    assert!(
+        text(&out.stdout).contains("paused"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&["resume", "default"]);
+    assert!(text(&out.stdout).contains("resumed"));
+    let out = run(&["cancel", &id.to_string()]);
+    assert!(
+        text(&out.stdout).contains("cancelled"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&["retry", &id.to_string()]);
+    assert!(
+        text(&out.stdout).contains("pending"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = run(&["status", "999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("404 NOT_FOUND"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["enqueue", "--kind", "k", "--payload", "{not json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--payload"));
+    let out = floodgate(&["queues", "--server", "http://127.0.0.1:1"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot reach"));
+}
+
+#[test]
+fn a_real_process_serves_prometheus_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("jobs.db");
+    let server = Server::start(db.to_str().unwrap(), dir.path());
+    enqueue(server.port, json!({"kind": "k", "payload": 1}));
+    let (status, body) = http("GET", server.port, "/metrics", None);
+    assert_eq!(status, 200);
+    let text = body.as_str().expect("Prometheus text");
+    for metric in [
+        "floodgate_http_requests_total",
+        "floodgate_http_request_duration_seconds",
+        "floodgate_queue_",
+        "floodgate_limiter_",
+    ] {
+        assert!(text.contains(metric), "{metric} missing:\n{text}");
+    }
+}
