@@ -6,7 +6,7 @@
 //! health, Prometheus metrics and an OpenAPI document complete it. Every error is an RFC 9457
 //! problem document with a stable `code`.
 //!
-//! [`app`] builds the router over an [`AppState`](state::AppState); tests drive it with
+//! [`app`] builds the router over a [`state::AppState`]; tests drive it with
 //! `tower::ServiceExt::oneshot`, no socket needed:
 //!
 //! ```
