@@ -17,6 +17,27 @@ impl Migration {
     pub(crate) fn render(&self, names: &Names) -> String {
         names.render(self.sql)
     }
+
+    /// Applies this migration with `apply` (its SQL, and the row recording it, inside the
+    /// backend's migration transaction): a failure names the migration, a success is logged.
+    /// `dialect` names the backend in the log.
+    pub(crate) async fn apply(
+        &self,
+        dialect: &str,
+        apply: impl std::future::Future<Output = Result<(), sqlx::Error>>,
+    ) -> Result<(), crate::StoreError> {
+        apply.await.map_err(|source| crate::StoreError::Migration {
+            version: self.version,
+            name: self.name,
+            source,
+        })?;
+        tracing::info!(
+            version = self.version,
+            name = self.name,
+            "applied {dialect} migration"
+        );
+        Ok(())
+    }
 }
 
 /// What the `{…}` holes in SQL text stand for in one store.
@@ -76,12 +97,22 @@ pub(crate) const POSTGRES: &[Migration] = &[
     },
 ];
 
+/// The migrations of `known` whose version is not in `applied`, in order, after refusing a
+/// database a newer floodgate migrated.
+pub(crate) fn pending<'k>(
+    applied: &[i64],
+    known: &'k [Migration],
+) -> Result<Vec<&'k Migration>, crate::StoreError> {
+    check_not_newer(applied, known)?;
+    Ok(known
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .collect())
+}
+
 /// Refuses a database migrated by a newer floodgate: its tables may hold what this version
 /// cannot read or would write wrongly.
-pub(crate) fn check_not_newer(
-    applied: &[i64],
-    known: &[Migration],
-) -> Result<(), crate::StoreError> {
+fn check_not_newer(applied: &[i64], known: &[Migration]) -> Result<(), crate::StoreError> {
     let newest = known.iter().map(|m| m.version).max().unwrap_or(0);
     match applied.iter().copied().max() {
         Some(v) if v > newest => Err(crate::StoreError::Corrupt(format!(
