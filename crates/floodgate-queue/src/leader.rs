@@ -116,6 +116,10 @@ impl Singleton {
     }
 
     /// Resolves once this node holds the role.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only stops waiting.
     pub async fn wait_until_leader(&self) {
         let mut rx = self.changes();
         let _ = rx.wait_for(|leader| *leader).await;
@@ -127,6 +131,14 @@ impl Singleton {
     /// again on the next term. On [`stop`](Self::stop) the role is released only after `role`
     /// has returned (or when the lease would run out anyway), so the next leader never
     /// overlaps it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe while a term runs: dropping the future drops `role`'s future at
+    /// whatever point it was awaiting, and the term still counts as running, so a later
+    /// [`stop`](Self::stop) waits until the lease would have run out (30 s for
+    /// [`advisory`](Self::advisory)) before releasing the role. Between terms it only stops
+    /// waiting. To end it, call [`stop`](Self::stop): `lead` then returns once `role` has.
     pub async fn lead<F, Fut>(&self, mut role: F)
     where
         F: FnMut(CancellationToken) -> Fut,
@@ -166,6 +178,13 @@ impl Singleton {
     }
 
     /// Gives the role up (releasing it at once for another node) and stops competing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe once polled: the first poll tells the role's task to stop, and that task
+    /// goes on to release the role (after the running `lead` term returned) whether or not
+    /// this future is awaited further; dropping it only stops waiting. Call it again to wait.
+    /// A future dropped before it was ever polled does nothing.
     pub async fn stop(&self) {
         self.inner.stop.cancel();
         self.inner.tasks.wait().await;

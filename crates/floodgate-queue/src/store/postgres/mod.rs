@@ -183,6 +183,12 @@ impl PgStoreBuilder {
 
     /// Connects, creates the schema if asked for, and runs the migrations (under an advisory
     /// lock, so many nodes may start at once).
+    ///
+    /// # Cancel safety
+    ///
+    /// Nothing is left half-done: creating the schema and the migrations run in one
+    /// transaction, rolled back if the future is dropped before it commits; the connections
+    /// opened so far are dropped with it.
     pub async fn connect(self) -> Result<PgStore, StoreError> {
         let names = match &self.schema {
             Some(schema) => {
@@ -280,6 +286,12 @@ impl PgStore {
     }
 
     /// Connects to `url` with default settings.
+    ///
+    /// # Cancel safety
+    ///
+    /// Nothing is left half-done: creating the schema and the migrations run in one
+    /// transaction, rolled back if the future is dropped before it commits; the connections
+    /// opened so far are dropped with it.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         PgStore::builder(url)?.connect().await
     }
@@ -295,6 +307,12 @@ impl PgStore {
     }
 
     /// Closes the pool.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe once polled: the pool refuses new work from the first poll; dropping the
+    /// future only stops waiting for the connections in use, which are closed as they come
+    /// back.
     pub async fn close(&self) {
         self.inner.pool.close().await;
     }

@@ -151,6 +151,12 @@ impl SqliteStoreBuilder {
     /// A path in a missing directory, a directory, a file that is not a SQLite database or
     /// one this user cannot write fails with [`StoreError::Open`], naming the file and what to
     /// do.
+    ///
+    /// # Cancel safety
+    ///
+    /// Nothing is left half-done: the migrations run in one transaction, rolled back if the
+    /// future is dropped before it commits. The file may already exist then (created empty,
+    /// or migrated if the commit happened); opening it again finishes the job.
     pub async fn open(self) -> Result<SqliteStore, StoreError> {
         validate_identifier("table_prefix", &self.table_prefix, 40)?;
         match self.path.clone() {
@@ -246,11 +252,21 @@ impl SqliteStore {
     }
 
     /// Opens the store in the file at `path` with default settings.
+    ///
+    /// # Cancel safety
+    ///
+    /// Nothing is left half-done: the migrations run in one transaction, rolled back if the
+    /// future is dropped before it commits. The file may already exist then (created empty,
+    /// or migrated if the commit happened); opening it again finishes the job.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         SqliteStore::builder(path).open().await
     }
 
     /// A store in memory, gone when the last clone is dropped (for tests and examples).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a dropped future leaves nothing behind.
     pub async fn in_memory() -> Result<Self, StoreError> {
         SqliteStoreBuilder {
             path: None,
@@ -267,6 +283,12 @@ impl SqliteStore {
     }
 
     /// Closes the connections (waiting for those in use to come back).
+    ///
+    /// # Cancel safety
+    ///
+    /// The writer pool is closed first, then the reader pool; each refuses new work from the
+    /// moment its turn comes. Dropping the future part-way leaves the pools it had not reached
+    /// open (call it again), and the connections still in use are closed as they come back.
     pub async fn close(&self) {
         self.inner.writer.close().await;
         self.inner.reader.close().await;
