@@ -78,8 +78,7 @@ async fn postgres_cluster_limit_holds_across_three_workers() {
     let mut stores = Vec::new();
     for _ in 0..3 {
         stores.push(
-            floodgate_queue::PgStore::builder_with(schema.connect_options())
-                .schema(schema.name())
+            crate::support::pg_builder(&schema)
                 .max_connections(4)
                 .connect()
                 .await

@@ -16,9 +16,9 @@ async fn open() -> (SqliteStore, tempfile::TempDir) {
     (store, dir)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_leader_rescues_and_cleans() {
-    let (store, _dir) = open().await;
+crate::support::backends!(the_leader_rescues_and_cleans);
+
+async fn the_leader_rescues_and_cleans<S: Store + Clone>(store: &S) {
     let stuck = store.enqueue(NewJob::new("k", json!(1))).await.unwrap().id;
     store
         .claim(&Claim::new("dead-worker", 1).lease_ttl(Duration::from_millis(20)))
