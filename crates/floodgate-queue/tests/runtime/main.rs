@@ -12,4 +12,5 @@ mod cluster_limit;
 mod inbox;
 mod leader;
 mod maintenance;
+#[cfg(feature = "sqlite")]
 mod metric_labels;

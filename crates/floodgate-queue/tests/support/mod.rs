@@ -116,6 +116,7 @@ pub async fn next_event<T>(
 /// * `backends!(all: [a, b], outbox: [c])`: `all` cases (generic over `Store`) on both
 ///   backends and on `AnyStore` holding each (modules `any_sqlite`, `any_postgres`);
 ///   `outbox` cases (needing `OutboxStore`, which `AnyStore` is not) on the two backends.
+#[allow(unused_macros)] // not every test binary uses it
 macro_rules! backends {
     (all: [$($case:ident),* $(,)?], outbox: [$($ocase:ident),* $(,)?] $(,)?) => {
         $crate::support::backends!(@sqlite sqlite, sqlite, [$($case,)* $($ocase,)*]);
@@ -158,4 +159,5 @@ macro_rules! backends {
     };
 }
 
+#[allow(unused_imports)]
 pub(crate) use backends;
