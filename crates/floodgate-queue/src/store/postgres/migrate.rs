@@ -2,6 +2,7 @@
 //! transaction-scoped advisory lock per schema, so many nodes may start at once (one
 //! migrates, the others wait and then find it done).
 
+use sqlx::Postgres;
 use sqlx::postgres::PgPool;
 
 use crate::error::StoreError;
@@ -25,32 +26,14 @@ pub(super) async fn run(
         .execute(&mut *tx)
         .await?;
     }
-    let table = names.render("{t}migrations");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE TABLE IF NOT EXISTS {table} (version bigint PRIMARY KEY, name text NOT NULL, \
-         applied_at timestamptz NOT NULL DEFAULT now())"
-    )))
-    .execute(&mut *tx)
-    .await?;
-    let applied: Vec<i64> =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT version FROM {table}")))
-            .fetch_all(&mut *tx)
-            .await?;
-    let record = format!("INSERT INTO {table} (version, name) VALUES ($1, $2)");
-    for m in migrate::pending(&applied, migrate::POSTGRES)? {
-        let run = async {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(m.render(names)))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(sqlx::AssertSqlSafe(record.as_str()))
-                .bind(m.version)
-                .bind(m.name)
-                .execute(&mut *tx)
-                .await?;
-            Ok(())
-        };
-        m.apply("PostgreSQL", run).await?;
-    }
+    let ledger = migrate::Ledger {
+        create: "CREATE TABLE IF NOT EXISTS {t}migrations (version bigint PRIMARY KEY, \
+                 name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+        record: "INSERT INTO {t}migrations (version, name) VALUES ($1, $2)",
+        now: None,
+    };
+    migrate::apply_pending::<Postgres>(&mut tx, names, migrate::POSTGRES, ledger, "PostgreSQL")
+        .await?;
     tx.commit().await?;
     Ok(())
 }
