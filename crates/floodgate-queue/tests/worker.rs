@@ -121,6 +121,8 @@ async fn claims_only_what_it_can_start<S: Store + Clone>(store: &S) {
     while gauge.now.load(Ordering::SeqCst) < 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Nothing signals that a full worker has passed up a claim, so a real wait gives a
+    // hoarding one the time to show itself.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stats = store.queue_stats().await.unwrap();
     assert_eq!(
@@ -523,6 +525,7 @@ async fn memory_above_the_high_water_mark_stops_claims<S: Store + Clone>(store: 
         .await
         .unwrap()
         .id;
+    // Ten polls' worth of time (nothing signals a claim passed up for memory).
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         store.job(id).await.unwrap().unwrap().state,
@@ -566,6 +569,7 @@ async fn shutdown_finishes_in_time_or_releases<S: Store + Clone>(store: &S) {
         let handle = handle.clone();
         tokio::spawn(async move { handle.shutdown(Duration::from_millis(1_500)).await })
     };
+    // Let the drain begin before the quick job is let go (nothing signals its start).
     tokio::time::sleep(Duration::from_millis(100)).await;
     let_go.add_permits(1);
     let summary = stopping.await.unwrap();

@@ -174,6 +174,7 @@ async fn advisory_lock_follows_its_connection() {
         .await
         .unwrap();
     let b = Singleton::advisory(schema.pool(), &role_name, "node-b", retry);
+    // Six of B's tries (its attempts signal nothing when they fail).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(a.is_leader() && !b.is_leader(), "the lock has one holder");
 
