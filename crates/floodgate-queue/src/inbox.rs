@@ -170,6 +170,13 @@ impl<S: OutboxStore> Inbox<S> {
 
     /// Forgets keys recorded longer ago than `age` (a message redelivered after that runs
     /// again), 1,000 rows a statement; returns how many went.
+    ///
+    /// # Cancel safety
+    ///
+    /// Each batch is its own statement: dropping the future keeps the batches already
+    /// deleted and leaves the rest. The in-process cache is cleared only when the call
+    /// completes, so until then it may still answer a forgotten key as a duplicate (nothing
+    /// runs twice).
     pub async fn forget_older_than(&self, age: Duration) -> Result<u64, StoreError> {
         let n = self.store.inbox_delete_older_than(age, 1_000).await?;
         if n > 0 {

@@ -45,14 +45,16 @@ pub struct Singleton {
     inner: Arc<Inner>,
 }
 
+/// A role's shared state, between its handle and the task that competes for it (here for the
+/// lease, in `store/postgres/advisory.rs` for the advisory lock).
 #[derive(Debug)]
-struct Inner {
-    name: String,
+pub(crate) struct Inner {
+    pub(crate) name: String,
     holder: String,
     leader: watch::Sender<bool>,
     /// How many `lead` terms are running: the role is released only once they have ended.
     terms: watch::Sender<usize>,
-    stop: CancellationToken,
+    pub(crate) stop: CancellationToken,
     tasks: TaskTracker,
 }
 
@@ -89,7 +91,11 @@ impl Singleton {
         let inner = role.inner.clone();
         role.inner
             .tasks
-            .spawn(run_advisory(pool.clone(), inner, retry));
+            .spawn(crate::store::postgres::advisory::run(
+                pool.clone(),
+                inner,
+                retry,
+            ));
         role.inner.tasks.close();
         role
     }
@@ -110,6 +116,10 @@ impl Singleton {
     }
 
     /// Resolves once this node holds the role.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only stops waiting.
     pub async fn wait_until_leader(&self) {
         let mut rx = self.changes();
         let _ = rx.wait_for(|leader| *leader).await;
@@ -121,6 +131,14 @@ impl Singleton {
     /// again on the next term. On [`stop`](Self::stop) the role is released only after `role`
     /// has returned (or when the lease would run out anyway), so the next leader never
     /// overlaps it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe while a term runs: dropping the future drops `role`'s future at
+    /// whatever point it was awaiting, and the term still counts as running, so a later
+    /// [`stop`](Self::stop) waits until the lease would have run out (30 s for
+    /// [`advisory`](Self::advisory)) before releasing the role. Between terms it only stops
+    /// waiting. To end it, call [`stop`](Self::stop): `lead` then returns once `role` has.
     pub async fn lead<F, Fut>(&self, mut role: F)
     where
         F: FnMut(CancellationToken) -> Fut,
@@ -160,6 +178,13 @@ impl Singleton {
     }
 
     /// Gives the role up (releasing it at once for another node) and stops competing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe once polled: the first poll tells the role's task to stop, and that task
+    /// goes on to release the role (after the running `lead` term returned) whether or not
+    /// this future is awaited further; dropping it only stops waiting. Call it again to wait.
+    /// A future dropped before it was ever polled does nothing.
     pub async fn stop(&self) {
         self.inner.stop.cancel();
         self.inner.tasks.wait().await;
@@ -167,12 +192,13 @@ impl Singleton {
 }
 
 /// Waits (up to `bound`) until no `lead` term runs.
-async fn terms_ended(inner: &Inner, bound: Duration) {
+pub(crate) async fn terms_ended(inner: &Inner, bound: Duration) {
     let mut terms = inner.terms.subscribe();
     let _ = tokio::time::timeout(bound, terms.wait_for(|n| *n == 0)).await;
 }
 
-fn set(inner: &Inner, leader: bool) {
+/// Records whether this node holds the role (logged and exported when it changes).
+pub(crate) fn set(inner: &Inner, leader: bool) {
     let changed = inner
         .leader
         .send_if_modified(|l| std::mem::replace(l, leader) != leader);
@@ -240,56 +266,5 @@ async fn run_lease<S: Store>(store: S, inner: Arc<Inner>, ttl: Duration) {
         // Release only once the role's work has stopped (while the lease still covers it).
         terms_ended(&inner, until.saturating_duration_since(Instant::now())).await;
         let _ = store.leader_release(&inner.name, &inner.holder).await;
-    }
-}
-
-#[cfg(feature = "postgres")]
-async fn run_advisory(pool: sqlx::PgPool, inner: Arc<Inner>, retry: Duration) {
-    use sqlx::Connection;
-
-    let key = format!("floodgate:role:{}", inner.name);
-    let mut held: Option<sqlx::PgConnection> = None;
-    loop {
-        match held.as_mut() {
-            Some(conn) => {
-                // Still ours while the session lives.
-                if let Err(e) = conn.ping().await {
-                    // Compete again after one `retry`, like any other node.
-                    tracing::warn!(role = %inner.name, error = %e, "advisory lock connection lost");
-                    held = None;
-                    set(&inner, false);
-                }
-            }
-            None => {
-                let attempt = async {
-                    let mut conn = pool.acquire().await?.detach();
-                    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-                        .bind(&key)
-                        .fetch_one(&mut conn)
-                        .await?;
-                    Ok::<_, sqlx::Error>(got.then_some(conn))
-                };
-                match attempt.await {
-                    Ok(Some(conn)) => {
-                        held = Some(conn);
-                        set(&inner, true);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(role = %inner.name, error = %e, "advisory lock attempt failed")
-                    }
-                }
-            }
-        }
-        tokio::select! {
-            _ = inner.stop.cancelled() => break,
-            _ = tokio::time::sleep(retry) => {}
-        }
-    }
-    if let Some(conn) = held {
-        set(&inner, false);
-        terms_ended(&inner, Duration::from_secs(30)).await;
-        // Closing the session releases the lock.
-        let _ = conn.close().await;
     }
 }

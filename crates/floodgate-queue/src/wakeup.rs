@@ -17,12 +17,8 @@
 //! # Ok(()) }
 //! ```
 
-#[cfg(feature = "sqlite")]
-use std::sync::Arc;
 use std::time::Duration;
 
-#[cfg(feature = "sqlite")]
-use tokio::sync::broadcast;
 use tokio::time::{Interval, MissedTickBehavior};
 
 /// How often [`Wakeups`] ticks without a notification unless told otherwise.
@@ -48,50 +44,24 @@ pub struct Wakeups {
     tick: Interval,
 }
 
+/// The backend's half of a listener.
 #[derive(Debug)]
 enum Source {
-    /// SQLite in memory: in-process notifications only.
     #[cfg(feature = "sqlite")]
-    Local(Option<broadcast::Receiver<Arc<str>>>),
-    /// SQLite: in-process notifications, and commits by other processes on the same file,
-    /// seen as a change of `PRAGMA data_version` on a connection of the listener's own.
-    #[cfg(feature = "sqlite")]
-    File {
-        local: Option<broadcast::Receiver<Arc<str>>>,
-        conn: Box<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
-        every: Interval,
-        version: Option<i64>,
-    },
+    Sqlite(crate::store::sqlite::wakeup::Source),
     #[cfg(feature = "postgres")]
-    Postgres(Box<sqlx::postgres::PgListener>),
+    Postgres(crate::store::postgres::wakeup::Source),
 }
 
 impl Wakeups {
     #[cfg(feature = "sqlite")]
-    pub(crate) fn local(rx: broadcast::Receiver<Arc<str>>) -> Self {
-        Wakeups::new(Source::Local(Some(rx)))
-    }
-
-    /// In-process notifications plus other processes' commits, checked every `every`.
-    #[cfg(feature = "sqlite")]
-    pub(crate) fn file(
-        rx: broadcast::Receiver<Arc<str>>,
-        conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
-        every: Duration,
-    ) -> Self {
-        let mut every = tokio::time::interval(every);
-        every.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Wakeups::new(Source::File {
-            local: Some(rx),
-            conn: Box::new(conn),
-            every,
-            version: None,
-        })
+    pub(crate) fn sqlite(source: crate::store::sqlite::wakeup::Source) -> Self {
+        Wakeups::new(Source::Sqlite(source))
     }
 
     #[cfg(feature = "postgres")]
-    pub(crate) fn postgres(listener: sqlx::postgres::PgListener) -> Self {
-        Wakeups::new(Source::Postgres(Box::new(listener)))
+    pub(crate) fn postgres(source: crate::store::postgres::wakeup::Source) -> Self {
+        Wakeups::new(Source::Postgres(source))
     }
 
     fn new(source: Source) -> Self {
@@ -131,70 +101,13 @@ impl Wakeups {
     }
 }
 
-#[cfg(feature = "sqlite")]
-async fn local(slot: &mut Option<broadcast::Receiver<Arc<str>>>) -> Wakeup {
-    let Some(rx) = slot else {
-        return std::future::pending().await;
-    };
-    match rx.recv().await {
-        Ok(queue) => Wakeup::Enqueued {
-            queue: queue.to_string(),
-        },
-        Err(broadcast::error::RecvError::Lagged(_)) => Wakeup::Poll,
-        Err(broadcast::error::RecvError::Closed) => {
-            *slot = None;
-            Wakeup::Poll
-        }
-    }
-}
-
 impl Source {
     async fn recv(&mut self) -> Wakeup {
         match self {
             #[cfg(feature = "sqlite")]
-            Source::Local(slot) => local(slot).await,
-            #[cfg(feature = "sqlite")]
-            Source::File {
-                local: slot,
-                conn,
-                every,
-                version,
-            } => loop {
-                tokio::select! {
-                    biased;
-                    wakeup = local(slot) => return wakeup,
-                    _ = every.tick() => {
-                        let now: Result<i64, _> = sqlx::query_scalar("PRAGMA data_version")
-                            .fetch_one(&mut ***conn)
-                            .await;
-                        match (now, *version) {
-                            (Ok(now), Some(before)) if now != before => {
-                                *version = Some(now);
-                                return Wakeup::Poll;
-                            }
-                            (Ok(now), _) => *version = Some(now),
-                            (Err(_), _) => {}
-                        }
-                    }
-                }
-            },
+            Source::Sqlite(source) => source.recv().await,
             #[cfg(feature = "postgres")]
-            Source::Postgres(listener) => match listener.try_recv().await {
-                Ok(Some(notification)) => Wakeup::Enqueued {
-                    queue: notification.payload().to_owned(),
-                },
-                // The connection dropped (it reconnects on the next call): anything notified
-                // meanwhile is lost, so look everywhere.
-                Ok(None) => {
-                    tracing::warn!("LISTEN connection lost; reconnecting and polling");
-                    Wakeup::Poll
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "LISTEN reconnect failed; polling until it works");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    Wakeup::Poll
-                }
-            },
+            Source::Postgres(source) => source.recv().await,
             #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
             _ => std::future::pending().await,
         }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use floodgate_queue::{Claim, NewJob, OutboxStore, Store, Wakeup};
 use serde_json::json;
 
+mod support;
+
 /// JSON nested `depth` arrays deep, as text (beyond what readers decode when deep enough).
 fn deep_json_text(depth: usize) -> String {
     format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
@@ -88,6 +90,13 @@ async fn an_unreadable_row_does_not_strand_its_batch<S: Store>(
     assert!(store.claim(&Claim::new("w", 20)).await.unwrap().is_empty());
 }
 
+/// The cases above that need nothing of one backend, on each.
+mod both {
+    use super::*;
+
+    crate::support::backends!(deep_payloads_are_refused_at_enqueue);
+}
+
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
@@ -164,13 +173,6 @@ mod sqlite {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("limit of 1000 bytes"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn deep_payloads_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("deep.db")).await.unwrap();
-        super::deep_payloads_are_refused_at_enqueue(&store).await;
     }
 
     #[tokio::test]
@@ -322,11 +324,7 @@ mod postgres {
     use sqlx::Row;
 
     async fn store(schema: &floodgate_testing::PgSchema) -> PgStore {
-        PgStore::builder_with(schema.connect_options())
-            .schema(schema.name())
-            .connect()
-            .await
-            .unwrap()
+        crate::support::pg_builder(schema).connect().await.unwrap()
     }
 
     /// Nothing listens: the real cause, at once (not "pool timed out" after 10 s).
@@ -420,8 +418,7 @@ mod postgres {
         let Some(schema) = floodgate_testing::postgres_schema("payload_limit").await else {
             return;
         };
-        let store = PgStore::builder_with(schema.connect_options())
-            .schema(schema.name())
+        let store = crate::support::pg_builder(&schema)
             .max_payload_bytes(1_000)
             .connect()
             .await
@@ -435,16 +432,6 @@ mod postgres {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("limit of 1000 bytes"), "{err}");
-        store.close().await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn deep_payloads_are_refused() {
-        let Some(schema) = floodgate_testing::postgres_schema("deep_payloads").await else {
-            return;
-        };
-        let store = store(&schema).await;
-        super::deep_payloads_are_refused_at_enqueue(&store).await;
         store.close().await;
     }
 

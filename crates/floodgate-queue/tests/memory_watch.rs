@@ -7,6 +7,8 @@ use floodgate_queue::worker::{KindOptions, MemoryWatch, Outcome, Worker, WorkerE
 use floodgate_queue::{JobState, NewJob, SqliteStore, Store};
 use serde_json::json;
 
+mod support;
+
 fn rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -44,15 +46,11 @@ async fn claiming_pauses_above_the_high_water_mark_and_resumes_below_the_low_one
 
     // 400 MiB, touched so it is resident.
     let ballast = vec![1u8; 400 * MIB as usize];
-    let high = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let WorkerEvent::MemoryHigh { rss } = events.recv().await.unwrap() {
-                return rss;
-            }
-        }
+    let high = support::next_event(&mut events, |e| match e {
+        WorkerEvent::MemoryHigh { rss } => Some(rss),
+        _ => None,
     })
-    .await
-    .expect("the watch sees the high-water mark passed");
+    .await;
     assert!(high > base + 200 * MIB);
     // A claim already in flight when the mark was passed still completes: let it land
     // before enqueueing the job that must wait.
@@ -62,6 +60,7 @@ async fn claiming_pauses_above_the_high_water_mark_and_resumes_below_the_low_one
         .await
         .unwrap()
         .id;
+    // Ten polls' worth of time (nothing signals a claim passed up for memory).
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         store.job(id).await.unwrap().unwrap().state,
@@ -71,19 +70,12 @@ async fn claiming_pauses_above_the_high_water_mark_and_resumes_below_the_low_one
 
     assert_eq!(ballast.iter().map(|b| *b as u64).sum::<u64>(), 400 * MIB);
     drop(ballast); // returned to the OS (a large allocation is its own mapping)
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let WorkerEvent::MemoryNormal { .. } = events.recv().await.unwrap() {
-                return;
-            }
-        }
+    support::next_event(&mut events, |e| match e {
+        WorkerEvent::MemoryNormal { .. } => Some(()),
+        _ => None,
     })
-    .await
-    .expect("the watch sees memory fall below the low-water mark");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while store.job(id).await.unwrap().unwrap().state != JobState::Succeeded {
-        assert!(tokio::time::Instant::now() < deadline, "claiming resumed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    .await;
+    // Claiming resumed.
+    support::eventually(&store, id, JobState::Succeeded).await;
     handle.shutdown(Duration::from_secs(5)).await;
 }

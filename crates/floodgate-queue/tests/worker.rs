@@ -15,38 +15,9 @@ use floodgate_queue::worker::{
 use floodgate_queue::{Claim, Job, JobId, JobState, NewJob, Store};
 use serde_json::json;
 
-/// Polls until `f` holds, failing after 20 s.
-async fn eventually<S: Store>(store: &S, id: JobId, state: JobState) -> Job {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let job = store.job(id).await.unwrap().unwrap();
-        if job.state == state {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {id} still {} (wanted {state}): {job:?}",
-            job.state
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+mod support;
 
-/// The first event `pick` maps to a value, failing after 10 s.
-async fn next_event<T>(
-    events: &mut tokio::sync::broadcast::Receiver<WorkerEvent>,
-    pick: impl Fn(WorkerEvent) -> Option<T>,
-) -> T {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(found) = pick(events.recv().await.unwrap()) {
-                return found;
-            }
-        }
-    })
-    .await
-    .expect("the awaited event within 10 s")
-}
+use support::{eventually, next_event};
 
 fn quick_retry() -> KindOptions {
     KindOptions::new().retry(
@@ -74,39 +45,7 @@ impl Gauge {
     }
 }
 
-macro_rules! worker_suite {
-    ($($case:ident),* $(,)?) => {
-        #[cfg(feature = "sqlite")]
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let store = floodgate_queue::SqliteStore::open(dir.path().join("w.db")).await.unwrap();
-                    super::$case(&store).await;
-                }
-            )*
-        }
-        #[cfg(feature = "postgres")]
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let Some(schema) = floodgate_testing::postgres_schema(stringify!($case)).await else { return };
-                    let store = floodgate_queue::PgStore::builder_with(schema.connect_options())
-                        .schema(schema.name())
-                        .connect()
-                        .await
-                        .unwrap();
-                    super::$case(&store).await;
-                    store.close().await;
-                }
-            )*
-        }
-    };
-}
-
-worker_suite!(
+support::backends!(
     runs_jobs_and_keeps_results,
     claims_only_what_it_can_start,
     per_kind_limits_hold,
@@ -182,6 +121,8 @@ async fn claims_only_what_it_can_start<S: Store + Clone>(store: &S) {
     while gauge.now.load(Ordering::SeqCst) < 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Nothing signals that a full worker has passed up a claim, so a real wait gives a
+    // hoarding one the time to show itself.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stats = store.queue_stats().await.unwrap();
     assert_eq!(
@@ -405,6 +346,9 @@ async fn an_open_breaker_stops_claims_of_its_kind<S: Store + Clone>(store: &S) {
             KindOptions::new().breaker(breaker.clone()),
             |_, _| async { Ok(Outcome::done()) },
         )
+        .handler("witness", KindOptions::new(), |_, _| async {
+            Ok(Outcome::done())
+        })
         .build()
         .unwrap()
         .start();
@@ -413,7 +357,14 @@ async fn an_open_breaker_stops_claims_of_its_kind<S: Store + Clone>(store: &S) {
         .await
         .unwrap()
         .id;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A later job of another kind: a claim that takes it would have taken the older job
+    // first had its kind been claimable, so once it has run, a claim has passed it over.
+    let witness = store
+        .enqueue(NewJob::new("witness", json!(null)))
+        .await
+        .unwrap()
+        .id;
+    eventually(store, witness, JobState::Succeeded).await;
     let waiting = store.job(id).await.unwrap().unwrap();
     assert_eq!(
         waiting.state,
@@ -533,7 +484,9 @@ async fn an_idle_worker_wakes_on_enqueue<S: Store + Clone>(store: &S) {
         .build()
         .unwrap()
         .start();
-    tokio::time::sleep(Duration::from_millis(100)).await; // idle, listening
+    tokio::time::timeout(Duration::from_secs(10), handle.ready())
+        .await
+        .expect("idle and listening within 10 s");
     let id = store
         .enqueue(NewJob::new("k", json!(null)))
         .await
@@ -572,6 +525,7 @@ async fn memory_above_the_high_water_mark_stops_claims<S: Store + Clone>(store: 
         .await
         .unwrap()
         .id;
+    // Ten polls' worth of time (nothing signals a claim passed up for memory).
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         store.job(id).await.unwrap().unwrap().state,
@@ -615,6 +569,7 @@ async fn shutdown_finishes_in_time_or_releases<S: Store + Clone>(store: &S) {
         let handle = handle.clone();
         tokio::spawn(async move { handle.shutdown(Duration::from_millis(1_500)).await })
     };
+    // Let the drain begin before the quick job is let go (nothing signals its start).
     tokio::time::sleep(Duration::from_millis(100)).await;
     let_go.add_permits(1);
     let summary = stopping.await.unwrap();
@@ -700,14 +655,13 @@ async fn protective_mode_shrinks_the_worker_and_says_so<S: Store + Clone>(store:
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_completion_survives_dropped_connections() {
-    let Some(schema) = floodgate_testing::postgres_schema("dropped_conns").await else {
+    let Some(support::Harness {
+        store,
+        guard: schema,
+    }) = support::postgres("dropped_conns").await
+    else {
         return;
     };
-    let store = floodgate_queue::PgStore::builder_with(schema.connect_options())
-        .schema(schema.name())
-        .connect()
-        .await
-        .unwrap();
     let started = Arc::new(tokio::sync::Notify::new());
     let go = Arc::new(tokio::sync::Notify::new());
     let (s, g) = (started.clone(), go.clone());

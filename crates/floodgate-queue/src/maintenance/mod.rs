@@ -134,6 +134,12 @@ pub struct MaintenanceHandle {
 
 impl MaintenanceHandle {
     /// Stops the tasks and gives up the role.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe once polled: as for [`Singleton::stop`], the first poll tells the role to
+    /// stop, and the tasks wind down and the role is released in the background; dropping the
+    /// future only stops waiting for that. Call it again to wait.
     pub async fn stop(&self) {
         self.role.stop().await;
         self.tasks.wait().await;

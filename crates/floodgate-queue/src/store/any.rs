@@ -58,6 +58,11 @@ impl AnyStore {
     ///
     /// Fails with [`StoreError::Invalid`] for another scheme or a backend not compiled in,
     /// and with [`StoreError::Open`] when the database cannot be opened or reached.
+    ///
+    /// # Cancel safety
+    ///
+    /// As the backend's own: [`SqliteStore::open`] or [`PgStore::connect`] (nothing is left
+    /// half-done; the migrations roll back if not committed).
     pub async fn open(target: &str) -> Result<AnyStore, StoreError> {
         match Backend::of(target)? {
             #[cfg(feature = "postgres")]
@@ -102,6 +107,10 @@ impl AnyStore {
     }
 
     /// Closes the backend's connections.
+    ///
+    /// # Cancel safety
+    ///
+    /// As the backend's own: [`SqliteStore::close`] or [`PgStore::close`].
     pub async fn close(&self) {
         match self {
             #[cfg(feature = "sqlite")]

@@ -76,12 +76,77 @@ pub(crate) const POSTGRES: &[Migration] = &[
     },
 ];
 
+/// How a backend records applied migrations, as SQL with the `{t}` hole.
+pub(crate) struct Ledger {
+    /// `CREATE TABLE IF NOT EXISTS {t}migrations (…)` in the backend's dialect.
+    pub(crate) create: &'static str,
+    /// The insert of one applied migration: its version, its name, then `now` if given.
+    pub(crate) record: &'static str,
+    /// The time to record, for a backend whose statements are given the clock.
+    pub(crate) now: Option<i64>,
+}
+
+/// Runs, on `conn` (inside the backend's migration transaction and lock), the migrations of
+/// `known` not yet recorded in the `ledger`, after refusing a database a newer floodgate
+/// migrated: each one's SQL and the row recording it, in order. A failure names the
+/// migration; a success is logged, with `dialect` naming the backend.
+pub(crate) async fn apply_pending<DB>(
+    conn: &mut DB::Connection,
+    names: &Names,
+    known: &[Migration],
+    ledger: Ledger,
+    dialect: &str,
+) -> Result<(), crate::StoreError>
+where
+    DB: sqlx::Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Decode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    sqlx::query(sqlx::AssertSqlSafe(names.render(ledger.create)))
+        .execute(&mut *conn)
+        .await?;
+    let select = names.render("SELECT version FROM {t}migrations");
+    let applied: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(select))
+        .fetch_all(&mut *conn)
+        .await?;
+    check_not_newer(&applied, known)?;
+    let record = names.render(ledger.record);
+    for m in known.iter().filter(|m| !applied.contains(&m.version)) {
+        let run = async {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(m.render(names)))
+                .execute(&mut *conn)
+                .await?;
+            let insert = sqlx::query(sqlx::AssertSqlSafe(record.as_str()))
+                .bind(m.version)
+                .bind(m.name.to_owned());
+            match ledger.now {
+                Some(now) => insert.bind(now),
+                None => insert,
+            }
+            .execute(&mut *conn)
+            .await?;
+            Ok::<_, sqlx::Error>(())
+        };
+        run.await.map_err(|source| crate::StoreError::Migration {
+            version: m.version,
+            name: m.name,
+            source,
+        })?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applied {dialect} migration"
+        );
+    }
+    Ok(())
+}
+
 /// Refuses a database migrated by a newer floodgate: its tables may hold what this version
 /// cannot read or would write wrongly.
-pub(crate) fn check_not_newer(
-    applied: &[i64],
-    known: &[Migration],
-) -> Result<(), crate::StoreError> {
+fn check_not_newer(applied: &[i64], known: &[Migration]) -> Result<(), crate::StoreError> {
     let newest = known.iter().map(|m| m.version).max().unwrap_or(0);
     match applied.iter().copied().max() {
         Some(v) if v > newest => Err(crate::StoreError::Corrupt(format!(

@@ -84,8 +84,12 @@ pub(crate) mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod any;
 mod batch;
+mod fence;
 pub(crate) mod json;
 mod migrate;
+mod rows;
+mod shared;
+mod statements;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use any::AnyStore;
@@ -280,92 +284,4 @@ pub trait OutboxStore: Store {
         consumer: &str,
         message_key: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-}
-
-/// Claim order: highest priority, then oldest `run_at`, then lowest id (a claim's
-/// `RETURNING` rows come back in no particular order).
-pub(crate) fn sort_claimed(jobs: &mut [Job]) {
-    jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
-}
-
-/// A row a claim leased but could not read (a payload no reader can decode, say): it is sent
-/// dead instead of failing the claim, so the rest of the batch runs.
-#[derive(Debug)]
-pub(crate) struct Unreadable {
-    pub(crate) lease: Lease,
-    pub(crate) error: StoreError,
-}
-
-/// Decodes claimed rows one by one: the jobs, and the rows that could not be read. Only a row
-/// whose id or lease token cannot be read fails the whole claim (the table is not ours then).
-pub(crate) fn decode_claimed<R>(
-    rows: &[R],
-    decode: impl Fn(&R) -> Result<Job, StoreError>,
-    lease: impl Fn(&R) -> Result<Lease, sqlx::Error>,
-) -> Result<(Vec<Job>, Vec<Unreadable>), StoreError> {
-    let mut jobs = Vec::with_capacity(rows.len());
-    let mut unreadable = Vec::new();
-    for row in rows {
-        match decode(row) {
-            Ok(job) => jobs.push(job),
-            Err(error) => unreadable.push(Unreadable {
-                lease: lease(row)?,
-                error,
-            }),
-        }
-    }
-    sort_claimed(&mut jobs);
-    Ok((jobs, unreadable))
-}
-
-/// Sends claimed rows that could not be read to `dead`, with the reason as their last error.
-/// A failure here is logged: the lease then expires and the rescuer tries again.
-pub(crate) async fn bury_unreadable<S: Store>(store: &S, unreadable: Vec<Unreadable>) {
-    for Unreadable { lease, error } in unreadable {
-        let message = format!(
-            "job {} could not be read when it was claimed ({error}); it was dead-lettered \
-             without running: fix or delete the row, then retry it",
-            lease.id
-        );
-        tracing::error!(job = %lease.id, %error, "claimed job cannot be read; sent dead");
-        if let Err(e) = store.dead(lease, &message).await {
-            tracing::warn!(job = %lease.id, error = %e, "could not dead-letter an unreadable job");
-        }
-    }
-}
-
-/// The outcome of a cancel whose update matched nothing: cancelling twice is not an error.
-pub(crate) fn cancel_missed(error: StoreError) -> Result<JobState, StoreError> {
-    match error {
-        StoreError::InvalidState {
-            state: JobState::Cancelled,
-            ..
-        } => Ok(JobState::Cancelled),
-        e => Err(e),
-    }
-}
-
-/// Validates a batch before any of it is written, so a bad job rejects the whole batch.
-pub(crate) fn validate_all(jobs: &[NewJob], max_payload_bytes: usize) -> Result<(), StoreError> {
-    if jobs.len() > 100_000 {
-        return Err(StoreError::invalid(
-            "jobs",
-            format!("{} jobs in one batch; at most 100000", jobs.len()),
-        ));
-    }
-    jobs.iter()
-        .try_for_each(|job| validate_job(job, max_payload_bytes))
-}
-
-/// Validates one job: its fields, and its payload's size against the store's limit.
-pub(crate) fn validate_job(job: &NewJob, max_payload_bytes: usize) -> Result<(), StoreError> {
-    job.validate()?;
-    json::check_size(&job.payload, max_payload_bytes)
-}
-
-/// Microseconds in a duration, capped at 100 years (for lease and retention arithmetic in
-/// SQL, where larger intervals overflow).
-pub(crate) fn micros(d: std::time::Duration) -> i64 {
-    const CAP: u128 = 100 * 366 * 24 * 3600 * 1_000_000;
-    d.as_micros().min(CAP) as i64
 }

@@ -134,6 +134,10 @@ impl JobContext {
     }
 
     /// Resolves when the run should stop (see [`is_stopping`](Self::is_stopping)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only stops waiting.
     pub async fn stopping(&self) {
         self.stop.cancelled().await
     }

@@ -1,94 +1,18 @@
 //! One conformance suite, run against every backend and against `AnyStore` holding each: each
-//! case is a generic function over `Store` (or `OutboxStore`), and the `conformance!` macro
-//! makes one test per case and store. Each test gets
+//! case is a generic function over `Store` (or `OutboxStore`), and `support::backends!` (the
+//! queue test layer, `tests/support/`) makes one test per case and store. Each test gets
 //! a fresh store: a temporary SQLite file, or a PostgreSQL schema of its own (dropped after).
 //! PostgreSQL cases skip with a printed reason when the server is unreachable, unless
 //! `FLOODGATE_REQUIRE_SERVICES=1`.
 #![allow(unreachable_pub)]
 
 mod cases;
+#[path = "../support/mod.rs"]
 mod support;
 
-/// One test per case and store: `all` cases take any `Store`; `outbox` cases need an
-/// `OutboxStore` (a transaction of the backend's own), which `AnyStore` is not.
-macro_rules! conformance {
-    (all: [$($case:ident),* $(,)?], outbox: [$($ocase:ident),* $(,)?] $(,)?) => {
-        #[cfg(feature = "sqlite")]
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let harness = crate::support::sqlite().await;
-                    crate::cases::$case(&harness.store).await;
-                    harness.store.close().await;
-                }
-            )*
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $ocase() {
-                    let harness = crate::support::sqlite().await;
-                    crate::cases::$ocase(&harness.store).await;
-                    harness.store.close().await;
-                }
-            )*
-        }
+use cases::*;
 
-        #[cfg(feature = "postgres")]
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let Some(harness) = crate::support::postgres(stringify!($case)).await else {
-                        return;
-                    };
-                    crate::cases::$case(&harness.store).await;
-                    harness.store.close().await;
-                }
-            )*
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $ocase() {
-                    let Some(harness) = crate::support::postgres(stringify!($ocase)).await else {
-                        return;
-                    };
-                    crate::cases::$ocase(&harness.store).await;
-                    harness.store.close().await;
-                }
-            )*
-        }
-
-        /// `AnyStore` holding SQLite.
-        #[cfg(feature = "sqlite")]
-        mod any_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let harness = crate::support::any_sqlite().await;
-                    crate::cases::$case(&harness.store).await;
-                    harness.store.close().await;
-                }
-            )*
-        }
-
-        /// `AnyStore` holding PostgreSQL.
-        #[cfg(feature = "postgres")]
-        mod any_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let label = concat!("any_", stringify!($case));
-                    let Some(harness) = crate::support::any_postgres(label).await else {
-                        return;
-                    };
-                    crate::cases::$case(&harness.store).await;
-                    harness.store.close().await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+support::backends!(
     all: [
     // enqueue
     enqueue_stores_the_job_with_defaults,
@@ -121,6 +45,19 @@ conformance!(
     listen_wakes_on_enqueue,
     // concurrency
     eight_claimers_drain_20000_jobs_exactly_once,
+    // leader roles
+    leader_acquire_takes_a_free_role_and_renews_it,
+    leader_release_frees_the_role_for_its_holder_only,
+    an_expired_role_can_be_taken_by_another,
+    leader_acquire_refuses_empty_names,
     ],
-    outbox: [enqueue_in_exists_only_if_the_transaction_commits],
+    outbox: [
+    enqueue_in_exists_only_if_the_transaction_commits,
+    // inbox
+    inbox_record_is_true_once_per_consumer_and_key,
+    an_inbox_record_rolled_back_is_not_kept,
+    a_concurrent_inbox_record_waits_and_sees_a_duplicate,
+    inbox_record_refuses_empty_names,
+    inbox_delete_older_than_forgets_old_keys_in_batches,
+    ],
 );

@@ -1,3 +1,5 @@
+//! Claims: their order, what they leave alone, the lease they take, and ordering keys.
+
 use std::time::Duration;
 
 use chrono::Utc;

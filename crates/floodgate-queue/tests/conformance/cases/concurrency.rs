@@ -1,3 +1,5 @@
+//! Concurrency: many claimers draining one queue, each job exactly once.
+
 use std::collections::HashSet;
 use std::sync::Arc;
 

@@ -1,3 +1,6 @@
+//! Enqueueing: defaults, batches in input order, validation, idempotency keys (alone and
+//! under concurrent enqueues), and the outbox (`enqueue_in`).
+
 use std::collections::HashSet;
 use std::sync::Arc;
 

@@ -1,3 +1,6 @@
+//! Leases and completion: fencing by the lease token, heartbeats, batch completion, failures
+//! and retries, dead letters, snoozes and the rescue of expired leases.
+
 use std::time::Duration;
 
 use chrono::Utc;

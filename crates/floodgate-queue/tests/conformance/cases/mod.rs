@@ -3,12 +3,16 @@
 mod claim;
 mod concurrency;
 mod enqueue;
+mod inbox;
+mod leader;
 mod lease;
 mod operations;
 
 pub use claim::*;
 pub use concurrency::*;
 pub use enqueue::*;
+pub use inbox::*;
+pub use leader::*;
 pub use lease::*;
 pub use operations::*;
 

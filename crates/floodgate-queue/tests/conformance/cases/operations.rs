@@ -1,3 +1,6 @@
+//! Operations on jobs and queues: retrying dead jobs, cancelling, pausing, stats, retention,
+//! listing and wake-ups.
+
 use std::time::Duration;
 
 use floodgate_queue::{

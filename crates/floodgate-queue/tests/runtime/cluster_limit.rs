@@ -40,12 +40,8 @@ async fn three_workers_share_the_limit<S: Store + Clone>(stores: Vec<S>) {
         .enqueue_many((0..30).map(|n| NewJob::new("scarce", json!(n))).collect())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     for e in ids {
-        while stores[0].job(e.id).await.unwrap().unwrap().state != JobState::Succeeded {
-            assert!(tokio::time::Instant::now() < deadline, "all jobs run");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        crate::support::eventually(&stores[0], e.id, JobState::Succeeded).await;
     }
     assert_eq!(
         most.load(Ordering::SeqCst),
@@ -78,8 +74,7 @@ async fn postgres_cluster_limit_holds_across_three_workers() {
     let mut stores = Vec::new();
     for _ in 0..3 {
         stores.push(
-            floodgate_queue::PgStore::builder_with(schema.connect_options())
-                .schema(schema.name())
+            crate::support::pg_builder(&schema)
                 .max_connections(4)
                 .connect()
                 .await

@@ -1,7 +1,8 @@
 //! Exactly-once effects: 10,000 messages delivered twice, concurrently, by 4 consumers. The
 //! effect inserts into a ledger whose key is unique, so an effect that ran twice would fail
 //! the insert; every message must be in the ledger once, and half the deliveries counted as
-//! duplicates.
+//! duplicates. On both backends, then the keys' retention. (The effect's SQL belongs to one
+//! database, so each backend's test is written out; what they check is the macro below.)
 
 use std::sync::Arc;
 
@@ -84,76 +85,62 @@ impl<T> MapValue for Delivery<T> {
     }
 }
 
+/// Every message delivered twice through `store`'s inbox with a ledger (made with `$create`,
+/// written with `$insert`) as the effect: each message in the ledger once, half the deliveries
+/// duplicates; then the keys are forgotten, none before their time.
+macro_rules! effects_happen_exactly_once {
+    ($store:expr, $create:literal, $insert:literal) => {{
+        let store = $store;
+        sqlx::query($create).execute(store.pool()).await.unwrap();
+        let inbox = Arc::new(Inbox::with_cache_capacity(store.clone(), 1_000));
+        deliver_everything_twice(deliver!(store, inbox, $insert)).await;
+        assert_eq!(inbox.stats().processed as usize, MESSAGES);
+        assert_eq!(inbox.stats().duplicates as usize, MESSAGES);
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows as usize, MESSAGES);
+        // Retention: nothing is old enough yet, then everything is.
+        let inbox = Inbox::new(store.clone());
+        assert_eq!(
+            inbox
+                .forget_older_than(std::time::Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            inbox
+                .forget_older_than(std::time::Duration::ZERO)
+                .await
+                .unwrap() as usize,
+            MESSAGES
+        );
+        store.close().await;
+    }};
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_effects_happen_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = floodgate_queue::SqliteStore::open(dir.path().join("inbox.db"))
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE ledger (message_key TEXT PRIMARY KEY)")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    let inbox = Arc::new(Inbox::with_cache_capacity(store.clone(), 1_000));
-    deliver_everything_twice(deliver!(
-        store,
-        inbox,
+    let harness = crate::support::sqlite().await;
+    effects_happen_exactly_once!(
+        &harness.store,
+        "CREATE TABLE ledger (message_key TEXT PRIMARY KEY)",
         "INSERT INTO ledger (message_key) VALUES (?1)"
-    ))
-    .await;
-    assert_eq!(inbox.stats().processed as usize, MESSAGES);
-    assert_eq!(inbox.stats().duplicates as usize, MESSAGES);
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(rows as usize, MESSAGES);
-    // Retention: nothing is old enough yet, then everything is.
-    let inbox = Inbox::new(store.clone());
-    assert_eq!(
-        inbox
-            .forget_older_than(std::time::Duration::from_secs(3600))
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        inbox
-            .forget_older_than(std::time::Duration::ZERO)
-            .await
-            .unwrap() as usize,
-        MESSAGES
     );
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_effects_happen_exactly_once() {
-    let Some(schema) = floodgate_testing::postgres_schema("inbox_once").await else {
+    let Some(harness) = crate::support::postgres("inbox_once").await else {
         return;
     };
-    let store = floodgate_queue::PgStore::builder_with(schema.connect_options())
-        .schema(schema.name())
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE ledger (message_key text PRIMARY KEY)")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    let inbox = Arc::new(Inbox::with_cache_capacity(store.clone(), 1_000));
-    deliver_everything_twice(deliver!(
-        store,
-        inbox,
+    effects_happen_exactly_once!(
+        &harness.store,
+        "CREATE TABLE ledger (message_key text PRIMARY KEY)",
         "INSERT INTO ledger (message_key) VALUES ($1)"
-    ))
-    .await;
-    assert_eq!(inbox.stats().processed as usize, MESSAGES);
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(rows as usize, MESSAGES);
-    store.close().await;
+    );
 }

@@ -1,24 +1,15 @@
 //! Maintenance run by the leader: rescue, retention, and periodic jobs that survive a
 //! failover without duplicates or gaps.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use floodgate_queue::maintenance::{Maintenance, Periodic};
-use floodgate_queue::{
-    Claim, JobState, ListJobs, NewJob, Retention, Singleton, SqliteStore, Store,
-};
+use floodgate_queue::{Claim, JobState, NewJob, Retention, Singleton, Store};
 use serde_json::json;
 
-async fn open() -> (SqliteStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("m.db")).await.unwrap();
-    (store, dir)
-}
+crate::support::backends!(the_leader_rescues_and_cleans);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_leader_rescues_and_cleans() {
-    let (store, _dir) = open().await;
+async fn the_leader_rescues_and_cleans<S: Store + Clone>(store: &S) {
     let stuck = store.enqueue(NewJob::new("k", json!(1))).await.unwrap().id;
     store
         .claim(&Claim::new("dead-worker", 1).lease_ttl(Duration::from_millis(20)))
@@ -64,9 +55,11 @@ async fn the_leader_rescues_and_cleans() {
     maintenance.stop().await;
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn periodic_jobs_survive_failover_without_duplicates_or_gaps() {
-    let (store, _dir) = open().await;
+    let harness = crate::support::sqlite().await;
+    let store = &harness.store;
     let every_second =
         || Periodic::new("tick", "* * * * * *", NewJob::new("tick", json!({}))).unwrap();
     let ttl = Duration::from_millis(400);
@@ -90,7 +83,7 @@ async fn periodic_jobs_survive_failover_without_duplicates_or_gaps() {
     c.stop().await;
 
     let jobs = store
-        .list(&ListJobs {
+        .list(&floodgate_queue::ListJobs {
             kind: Some("tick".into()),
             limit: 1_000,
             ..Default::default()
@@ -99,7 +92,7 @@ async fn periodic_jobs_survive_failover_without_duplicates_or_gaps() {
         .unwrap()
         .jobs;
     let seconds: Vec<i64> = jobs.iter().map(|j| j.run_at.timestamp()).collect();
-    let distinct: BTreeSet<i64> = seconds.iter().copied().collect();
+    let distinct: std::collections::BTreeSet<i64> = seconds.iter().copied().collect();
     assert_eq!(
         distinct.len(),
         seconds.len(),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use floodgate_queue::worker::{JobError, KindOptions, Outcome, Worker};
-use floodgate_queue::{Claim, LeaseToken, NewJob, SqliteStore, Store};
+use floodgate_queue::{Claim, JobState, LeaseToken, NewJob, SqliteStore, Store};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 /// One snapshot's series.
@@ -124,11 +124,8 @@ fn the_worker_counts_jobs_by_queue_kind_and_outcome() {
             .await
             .unwrap()
             .id;
-        for id in [ok, bad] {
-            while !store.job(id).await.unwrap().unwrap().state.is_finished() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
+        crate::support::eventually(&store, ok, JobState::Succeeded).await;
+        crate::support::eventually(&store, bad, JobState::Dead).await;
         handle.shutdown(Duration::from_secs(5)).await;
     });
     let n = Some;

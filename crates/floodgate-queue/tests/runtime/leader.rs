@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use floodgate_queue::{Singleton, Store};
+use floodgate_queue::{AnyStore, Singleton, Store};
 
 /// A candidate on a runtime of its own, so that it can die without giving anything back.
 struct Candidate {
@@ -174,6 +174,7 @@ async fn advisory_lock_follows_its_connection() {
         .await
         .unwrap();
     let b = Singleton::advisory(schema.pool(), &role_name, "node-b", retry);
+    // Six of B's tries (its attempts signal nothing when they fail).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(a.is_leader() && !b.is_leader(), "the lock has one holder");
 
@@ -205,14 +206,13 @@ async fn advisory_lock_follows_its_connection() {
     b.stop().await;
 }
 
+crate::support::backends!(
+    the_projector_runs_as_a_singleton,
+    a_holder_that_cannot_renew_steps_down
+);
+
 /// Seed 003's projector: it runs on one node at a time and moves when that node goes.
-#[cfg(feature = "sqlite")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_projector_runs_as_a_singleton() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = floodgate_queue::SqliteStore::open(dir.path().join("p.db"))
-        .await
-        .unwrap();
+async fn the_projector_runs_as_a_singleton<S: Store + Clone>(store: &S) {
     let active = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let terms = Arc::new(AtomicUsize::new(0));
@@ -268,17 +268,12 @@ async fn the_projector_runs_as_a_singleton() {
 
 /// A holder that cannot renew (its database is gone) steps down by itself when its lease runs
 /// out, before anyone else could take the role.
-#[cfg(feature = "sqlite")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_holder_that_cannot_renew_steps_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = floodgate_queue::SqliteStore::open(dir.path().join("r.db"))
-        .await
-        .unwrap();
+async fn a_holder_that_cannot_renew_steps_down<S: Store + Clone + Into<AnyStore>>(store: &S) {
     let ttl = Duration::from_millis(300);
     let role = Singleton::lease(store.clone(), "projector", "node-1", ttl);
     role.wait_until_leader().await;
-    store.close().await; // every renewal fails from now on
+    // Closing any clone closes the shared pools: every renewal fails from now on.
+    store.clone().into().close().await;
     let lost_at = tokio::time::Instant::now();
     let mut changes = role.changes();
     tokio::time::timeout(Duration::from_secs(5), changes.wait_for(|leader| !*leader))
