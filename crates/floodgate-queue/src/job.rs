@@ -287,7 +287,7 @@ impl NewJob {
     /// sources (the server's group commit) refuses a bad one alone instead of failing the
     /// whole batch.
     pub fn check(&self, max_payload_bytes: usize) -> Result<(), StoreError> {
-        crate::store::validate_job(self, max_payload_bytes)
+        crate::store::shared::validate_job(self, max_payload_bytes)
     }
 
     /// Checks what the database would otherwise reject less clearly.

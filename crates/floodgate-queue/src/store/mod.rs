@@ -88,7 +88,7 @@ mod fence;
 pub(crate) mod json;
 mod migrate;
 mod rows;
-mod shared;
+pub(crate) mod shared;
 mod statements;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
