@@ -44,6 +44,7 @@ mod layers;
 pub mod leases;
 pub mod sampler;
 pub mod state;
+pub mod webhook;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -1,0 +1,33 @@
+//! Building blocks of webhook delivery.
+//!
+//! The server will deliver jobs of the built-in kind `webhook` itself: it POSTs the job's
+//! payload to the destination's URL, signed so the receiver can tell it came from this server,
+//! and records the attempt like any worker would (complete on a 2xx, fail and retry
+//! otherwise). That delivery is not here yet; these are the two pieces it stands on, each
+//! usable and tested on its own:
+//!
+//! - [`signature`]: [Standard Webhooks](https://www.standardwebhooks.com/) signing: the
+//!   `webhook-id`, `webhook-timestamp` and `webhook-signature` headers, `whsec_` secrets,
+//!   several secrets at once for rotation, and [`verify`](signature::verify) for receivers
+//!   and tests.
+//! - [`ssrf`]: where a delivery may go. An [`AddressPolicy`](ssrf::AddressPolicy) refuses
+//!   loopback, private, link-local, metadata and other internal addresses unless a destination
+//!   allows them; [`check_url`](ssrf::AddressPolicy::check_url) vets the URL (and any IP
+//!   literal in it) and [`client`](ssrf::client) builds an HTTP client whose DNS resolver only
+//!   ever hands the connector addresses the policy allows, with redirects and proxies off.
+//!
+//! ```
+//! use floodgate_server::webhook::{signature, ssrf::AddressPolicy};
+//!
+//! let url: reqwest::Url = "https://hooks.example.com/floodgate".parse()?;
+//! AddressPolicy::default().check_url(&url)?;
+//!
+//! let secret = signature::Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
+//! let body = br#"{"event": "job.finished"}"#;
+//! let [_, _, (_, sig)] = signature::headers(&[secret.clone()], "msg_1", 1_700_000_000, body)?;
+//! assert!(signature::verify(&secret, "msg_1", 1_700_000_000, body, sig.to_str()?));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod signature;
+pub mod ssrf;
