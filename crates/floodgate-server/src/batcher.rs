@@ -6,33 +6,104 @@
 //!
 //! # Implementation
 //!
-//! One task owns the receiving end of a channel. It waits for the first request, takes every
-//! other request already waiting (up to [`MAX_GROUP`]), writes them, and answers each through
-//! its oneshot. There is no timer: under light load a lone request is written at once; under
-//! load requests queue while the previous batch commits, so batches grow exactly when commits
-//! are the bottleneck. Jobs are checked one by one before they join a batch, so a bad job is
-//! refused alone and cannot fail its neighbours.
+//! A [`Group`] is one task owning the receiving end of a channel. It waits for the first
+//! request, takes every other request already waiting (up to [`MAX_GROUP`]), writes them with
+//! one call, and answers each through its oneshot. There is no timer: under light load a lone
+//! request is written at once; under load requests queue while the previous group commits, so
+//! groups grow exactly when commits are the bottleneck. Requests are checked one by one before
+//! they join a group, so a bad one is refused alone and cannot fail its neighbours.
 
-use floodgate_queue::{AnyStore, Completion, Enqueued, NewJob, Store, StoreError};
+use std::future::Future;
+
+use floodgate_queue::{AnyStore, Completion, Enqueued, JobId, NewJob, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
-/// The most jobs written in one group.
+/// The most requests written in one group.
 pub const MAX_GROUP: usize = 1_000;
 
-type Request = (NewJob, oneshot::Sender<Result<Enqueued, String>>);
+type Reply<A> = oneshot::Sender<Result<A, String>>;
 
-/// The sending side of the group-commit task.
-#[derive(Debug, Clone)]
-pub(crate) struct Enqueuer {
-    tx: mpsc::Sender<Request>,
+/// The sending side of one group-commit task: requests `R` answered with `A`.
+#[derive(Debug)]
+struct Group<R, A> {
+    tx: mpsc::Sender<(R, Reply<A>)>,
 }
 
+impl<R, A> Clone for Group<R, A> {
+    fn clone(&self) -> Self {
+        Group {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<R: Send + 'static, A: Send + 'static> Group<R, A> {
+    /// Starts the task on the current runtime; `write` writes one group and answers each
+    /// request in order. The task ends when every sender is dropped.
+    fn start<W, F>(name: &'static str, write: W) -> Self
+    where
+        W: Fn(Vec<R>) -> F + Send + 'static,
+        F: Future<Output = Result<Vec<A>, StoreError>> + Send,
+    {
+        let (tx, mut rx) = mpsc::channel::<(R, Reply<A>)>(16 * MAX_GROUP);
+        tokio::spawn(async move {
+            let mut requests = Vec::with_capacity(MAX_GROUP);
+            let mut replies = Vec::with_capacity(MAX_GROUP);
+            while let Some((request, reply)) = rx.recv().await {
+                requests.push(request);
+                replies.push(reply);
+                while requests.len() < MAX_GROUP {
+                    let Ok((request, reply)) = rx.try_recv() else {
+                        break;
+                    };
+                    requests.push(request);
+                    replies.push(reply);
+                }
+                metrics::histogram!("floodgate_server_group_size", "group" => name)
+                    .record(requests.len() as f64);
+                match write(std::mem::take(&mut requests)).await {
+                    Ok(answers) => {
+                        for (reply, answer) in replies.drain(..).zip(answers) {
+                            let _ = reply.send(Ok(answer));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(group = name, error = %e, "group write failed");
+                        let message = e.to_string();
+                        for reply in replies.drain(..) {
+                            let _ = reply.send(Err(message.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Group { tx }
+    }
+
+    /// Hands `request` to the next group; its answer after that group's commit.
+    async fn call(&self, request: R) -> Result<A, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Corrupt("the group-commit task stopped".to_owned());
+        self.tx.send((request, reply)).await.map_err(|_| gone())?;
+        match answer.await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(message)) => Err(StoreError::Corrupt(message)),
+            Err(_) => Err(gone()),
+        }
+    }
+}
+
+/// Enqueues in groups.
+#[derive(Debug, Clone)]
+pub(crate) struct Enqueuer(Group<NewJob, Enqueued>);
+
 impl Enqueuer {
-    /// Starts the task on the current runtime; it ends when every sender is dropped.
+    /// Starts the task on the current runtime.
     pub(crate) fn start(store: AnyStore) -> Self {
-        let (tx, rx) = mpsc::channel(16 * MAX_GROUP);
-        tokio::spawn(run(store, rx));
-        Enqueuer { tx }
+        Enqueuer(Group::start("enqueue", move |jobs| {
+            let store = store.clone();
+            async move { store.enqueue_many(jobs).await }
+        }))
     }
 
     /// Enqueues `job` with the next group; answers after its commit.
@@ -42,64 +113,25 @@ impl Enqueuer {
     /// Dropping the future does not withdraw the job: once handed over it is written with its
     /// group (like a request whose client hung up after sending it).
     pub(crate) async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Corrupt("the enqueue batcher stopped".to_owned());
-        self.tx.send((job, reply)).await.map_err(|_| gone())?;
-        match answer.await {
-            Ok(Ok(enqueued)) => Ok(enqueued),
-            Ok(Err(message)) => Err(StoreError::Corrupt(message)),
-            Err(_) => Err(gone()),
-        }
+        self.0.call(job).await
     }
 }
 
-async fn run(store: AnyStore, mut rx: mpsc::Receiver<Request>) {
-    let mut jobs = Vec::with_capacity(MAX_GROUP);
-    let mut replies = Vec::with_capacity(MAX_GROUP);
-    while let Some((job, reply)) = rx.recv().await {
-        jobs.push(job);
-        replies.push(reply);
-        while jobs.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok((job, reply)) => {
-                    jobs.push(job);
-                    replies.push(reply);
-                }
-                Err(_) => break,
-            }
-        }
-        metrics::histogram!("floodgate_server_enqueue_group_size").record(jobs.len() as f64);
-        match store.enqueue_many(std::mem::take(&mut jobs)).await {
-            Ok(out) => {
-                for (reply, enqueued) in replies.drain(..).zip(out) {
-                    let _ = reply.send(Ok(enqueued));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "group enqueue failed");
-                let message = e.to_string();
-                for reply in replies.drain(..) {
-                    let _ = reply.send(Err(message.clone()));
-                }
-            }
-        }
-    }
-}
-
-type CompleteRequest = (Completion, oneshot::Sender<Result<bool, String>>);
-
-/// The sending side of the completion group-commit task.
+/// Completes in groups, each completion fenced by its own lease.
 #[derive(Debug, Clone)]
-pub(crate) struct Completer {
-    tx: mpsc::Sender<CompleteRequest>,
-}
+pub(crate) struct Completer(Group<Completion, bool>);
 
 impl Completer {
-    /// Starts the task on the current runtime; it ends when every sender is dropped.
+    /// Starts the task on the current runtime.
     pub(crate) fn start(store: AnyStore) -> Self {
-        let (tx, rx) = mpsc::channel(16 * MAX_GROUP);
-        tokio::spawn(run_completions(store, rx));
-        Completer { tx }
+        Completer(Group::start("complete", move |group: Vec<Completion>| {
+            let store = store.clone();
+            async move {
+                let ids: Vec<JobId> = group.iter().map(|c| c.lease.id).collect();
+                let lost = store.complete_many(group).await?;
+                Ok(ids.into_iter().map(|id| lost.contains(&id)).collect())
+            }
+        }))
     }
 
     /// Completes the job with the next group, fenced by its lease as `complete` is:
@@ -110,50 +142,9 @@ impl Completer {
     /// Dropping the future does not withdraw the completion: it is written with its group.
     pub(crate) async fn complete(&self, completion: Completion) -> Result<(), StoreError> {
         let id = completion.lease.id;
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Corrupt("the completion batcher stopped".to_owned());
-        self.tx
-            .send((completion, reply))
-            .await
-            .map_err(|_| gone())?;
-        match answer.await {
-            Ok(Ok(false)) => Ok(()),
-            Ok(Ok(true)) => Err(StoreError::LeaseLost { id }),
-            Ok(Err(message)) => Err(StoreError::Corrupt(message)),
-            Err(_) => Err(gone()),
-        }
-    }
-}
-
-async fn run_completions(store: AnyStore, mut rx: mpsc::Receiver<CompleteRequest>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    let mut replies = Vec::with_capacity(MAX_GROUP);
-    while let Some((completion, reply)) = rx.recv().await {
-        group.push(completion);
-        replies.push(reply);
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok((completion, reply)) => {
-                    group.push(completion);
-                    replies.push(reply);
-                }
-                Err(_) => break,
-            }
-        }
-        let ids: Vec<_> = group.iter().map(|c| c.lease.id).collect();
-        match store.complete_many(std::mem::take(&mut group)).await {
-            Ok(lost) => {
-                for (reply, id) in replies.drain(..).zip(ids) {
-                    let _ = reply.send(Ok(lost.contains(&id)));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "group completion failed");
-                let message = e.to_string();
-                for reply in replies.drain(..) {
-                    let _ = reply.send(Err(message.clone()));
-                }
-            }
+        match self.0.call(completion).await? {
+            false => Ok(()),
+            true => Err(StoreError::LeaseLost { id }),
         }
     }
 }

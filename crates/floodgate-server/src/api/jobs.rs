@@ -165,6 +165,11 @@ fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
 /// A store job from a request, checked as the store would (payload at most `max_payload`
 /// bytes); `at` prefixes field names in errors (`jobs[3].`).
 fn new_job(r: &JobRequest, at: &str, max_payload: usize) -> ApiResult<NewJob> {
+    if r.kind == crate::webhook::request::KIND {
+        // The server's own kind: a payload it could not deliver is refused now.
+        crate::webhook::request::WebhookRequest::parse(&r.payload)
+            .map_err(|e| ApiError::invalid(&format!("{at}payload"), e))?;
+    }
     let mut job = NewJob::new(r.kind.clone(), r.payload.clone());
     if let Some(q) = &r.queue {
         job = job.queue(q.clone());

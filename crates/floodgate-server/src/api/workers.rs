@@ -71,7 +71,7 @@ pub async fn claim(
         if done {
             state
                 .leases()
-                .claimed(jobs.iter().filter_map(floodgate_queue::Job::lease));
+                .claimed(jobs.iter().filter_map(floodgate_queue::Job::lease), ttl);
             let jobs = jobs
                 .into_iter()
                 .map(|job| ClaimedJob {
@@ -118,14 +118,13 @@ pub async fn heartbeat(
     let status = state.store().extend_leases(&worker, &[lease], ttl).await?;
     let expires = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
     match status.first() {
-        Some(LeaseStatus::Extended) => Ok(Json(HeartbeatResponse {
-            cancel_requested: false,
-            lease_expires_at: expires,
-        })),
-        Some(LeaseStatus::CancelRequested) => Ok(Json(HeartbeatResponse {
-            cancel_requested: true,
-            lease_expires_at: expires,
-        })),
+        Some(status @ (LeaseStatus::Extended | LeaseStatus::CancelRequested)) => {
+            state.leases().extended(lease, ttl);
+            Ok(Json(HeartbeatResponse {
+                cancel_requested: matches!(status, LeaseStatus::CancelRequested),
+                lease_expires_at: expires,
+            }))
+        }
         _ => {
             // A wrong worker name is not a lost lease: say so, and keep the lease.
             if r.worker.is_some()

@@ -3,9 +3,14 @@
 //! The server will deliver jobs of the built-in kind `webhook` itself: it POSTs the job's
 //! payload to the destination's URL, signed so the receiver can tell it came from this server,
 //! and records the attempt like any worker would (complete on a 2xx, fail and retry
-//! otherwise). That delivery is not here yet; these are the two pieces it stands on, each
+//! otherwise). The delivery worker is not here yet; these are the pieces it stands on, each
 //! usable and tested on its own:
 //!
+//! - [`request`]: the `webhook` job's payload (`{url, method?, headers?, body, destination?}`),
+//!   checked when it is enqueued, so a bad URL or method is a `422` then.
+//! - [`classify`]: what an answer means (delivered, retry after `Retry-After`, retry on the
+//!   schedule, 410 Gone, permanent) and whether the destination's breaker counts it.
+//! - [`schedule`]: the retry schedule, spread over about a day, with jitter.
 //! - [`signature`]: [Standard Webhooks](https://www.standardwebhooks.com/) signing: the
 //!   `webhook-id`, `webhook-timestamp` and `webhook-signature` headers, `whsec_` secrets,
 //!   several secrets at once for rotation, and [`verify`](signature::verify) for receivers
@@ -29,5 +34,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod classify;
+pub mod request;
+pub mod schedule;
 pub mod signature;
 pub mod ssrf;
