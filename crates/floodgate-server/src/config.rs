@@ -78,6 +78,8 @@ pub struct Config {
     pub queue_stats_max_age: Duration,
     /// The log filter (`RUST_LOG` syntax, default `info`).
     pub log: String,
+    /// Webhook delivery (the built-in job kind `webhook`): `[webhooks]` in the file.
+    pub webhooks: crate::webhook::config::WebhookConfig,
 }
 
 impl Default for Config {
@@ -97,6 +99,7 @@ impl Default for Config {
             postgres_max_connections: 16,
             queue_stats_max_age: Duration::from_secs(1),
             log: "info".to_owned(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -227,6 +230,9 @@ impl Config {
         if self.postgres_max_connections == 0 {
             return invalid("postgres_max_connections", "0".into(), "at least 1");
         }
+        if let Err(fix) = self.webhooks.validate() {
+            return invalid("webhooks", "(see the file)".into(), &fix);
+        }
         Ok(())
     }
 
@@ -237,6 +243,13 @@ impl Config {
         shown.api_token = mask(&self.api_token);
         shown.read_only_token = mask(&self.read_only_token);
         shown.database_url = mask_url(&self.database_url);
+        let hide = |secrets: &mut Vec<String>| secrets.iter_mut().for_each(|s| *s = "***".into());
+        hide(&mut shown.webhooks.secrets);
+        for d in shown.webhooks.destinations.values_mut() {
+            if let Some(secrets) = d.secrets.as_mut() {
+                hide(secrets);
+            }
+        }
         toml_string(&shown)
     }
 

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::hub::WakeHub;
 use crate::leases::LeaseBook;
 use crate::sampler::QueueSampler;
+use crate::webhook::deliver::Deliverer;
 
 /// The server's shared state; cheap to clone.
 #[derive(Clone)]
@@ -39,6 +40,7 @@ struct Inner {
     hub: WakeHub,
     leases: LeaseBook,
     sampler: Arc<QueueSampler>,
+    deliverer: Arc<Deliverer>,
     requests: Limiter,
     metrics: Option<PrometheusHandle>,
     shutting_down: CancellationToken,
@@ -66,6 +68,9 @@ impl AppState {
     /// current runtime.
     pub fn new(store: AnyStore, config: Config) -> AppState {
         let sampler = Arc::new(QueueSampler::new(store.clone(), config.queue_stats_max_age));
+        let deliverer = Arc::new(
+            Deliverer::new(config.webhooks.clone()).expect("the webhook settings were validated"),
+        );
         let enqueuer = Enqueuer::start(store.clone());
         let completer = Completer::start(store.clone());
         let hub = WakeHub::start(store.clone());
@@ -84,6 +89,7 @@ impl AppState {
                 hub,
                 leases: LeaseBook::default(),
                 sampler,
+                deliverer,
                 requests,
                 metrics: None,
                 shutting_down: CancellationToken::new(),
@@ -134,6 +140,11 @@ impl AppState {
     /// The queue counts' sampler.
     pub fn sampler(&self) -> &Arc<QueueSampler> {
         &self.inner.sampler
+    }
+
+    /// The webhook deliverer (its destinations, breakers and disabled set).
+    pub fn deliverer(&self) -> &Arc<Deliverer> {
+        &self.inner.deliverer
     }
 
     /// The limiter of requests in flight (closed at shutdown).

@@ -621,7 +621,10 @@ async fn tokens_guard_every_route() {
     assert!(paths.len() >= 15, "{:?}", paths.keys());
     let mut checked = 0;
     for (path, ops) in paths {
-        let concrete = path.replace("{id}", "1").replace("{queue}", "default");
+        let concrete = path
+            .replace("{id}", "1")
+            .replace("{queue}", "default")
+            .replace("{destination}", "example.com");
         for method in ops.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();
             let public = floodgate_server::api::PUBLIC_PATHS.contains(&path.as_str());

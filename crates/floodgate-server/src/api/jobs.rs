@@ -173,6 +173,8 @@ fn new_job(r: &JobRequest, at: &str, max_payload: usize) -> ApiResult<NewJob> {
     let mut job = NewJob::new(r.kind.clone(), r.payload.clone());
     if let Some(q) = &r.queue {
         job = job.queue(q.clone());
+    } else if r.kind == crate::webhook::request::KIND {
+        job = job.queue(crate::webhook::worker::QUEUE);
     }
     if let Some(p) = r.priority {
         if !(1..=10).contains(&p) {
@@ -221,7 +223,14 @@ fn new_job(r: &JobRequest, at: &str, max_payload: usize) -> ApiResult<NewJob> {
 fn same_request(r: &JobRequest, job: &floodgate_queue::Job) -> bool {
     r.kind == job.kind
         && r.payload == job.payload
-        && r.queue.as_deref().unwrap_or(floodgate_queue::DEFAULT_QUEUE) == job.queue
+        && r.queue
+            .as_deref()
+            .unwrap_or(if r.kind == crate::webhook::request::KIND {
+                crate::webhook::worker::QUEUE
+            } else {
+                floodgate_queue::DEFAULT_QUEUE
+            })
+            == job.queue
         && r.priority.unwrap_or(floodgate_queue::DEFAULT_PRIORITY) == job.priority
         && r.max_attempts
             .unwrap_or(floodgate_queue::DEFAULT_MAX_ATTEMPTS)

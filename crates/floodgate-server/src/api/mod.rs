@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod model;
 pub mod ops;
 pub mod queues;
+pub mod webhooks;
 pub mod workers;
 
 use axum::Router;
@@ -26,6 +27,7 @@ use crate::state::AppState;
         jobs::enqueue, jobs::get_job, jobs::list_jobs, jobs::cancel, jobs::retry,
         workers::claim, workers::heartbeat, workers::complete, workers::fail, workers::snooze,
         queues::list_queues, queues::pause, queues::resume,
+        webhooks::enable,
         ops::live, ops::ready, ops::metrics, ops::openapi,
     ),
     components(schemas(crate::error::Problem, crate::error::Code, model::BatchRequest, model::BatchAccepted)),
@@ -34,6 +36,7 @@ use crate::state::AppState;
         (name = "jobs", description = "Enqueue and follow jobs"),
         (name = "workers", description = "Claim and report on jobs from any language"),
         (name = "queues", description = "Queue counts, pause and resume"),
+        (name = "webhooks", description = "Webhook destinations"),
         (name = "operations", description = "Health, metrics, this document"),
     )
 )]
@@ -68,6 +71,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/queues/{queue}/claim", post(workers::claim))
         .route("/v1/queues/{queue}/pause", post(queues::pause))
         .route("/v1/queues/{queue}/resume", post(queues::resume))
+        .route(
+            "/v1/webhooks/destinations/{destination}/enable",
+            post(webhooks::enable),
+        )
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

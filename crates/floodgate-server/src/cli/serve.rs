@@ -85,6 +85,18 @@ async fn serve(config: Config) -> ExitCode {
         Duration::from_secs(30),
     );
     let maintenance = Maintenance::new(state.store().clone()).start(role);
+    let webhooks = match crate::webhook::worker::start(
+        state.store().clone(),
+        state.deliverer().clone(),
+        &node,
+        64,
+    ) {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("error: cannot start webhook delivery: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     announce(&config, addr, state.store().backend());
 
     shutdown.close_on_shutdown(state.requests());
@@ -105,6 +117,7 @@ async fn serve(config: Config) -> ExitCode {
     shutdown.on_shutdown("release leases, stop maintenance, close the store", {
         let state = state.clone();
         move || async move {
+            webhooks.shutdown(Duration::from_secs(5)).await;
             let released = state.leases().release_all(state.store()).await;
             tracing::info!(released, "leases held by HTTP workers put back");
             maintenance.stop().await;

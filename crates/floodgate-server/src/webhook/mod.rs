@@ -35,7 +35,10 @@
 //! ```
 
 pub mod classify;
+pub mod config;
+pub mod deliver;
 pub mod request;
 pub mod schedule;
 pub mod signature;
 pub mod ssrf;
+pub mod worker;

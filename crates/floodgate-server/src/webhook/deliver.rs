@@ -1,0 +1,305 @@
+//! Delivering one `webhook` job: the destination's breaker and limiter, the address guard, the
+//! Standard Webhooks signature (`webhook-id` is the job id, stable across attempts, so
+//! receivers can drop repeats), one request, and the verdict turned into the worker's outcome.
+//!
+//! A destination whose breaker is open is not called: its jobs are put back (snoozed, no
+//! attempt spent) until the breaker lets a probe through, while other destinations' jobs keep
+//! flowing. A `410 Gone` disables the destination: its jobs go dead at once until
+//! [`Deliverer::enable`] (the receiver said the endpoint is gone for good).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use floodgate::Limiter;
+use floodgate::breaker::{
+    BreakerConfig, BreakerError, BreakerRegistry, OpenWait, Outcome, TripPolicy,
+};
+use floodgate_queue::Job;
+use floodgate_queue::worker::{JobError, Outcome as JobOutcome};
+use serde_json::{Value, json};
+
+use super::classify::{Verdict, classify_status};
+use super::config::{Resolved, WebhookConfig};
+use super::request::WebhookRequest;
+use super::ssrf::{self, Refused};
+use super::{schedule::RetrySchedule, signature};
+
+/// What one attempt did, kept on the job (as its result, or in its last error).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// The answer's status, if one came.
+    pub status: Option<u16>,
+    /// How long the request took.
+    pub duration: Duration,
+    /// The first 4 KiB of the answer's body.
+    pub body: String,
+}
+
+/// One destination's live state.
+struct Dest {
+    settings: Resolved,
+    client: reqwest::Client,
+    limiter: Limiter,
+}
+
+/// Delivers webhooks; one per server.
+pub struct Deliverer {
+    config: WebhookConfig,
+    destinations: Mutex<HashMap<String, Arc<Dest>>>,
+    breakers: BreakerRegistry,
+    disabled: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Deliverer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliverer").finish_non_exhaustive()
+    }
+}
+
+/// Destinations kept at once; a bounded breaker registry keeps hostile hosts cheap too.
+const MAX_DESTINATIONS: usize = 10_000;
+
+impl Deliverer {
+    /// A deliverer with `config` (already validated).
+    pub fn new(config: WebhookConfig) -> Result<Deliverer, String> {
+        config.validate()?;
+        let breaker = BreakerConfig {
+            trip: TripPolicy::ConsecutiveFailures(config.breaker_failures),
+            open_wait: OpenWait::fixed(Duration::from_secs_f64(config.breaker_wait.max(0.001))),
+            half_open_probes: 1,
+            ..BreakerConfig::default()
+        };
+        let breakers = BreakerRegistry::builder()
+            .max_breakers(MAX_DESTINATIONS)
+            .default_config(breaker)
+            .build()
+            .map_err(|e| format!("webhooks breakers: {e}"))?;
+        Ok(Deliverer {
+            config,
+            destinations: Mutex::new(HashMap::new()),
+            breakers,
+            disabled: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The retry schedule for jobs of `destination`.
+    pub fn schedule(&self, destination: &str) -> RetrySchedule {
+        self.config
+            .resolve(destination)
+            .map(|r| r.schedule)
+            .unwrap_or_default()
+    }
+
+    /// Whether `destination` was disabled by a `410 Gone`.
+    pub fn is_disabled(&self, destination: &str) -> bool {
+        lock(&self.disabled).contains(destination)
+    }
+
+    /// Delivers to `destination` again after a `410 Gone` disabled it.
+    pub fn enable(&self, destination: &str) -> bool {
+        lock(&self.disabled).remove(destination)
+    }
+
+    fn destination(&self, name: &str) -> Result<Arc<Dest>, String> {
+        let mut all = lock(&self.destinations);
+        if let Some(d) = all.get(name) {
+            return Ok(d.clone());
+        }
+        if all.len() >= MAX_DESTINATIONS {
+            all.clear(); // rebuilt on demand; limits are per process anyway
+        }
+        let settings = self.config.resolve(name)?;
+        let client = ssrf::client(
+            settings.policy.clone(),
+            settings.connect_timeout,
+            settings.timeout,
+        )
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let limiter = Limiter::builder()
+            .name(format!("webhook:{name}"))
+            .max_concurrency(settings.max_concurrency)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let dest = Arc::new(Dest {
+            settings,
+            client,
+            limiter,
+        });
+        all.insert(name.to_owned(), dest.clone());
+        Ok(dest)
+    }
+
+    /// Delivers `job` once; the worker's outcome (done with the attempt as the result, retry,
+    /// snooze, or dead).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the request (the job is retried by the worker's rules).
+    pub async fn deliver(&self, job: &Job) -> Result<JobOutcome, JobError> {
+        let request = WebhookRequest::parse(&job.payload).map_err(JobError::permanent)?;
+        let name = request.destination();
+        if self.is_disabled(&name) {
+            return Err(JobError::permanent(format!(
+                "destination {name} answered 410 Gone earlier and is disabled; re-enable it, then \
+                 retry the job"
+            )));
+        }
+        let dest = self.destination(&name).map_err(JobError::permanent)?;
+        dest.settings
+            .policy
+            .check_url(&request.url)
+            .map_err(|r| JobError::permanent(r.to_string()))?;
+        let breaker = self.breakers.get(&name).map_err(JobError::retry)?;
+        let permit = match breaker.try_acquire() {
+            Ok(p) => p,
+            Err(BreakerError::Open { retry_after, .. }) => {
+                let wait = retry_after
+                    .unwrap_or(Duration::from_secs(1))
+                    .max(Duration::from_millis(100));
+                return Err(JobError::Snooze {
+                    until: Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+                });
+            }
+            Err(e) => return Err(JobError::retry(e)),
+        };
+        let _slot = dest
+            .limiter
+            .acquire()
+            .await
+            .map_err(|e| JobError::retry(format!("destination {name}: {e}")))?;
+        let (attempt, verdict, error) = self.send(&dest, &request, job).await;
+        permit.record(
+            if verdict.is_breaker_failure() {
+                Outcome::Failure
+            } else if verdict == Verdict::Delivered {
+                Outcome::Success
+            } else {
+                Outcome::Ignored
+            },
+            error.as_ref().map(|e| e as &dyn std::fmt::Display),
+        );
+        let record = attempt_json(&attempt);
+        let describe = || match (&error, attempt.status) {
+            (Some(e), _) => format!("{e} (after {:?})", attempt.duration),
+            (None, Some(s)) => format!("HTTP {s}: {} (after {:?})", attempt.body, attempt.duration),
+            (None, None) => "no answer".to_owned(),
+        };
+        match verdict {
+            Verdict::Delivered => Ok(JobOutcome::with_result(record)),
+            Verdict::RetryAfter(wait) => Err(JobError::retry_after(describe(), wait)),
+            Verdict::Retry => Err(JobError::retry(describe())),
+            Verdict::Permanent => Err(JobError::permanent(describe())),
+            Verdict::Gone => {
+                lock(&self.disabled).insert(name.clone());
+                tracing::warn!(destination = %name, "410 Gone: destination disabled");
+                Err(JobError::permanent(format!(
+                    "{}; destination {name} is now disabled",
+                    describe()
+                )))
+            }
+        }
+    }
+
+    /// One request: the attempt, the verdict, and a transport error, if any.
+    async fn send(
+        &self,
+        dest: &Dest,
+        request: &WebhookRequest,
+        job: &Job,
+    ) -> (Attempt, Verdict, Option<String>) {
+        let body = match &request.body {
+            Value::String(s) => s.clone().into_bytes(),
+            other => other.to_string().into_bytes(),
+        };
+        let method = reqwest::Method::from_bytes(request.method().as_bytes())
+            .unwrap_or(reqwest::Method::POST);
+        let mut builder = dest
+            .client
+            .request(method, request.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (k, v) in &request.headers {
+            builder = builder.header(k, v);
+        }
+        let id = format!("job_{}", job.id);
+        if !dest.settings.secrets.is_empty()
+            && let Ok(headers) =
+                signature::headers(&dest.settings.secrets, &id, Utc::now().timestamp(), &body)
+        {
+            for (k, v) in headers {
+                builder = builder.header(k, v);
+            }
+        } else {
+            builder = builder.header(signature::WEBHOOK_ID, id.as_str());
+        }
+        let started = Instant::now();
+        match builder.body(body).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let text = response.text().await.unwrap_or_default();
+                let attempt = Attempt {
+                    status: Some(status),
+                    duration: started.elapsed(),
+                    body: truncate(text, 4096),
+                };
+                let max = Duration::from_secs_f64(self.config.max_retry_after);
+                (
+                    attempt,
+                    classify_status(status, retry_after.as_deref(), max),
+                    None,
+                )
+            }
+            Err(e) => {
+                let attempt = Attempt {
+                    status: None,
+                    duration: started.elapsed(),
+                    body: String::new(),
+                };
+                match Refused::find_in(&e) {
+                    Some(refused) => (attempt, Verdict::Permanent, Some(refused.to_string())),
+                    None => {
+                        let what = if e.is_timeout() {
+                            "timed out"
+                        } else {
+                            "failed"
+                        };
+                        (
+                            attempt,
+                            Verdict::Retry,
+                            Some(format!("request {what}: {e}")),
+                        )
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn attempt_json(a: &Attempt) -> Value {
+    json!({
+        "status": a.status,
+        "duration_ms": a.duration.as_millis() as u64,
+        "body": a.body,
+    })
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,58 @@
+//! The delivery worker: a floodgate worker in the server process that runs jobs of kind
+//! `webhook` from the `webhooks` queue through the [`Deliverer`], retrying on each
+//! destination's schedule (or a receiver's `Retry-After`) and sending a job dead when the
+//! schedule is used up.
+
+use std::sync::Arc;
+
+use floodgate::retry::RetryPolicy;
+use floodgate_queue::worker::{JobError, KindOptions, Worker, WorkerHandle};
+use floodgate_queue::{AnyStore, Job};
+
+use super::deliver::Deliverer;
+use super::request::{KIND, WebhookRequest};
+
+/// The queue `webhook` jobs go to unless they name another.
+pub const QUEUE: &str = "webhooks";
+
+/// Starts delivering `webhook` jobs from [`QUEUE`] with at most `concurrency` in flight.
+pub fn start(
+    store: AnyStore,
+    deliverer: Arc<Deliverer>,
+    node: &str,
+    concurrency: usize,
+) -> Result<WorkerHandle, String> {
+    let worker = Worker::builder(store)
+        .id(format!("{node}-webhooks"))
+        .queues([QUEUE])
+        .concurrency(concurrency.max(1))
+        .handler(KIND, KindOptions::new(), move |job: Job, _ctx| {
+            let deliverer = deliverer.clone();
+            async move {
+                match deliverer.deliver(&job).await {
+                    Ok(outcome) => Ok(outcome),
+                    Err(JobError::Retry { message, after }) => {
+                        // The destination's schedule decides, unless the receiver asked to wait.
+                        let destination = WebhookRequest::parse(&job.payload)
+                            .map(|r| r.destination())
+                            .unwrap_or_default();
+                        let schedule = deliverer.schedule(&destination);
+                        match schedule.next_delay(job.attempt, std::time::Duration::ZERO, None) {
+                            Some(delay) => Err(JobError::Retry {
+                                message,
+                                after: Some(after.map_or(delay, |a| a.max(delay))),
+                            }),
+                            None => Err(JobError::permanent(format!(
+                                "{message}; the retry schedule ({} attempts) is used up",
+                                schedule.attempts()
+                            ))),
+                        }
+                    }
+                    Err(other) => Err(other),
+                }
+            }
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(worker.start())
+}
