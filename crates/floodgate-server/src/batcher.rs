@@ -6,7 +6,7 @@
 //!
 //! # Implementation
 //!
-//! A [`Group`] is one task owning the receiving end of a channel. It waits for the first
+//! A `Group` is one task owning the receiving end of a channel. It waits for the first
 //! request, takes every other request already waiting (up to [`MAX_GROUP`]), writes them with
 //! one call, and answers each through its oneshot. There is no timer: under light load a lone
 //! request is written at once; under load requests queue while the previous group commits, so
