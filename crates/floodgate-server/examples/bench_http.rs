@@ -6,6 +6,8 @@
 //! cargo run --release -p floodgate-server --example bench_http -- --mode single
 //! cargo run --release -p floodgate-server --example bench_http -- --mode batch
 //! cargo run --release -p floodgate-server --example bench_http -- --mode workers
+//! # webhook deliveries to a local no-op target at 2 destinations (in-process server only):
+//! cargo run --release -p floodgate-server --example bench_http -- --mode webhooks --jobs 20000
 //! # GET /v1/queues over 1,000,000 finished and 100,000 pending jobs (in-process server only):
 //! cargo run --release -p floodgate-server --example bench_http -- --mode queues
 //! # on PostgreSQL (a fresh database is best: the tables are shared with `serve`):
@@ -27,7 +29,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Parser)]
 struct Args {
     /// What to measure.
-    #[arg(long, value_parser = ["single", "batch", "workers", "queues"], default_value = "single")]
+    #[arg(long, value_parser = ["single", "batch", "workers", "queues", "webhooks"], default_value = "single")]
     mode: String,
     /// A running server; without it, one is started in this process.
     #[arg(long)]
@@ -50,7 +52,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (base, _server) = match &args.server {
         Some(url) => (url.trim_end_matches('/').to_owned(), None),
         None => {
+            let mut webhooks = floodgate_server::webhook::config::WebhookConfig {
+                secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()],
+                max_concurrency: 64,
+                ..Default::default()
+            };
+            for name in ["a", "b"] {
+                webhooks.destinations.insert(
+                    name.to_owned(),
+                    floodgate_server::webhook::config::Destination {
+                        allow_private: Some(true),
+                        ..Default::default()
+                    },
+                );
+            }
             let config = floodgate_server::config::Config {
+                webhooks,
                 database_url: args
                     .database_url
                     .clone()
@@ -61,6 +78,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let state = floodgate_server::state::AppState::open(config).await?;
             if args.mode == "queues" {
                 fill(state.store()).await?;
+            }
+            if args.mode == "webhooks" {
+                WEBHOOK_STATE.set(state.clone()).expect("set once");
             }
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
@@ -76,6 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "single" => single(&client, &base, args.jobs, args.connections.unwrap_or(64)).await,
         "batch" => batch(&client, &base, args.jobs, args.connections.unwrap_or(4)).await,
         "queues" => queues(&client, &base).await,
+        "webhooks" => webhooks(&client, &base, args.jobs).await,
         _ => workers(&client, &base, args.jobs, args.connections.unwrap_or(4)).await,
     }
     let _ = std::fs::remove_dir_all(dir);
@@ -211,6 +232,76 @@ async fn workers(client: &reqwest::Client, base: &str, jobs: u64, connections: u
          {:.2} s = {:.0} jobs/s",
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64()
+    );
+}
+
+static WEBHOOK_STATE: std::sync::OnceLock<floodgate_server::state::AppState> =
+    std::sync::OnceLock::new();
+
+/// `jobs` webhook jobs to a no-op local target at two destinations, delivered by the server's
+/// delivery worker (64 at a time, signed); deliveries per second from the start of the worker.
+async fn webhooks(client: &reqwest::Client, base: &str, jobs: u64) {
+    let state = WEBHOOK_STATE.get().expect("an in-process server").clone();
+    let target = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, target).await });
+    let mut left = jobs;
+    let mut n = 0u64;
+    while left > 0 {
+        let size = left.min(1_000);
+        let batch: Vec<Value> = (0..size)
+            .map(|_| {
+                n += 1;
+                let dest = if n % 2 == 0 { "a" } else { "b" };
+                json!({"kind": "webhook", "payload": {
+                    "url": format!("http://127.0.0.1:{port}/hook"),
+                    "destination": dest,
+                    "body": {"event": "bench", "n": n},
+                }})
+            })
+            .collect();
+        let r = client
+            .post(format!("{base}/v1/jobs"))
+            .json(&json!({ "jobs": batch }))
+            .send()
+            .await
+            .expect("enqueue");
+        assert_eq!(r.status(), 202);
+        left -= size;
+    }
+    let started = Instant::now();
+    let worker = floodgate_server::webhook::worker::start(
+        state.store().clone(),
+        state.deliverer().clone(),
+        "bench",
+        64,
+    )
+    .expect("the delivery worker");
+    use floodgate_queue::Store;
+    loop {
+        let stats = state.store().queue_stats().await.expect("stats");
+        let done: u64 = stats
+            .iter()
+            .map(|q| q.counts.succeeded + q.counts.dead)
+            .sum();
+        if done >= jobs {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    worker.shutdown(Duration::from_secs(5)).await;
+    let stats = state.store().queue_stats().await.expect("stats");
+    let succeeded: u64 = stats.iter().map(|q| q.counts.succeeded).sum();
+    assert_eq!(succeeded, jobs, "every delivery succeeded");
+    println!(
+        "webhook deliveries to a local target at 2 destinations, 64 in flight: {jobs} in {:.2} s \
+         = {:.0} deliveries/s",
+        elapsed.as_secs_f64(),
+        jobs as f64 / elapsed.as_secs_f64()
     );
 }
 
