@@ -255,7 +255,7 @@ async fn webhooks(client: &reqwest::Client, base: &str, jobs: u64) {
         let batch: Vec<Value> = (0..size)
             .map(|_| {
                 n += 1;
-                let dest = if n % 2 == 0 { "a" } else { "b" };
+                let dest = if n.is_multiple_of(2) { "a" } else { "b" };
                 json!({"kind": "webhook", "payload": {
                     "url": format!("http://127.0.0.1:{port}/hook"),
                     "destination": dest,
