@@ -327,3 +327,44 @@ async fn an_open_breaker_holds_one_destination_and_not_the_others() {
     );
     worker.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A destination's rate limit spaces its deliveries out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_destination_rate_limit_spaces_deliveries() {
+    let (port, seen) = start_target().await;
+    let mut config = config(10);
+    config.webhooks.destinations.insert(
+        "limited".to_owned(),
+        Destination {
+            allow_private: Some(true),
+            rate_per_second: Some(5),
+            ..Destination::default()
+        },
+    );
+    let (app, state) = app_with(config).await;
+    let url = format!("http://127.0.0.1:{port}/hook/limited");
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(enqueue_hook(&app, &url, Some("limited")).await);
+    }
+    let worker = floodgate_server::webhook::worker::start(
+        state.store().clone(),
+        state.deliverer().clone(),
+        "test",
+        16,
+    )
+    .unwrap();
+    for id in ids {
+        assert_eq!(
+            finished(&state, id).await.state,
+            floodgate_queue::JobState::Succeeded
+        );
+    }
+    let times = seen.times("limited");
+    let span = *times.last().unwrap() - times[0];
+    assert!(
+        span >= Duration::from_millis(800),
+        "10 deliveries at 5/s took {span:?}"
+    );
+    worker.shutdown(Duration::from_secs(5)).await;
+}

@@ -46,6 +46,9 @@ pub struct WebhookConfig {
     pub allowed_subnets: Vec<String>,
     /// Refuse `http://` URLs (default false).
     pub https_only: bool,
+    /// Deliveries per second per destination (default: no limit); bursts of up to a second's
+    /// worth.
+    pub rate_per_second: Option<u32>,
     /// Consecutive failures that open a destination's breaker (default 5).
     pub breaker_failures: u32,
     /// Seconds a destination's open breaker waits before a probe (default 30).
@@ -72,6 +75,8 @@ pub struct Destination {
     pub allow_private: Option<bool>,
     /// Networks allowed even when private.
     pub allowed_subnets: Option<Vec<String>>,
+    /// Deliveries per second.
+    pub rate_per_second: Option<u32>,
 }
 
 impl Default for WebhookConfig {
@@ -86,6 +91,7 @@ impl Default for WebhookConfig {
             allow_private: false,
             allowed_subnets: Vec::new(),
             https_only: false,
+            rate_per_second: None,
             breaker_failures: 5,
             breaker_wait: 30.0,
             destinations: BTreeMap::new(),
@@ -108,6 +114,8 @@ pub struct Resolved {
     pub schedule: RetrySchedule,
     /// Where it may connect.
     pub policy: AddressPolicy,
+    /// Deliveries per second, if limited.
+    pub rate_per_second: Option<u32>,
 }
 
 fn secs(s: f64) -> Duration {
@@ -156,6 +164,7 @@ impl WebhookConfig {
                 allowed_subnets: subnets,
                 https_only: self.https_only,
             },
+            rate_per_second: d.rate_per_second.or(self.rate_per_second),
         })
     }
 
@@ -164,6 +173,15 @@ impl WebhookConfig {
         self.resolve("")?;
         for name in self.destinations.keys() {
             self.resolve(name)?;
+        }
+        let rates = self
+            .destinations
+            .values()
+            .filter_map(|d| d.rate_per_second)
+            .chain(self.rate_per_second);
+        for rate in rates {
+            floodgate::rate::Quota::per_second(rate)
+                .map_err(|e| format!("webhooks rate_per_second: {e}"))?;
         }
         if self.breaker_failures == 0 {
             return Err("webhooks breaker_failures: at least 1".to_owned());

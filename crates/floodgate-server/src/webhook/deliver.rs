@@ -1,6 +1,7 @@
-//! Delivering one `webhook` job: the destination's breaker and limiter, the address guard, the
-//! Standard Webhooks signature (`webhook-id` is the job id, stable across attempts, so
-//! receivers can drop repeats), one request, and the verdict turned into the worker's outcome.
+//! Delivering one `webhook` job: the destination's breaker, limiter and rate limit (GCRA), the
+//! address guard, the Standard Webhooks signature (`webhook-id` is the job id, stable across
+//! attempts, so receivers can drop repeats), one request, and the verdict turned into the
+//! worker's outcome.
 //!
 //! A destination whose breaker is open is not called: its jobs are put back (snoozed, no
 //! attempt spent) until the breaker lets a probe through, while other destinations' jobs keep
@@ -16,6 +17,7 @@ use floodgate::Limiter;
 use floodgate::breaker::{
     BreakerConfig, BreakerError, BreakerRegistry, OpenWait, Outcome, TripPolicy,
 };
+use floodgate::rate::{Quota, RateLimiter};
 use floodgate_queue::Job;
 use floodgate_queue::worker::{JobError, Outcome as JobOutcome};
 use serde_json::{Value, json};
@@ -42,6 +44,7 @@ struct Dest {
     settings: Resolved,
     client: reqwest::Client,
     limiter: Limiter,
+    rate: Option<RateLimiter>,
 }
 
 /// Delivers webhooks; one per server.
@@ -122,10 +125,17 @@ impl Deliverer {
             .max_concurrency(settings.max_concurrency)
             .build()
             .map_err(|e| e.to_string())?;
+        let rate = match settings.rate_per_second {
+            Some(r) => Some(RateLimiter::new(
+                Quota::per_second(r).map_err(|e| e.to_string())?,
+            )),
+            None => None,
+        };
         let dest = Arc::new(Dest {
             settings,
             client,
             limiter,
+            rate,
         });
         all.insert(name.to_owned(), dest.clone());
         Ok(dest)
@@ -169,6 +179,9 @@ impl Deliverer {
             .acquire()
             .await
             .map_err(|e| JobError::retry(format!("destination {name}: {e}")))?;
+        if let Some(rate) = &dest.rate {
+            rate.until_ready().await;
+        }
         let (attempt, verdict, error) = self.send(&dest, &request, job).await;
         permit.record(
             if verdict.is_breaker_failure() {
