@@ -243,3 +243,24 @@ fn a_real_process_serves_prometheus_metrics() {
         assert!(text.contains(metric), "{metric} missing:\n{text}");
     }
 }
+
+#[test]
+fn bench_drains_jobs_through_the_worker_and_reports_figures() {
+    let out = floodgate(
+        &["bench", "--jobs", "300", "--concurrency", "8", "--json"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["jobs"], 300);
+    assert!(report["jobs_per_second"].as_f64().unwrap() > 0.0);
+    assert!(report["start_latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    let table = floodgate(&["bench", "--jobs", "100"], &[]);
+    assert!(
+        text(&table.stdout).contains("jobs/s"),
+        "{}",
+        text(&table.stdout)
+    );
+    let bad = floodgate(&["bench", "--jobs", "0"], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+}

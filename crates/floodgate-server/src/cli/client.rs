@@ -117,7 +117,9 @@ async fn call(command: Command) -> Result<(), String> {
             None,
             Show::Line,
         ),
-        Command::Serve(_) | Command::Config(_) => unreachable!("handled by the caller"),
+        Command::Serve(_) | Command::Config(_) | Command::Bench(_) => {
+            unreachable!("handled by the caller")
+        }
     };
     let answer = request(&client, method, &path, body).await?;
     if client.json {

@@ -2,6 +2,7 @@
 //! to a running server (`enqueue`, `status`, `jobs`, `retry`, `cancel`, `queues`, `pause`,
 //! `resume`): tables for people, `--json` for scripts, a non-zero exit status on error.
 
+mod bench;
 mod client;
 mod serve;
 
@@ -76,6 +77,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (secrets masked).
     Config(ServeArgs),
+    /// Enqueue and drain no-op jobs through the worker runtime; print jobs/s and latency.
+    Bench(bench::BenchArgs),
     /// Enqueue a job.
     Enqueue {
         /// Its kind.
@@ -181,6 +184,7 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Bench(args) => bench::run(&args),
         other => client::run(other),
     }
 }
