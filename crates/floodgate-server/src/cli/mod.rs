@@ -4,6 +4,7 @@
 
 mod bench;
 mod client;
+mod demo;
 mod serve;
 
 use std::path::PathBuf;
@@ -79,6 +80,8 @@ pub enum Command {
     Config(ServeArgs),
     /// Enqueue and drain no-op jobs through the worker runtime; print jobs/s and latency.
     Bench(bench::BenchArgs),
+    /// A 30-second tour: webhooks delivered to a misbehaving local target.
+    Demo,
     /// Enqueue a job.
     Enqueue {
         /// Its kind.
@@ -185,6 +188,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Bench(args) => bench::run(&args),
+        Command::Demo => demo::run(),
         other => client::run(other),
     }
 }

@@ -95,6 +95,11 @@ impl Deliverer {
             .unwrap_or_default()
     }
 
+    /// Every destination breaker's state changes from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<floodgate::breaker::RegistryEvent> {
+        self.breakers.subscribe()
+    }
+
     /// Whether `destination` was disabled by a `410 Gone`.
     pub fn is_disabled(&self, destination: &str) -> bool {
         lock(&self.disabled).contains(destination)
