@@ -233,6 +233,10 @@ impl Store for AnyStore {
         dispatch!(self, s => s.snooze(lease, until).await)
     }
 
+    async fn record_attempt(&self, lease: Lease, attempt: Value) -> Result<(), StoreError> {
+        dispatch!(self, s => s.record_attempt(lease, attempt).await)
+    }
+
     async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
         dispatch!(self, s => s.rescue_expired(limit).await)
     }

@@ -90,6 +90,29 @@ pub(crate) async fn snooze(
     Ok(())
 }
 
+/// `record_attempt`: the attempt must be a JSON object the store can keep; `update` appends it.
+pub(crate) async fn record_attempt(
+    observe: &Observe,
+    lease: Lease,
+    attempt: Value,
+    update: impl AsyncFnOnce(String) -> Result<Option<()>, StoreError>,
+) -> Result<(), StoreError> {
+    if !attempt.is_object() {
+        return Err(StoreError::invalid(
+            "attempt",
+            "must be a JSON object".to_owned(),
+        ));
+    }
+    crate::store::json::validate("attempt", &attempt)?;
+    fenced(
+        observe,
+        lease,
+        "record_attempt",
+        update(attempt.to_string()),
+    )
+    .await
+}
+
 /// `complete_many`: nothing runs for an empty batch; the results are checked before `update`
 /// builds the statement; `update` returns the ids it completed, and the others (their lease
 /// lost) are returned, counted and logged.

@@ -169,6 +169,16 @@ pub trait Store: Send + Sync + 'static {
         until: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Appends `attempt` (a JSON object describing one try: a status, a duration, an error) to
+    /// the job's `metadata.attempts`, if `lease` still holds the job; otherwise
+    /// [`StoreError::LeaseLost`]. The list grows by one per call (so at most `max_attempts`
+    /// entries when called once per attempt).
+    fn record_attempt(
+        &self,
+        lease: Lease,
+        attempt: Value,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Takes back up to `limit` running jobs whose lease ran out: to `pending` (or `dead` when
     /// their attempts are used up, `cancelled` when cancellation was asked for), recording the
     /// takeover in their metadata (`rescues`, `last_rescue`).

@@ -34,6 +34,7 @@ support::backends!(
     a_future_retry_is_not_claimed_early,
     dead_skips_the_remaining_attempts,
     snooze_gives_the_attempt_back,
+    record_attempt_appends_under_the_lease,
     rescue_returns_expired_leases_and_records_the_takeover,
     // operations
     retry_dead_requeues_dead_jobs,

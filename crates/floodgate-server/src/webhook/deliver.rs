@@ -146,13 +146,23 @@ impl Deliverer {
         Ok(dest)
     }
 
-    /// Delivers `job` once; the worker's outcome (done with the attempt as the result, retry,
-    /// snooze, or dead).
+    /// Delivers `job` once: the worker's outcome (done with the attempt as the result, retry,
+    /// snooze, or dead) and, for a failed request, the attempt to record on the job.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future abandons the request (the job is retried by the worker's rules).
-    pub async fn deliver(&self, job: &Job) -> Result<JobOutcome, JobError> {
+    pub async fn deliver(&self, job: &Job) -> (Result<JobOutcome, JobError>, Option<Value>) {
+        let mut failed = None;
+        let outcome = self.deliver_once(job, &mut failed).await;
+        (outcome, failed)
+    }
+
+    async fn deliver_once(
+        &self,
+        job: &Job,
+        failed: &mut Option<Value>,
+    ) -> Result<JobOutcome, JobError> {
         let request = WebhookRequest::parse(&job.payload).map_err(JobError::permanent)?;
         let name = request.destination();
         if self.is_disabled(&name) {
@@ -198,7 +208,12 @@ impl Deliverer {
             },
             error.as_ref().map(|e| e as &dyn std::fmt::Display),
         );
-        let record = attempt_json(&attempt);
+        let mut record = attempt_json(&attempt);
+        if verdict != Verdict::Delivered {
+            record["attempt"] = json!(job.attempt);
+            record["error"] = json!(error);
+            *failed = Some(record.clone());
+        }
         let describe = || match (&error, attempt.status) {
             (Some(e), _) => format!("{e} (after {:?})", attempt.duration),
             (None, Some(s)) => format!("HTTP {s}: {} (after {:?})", attempt.body, attempt.duration),

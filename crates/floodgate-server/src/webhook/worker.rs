@@ -1,13 +1,14 @@
 //! The delivery worker: a floodgate worker in the server process that runs jobs of kind
 //! `webhook` from the `webhooks` queue through the [`Deliverer`], retrying on each
 //! destination's schedule (or a receiver's `Retry-After`) and sending a job dead when the
-//! schedule is used up.
+//! schedule is used up. Each failed attempt is recorded in the job's `metadata.attempts`
+//! (status, duration, the first 4 KiB of the answer, the error); a success is the job's result.
 
 use std::sync::Arc;
 
 use floodgate::retry::RetryPolicy;
 use floodgate_queue::worker::{JobError, KindOptions, Worker, WorkerHandle};
-use floodgate_queue::{AnyStore, Job};
+use floodgate_queue::{AnyStore, Job, Store};
 
 use super::deliver::Deliverer;
 use super::request::{KIND, WebhookRequest};
@@ -22,14 +23,23 @@ pub fn start(
     node: &str,
     concurrency: usize,
 ) -> Result<WorkerHandle, String> {
+    let recorder = store.clone();
     let worker = Worker::builder(store)
         .id(format!("{node}-webhooks"))
         .queues([QUEUE])
         .concurrency(concurrency.max(1))
         .handler(KIND, KindOptions::new(), move |job: Job, _ctx| {
-            let deliverer = deliverer.clone();
+            let (deliverer, store) = (deliverer.clone(), recorder.clone());
             async move {
-                match deliverer.deliver(&job).await {
+                let (outcome, failed) = deliverer.deliver(&job).await;
+                // Every failed attempt is kept on the job (`metadata.attempts`); a success is
+                // the job's result.
+                if let (Some(attempt), Some(lease)) = (failed, job.lease())
+                    && let Err(e) = store.record_attempt(lease, attempt).await
+                {
+                    tracing::warn!(job = %job.id, error = %e, "attempt not recorded");
+                }
+                match outcome {
                     Ok(outcome) => Ok(outcome),
                     Err(JobError::Retry { message, after }) => {
                         // The destination's schedule decides, unless the receiver asked to wait.

@@ -47,6 +47,7 @@ pub(super) struct Sql {
     pub(super) fail: String,
     pub(super) dead: String,
     pub(super) snooze: String,
+    pub(super) record_attempt: String,
     pub(super) rescue: String,
     pub(super) retry_dead: String,
     pub(super) retry_dead_all: String,
@@ -192,6 +193,11 @@ impl Sql {
             dead: r(&format!(
                 "UPDATE {{t}}jobs SET state = 'dead', last_error = $3, lease_token = NULL,
                     lease_expires_at = NULL, finished_at = now(), updated_at = now() {FENCE}"
+            )),
+            record_attempt: r(&format!(
+                "UPDATE {{t}}jobs SET metadata = jsonb_set(metadata, '{{attempts}}',
+                    coalesce(metadata -> 'attempts', '[]'::jsonb) || jsonb_build_array($3::jsonb)),
+                    updated_at = now() {FENCE}"
             )),
             snooze: r(&format!(
                 "UPDATE {{t}}jobs SET

@@ -169,6 +169,16 @@ impl Store for PgStore {
         fence::snooze(&self.inner.observe, lease, self.fenced_state(update)).await
     }
 
+    async fn record_attempt(&self, lease: Lease, attempt: Value) -> Result<(), StoreError> {
+        fence::record_attempt(&self.inner.observe, lease, attempt, async |text| {
+            let update = self
+                .lease_bound(&self.inner.sql.record_attempt, lease)
+                .bind(text);
+            self.fenced(update).await
+        })
+        .await
+    }
+
     async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
         let rescue = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.rescue.as_str()))
             .bind(i64::from(limit.max(1)))

@@ -20,6 +20,7 @@ pub(super) struct Sql {
     pub(super) fail: String,
     pub(super) dead: String,
     pub(super) snooze: String,
+    pub(super) record_attempt: String,
     pub(super) rescue: String,
     pub(super) retry_dead: String,
     pub(super) retry_dead_all: String,
@@ -127,6 +128,12 @@ impl Sql {
             dead: r(&format!(
                 "UPDATE {{t}}jobs SET state = 'dead', last_error = ?3, lease_token = NULL,
                     lease_expires_at = NULL, finished_at = ?4, updated_at = ?4 {FENCE}
+                RETURNING id"
+            )),
+            record_attempt: r(&format!(
+                "UPDATE {{t}}jobs SET metadata = json_set(metadata, '$.attempts',
+                    json_insert(coalesce(json_extract(metadata, '$.attempts'), json('[]')),
+                        '$[#]', json(?3))), updated_at = ?4 {FENCE}
                 RETURNING id"
             )),
             snooze: r(&format!(

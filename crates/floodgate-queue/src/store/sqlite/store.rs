@@ -179,6 +179,17 @@ impl Store for SqliteStore {
         fence::snooze(&self.inner.observe, lease, update).await
     }
 
+    async fn record_attempt(&self, lease: Lease, attempt: Value) -> Result<(), StoreError> {
+        fence::record_attempt(&self.inner.observe, lease, attempt, async |text| {
+            let update = self
+                .lease_bound(&self.inner.sql.record_attempt, lease)
+                .bind(text)
+                .bind(now_micros());
+            self.fenced(update, |_| Ok(())).await
+        })
+        .await
+    }
+
     async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
         let now = now_micros();
         let at = micros_to_time(now)?.to_rfc3339();

@@ -239,3 +239,55 @@ pub async fn rescue_returns_expired_leases_and_records_the_takeover<S: Store>(st
     assert_eq!(again.id, retryable.id);
     assert_eq!(again.attempt, 2, "the crashed attempt counts");
 }
+
+/// `record_attempt` appends to `metadata.attempts` while the lease holds, and changes nothing
+/// once it is lost.
+pub async fn record_attempt_appends_under_the_lease<S: Store>(store: &S) {
+    store
+        .enqueue(job("k", 1).metadata(json!({"tenant": "acme"})))
+        .await
+        .unwrap();
+    let (claimed, lease) = claim_one(store, "w").await;
+    store
+        .record_attempt(lease, json!({"status": 500, "duration_ms": 12}))
+        .await
+        .unwrap();
+    store
+        .record_attempt(lease, json!({"error": "connection refused"}))
+        .await
+        .unwrap();
+    let job = get(store, claimed.id).await;
+    assert_eq!(
+        job.metadata["tenant"], "acme",
+        "the rest of the metadata is kept"
+    );
+    assert_eq!(
+        job.metadata["attempts"],
+        json!([{"status": 500, "duration_ms": 12}, {"error": "connection refused"}])
+    );
+    let not_an_object = store.record_attempt(lease, json!([1])).await;
+    assert!(matches!(not_an_object, Err(StoreError::Invalid { .. })));
+    let forged = Lease {
+        id: claimed.id,
+        token: LeaseToken(lease.token.0.wrapping_add(1)),
+    };
+    let lost = store.record_attempt(forged, json!({"late": true})).await;
+    assert!(
+        matches!(lost, Err(StoreError::LeaseLost { .. })),
+        "{lost:?}"
+    );
+    store.complete(lease, None).await.unwrap();
+    assert!(
+        store
+            .record_attempt(lease, json!({"after": true}))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        get(store, claimed.id).await.metadata["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
