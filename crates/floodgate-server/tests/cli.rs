@@ -264,3 +264,18 @@ fn bench_drains_jobs_through_the_worker_and_reports_figures() {
     let bad = floodgate(&["bench", "--jobs", "0"], &[]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn the_demo_runs_and_summarises() {
+    let out = floodgate(&["demo", "--seconds", "4"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    for expected in [
+        "enqueued 2680 webhook jobs",
+        "destination gone answered 410 Gone",
+        "| fast",
+        "delivery latency",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} missing:\n{shown}");
+    }
+}

@@ -117,7 +117,7 @@ async fn call(command: Command) -> Result<(), String> {
             None,
             Show::Line,
         ),
-        Command::Serve(_) | Command::Config(_) | Command::Bench(_) | Command::Demo => {
+        Command::Serve(_) | Command::Config(_) | Command::Bench(_) | Command::Demo { .. } => {
             unreachable!("handled by the caller")
         }
     };

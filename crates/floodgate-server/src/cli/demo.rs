@@ -33,7 +33,7 @@ const PLAN: &[(&str, u64)] = &[
     ("down", 20),
 ];
 
-pub(super) fn run() -> ExitCode {
+pub(super) fn run(seconds: u64) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,7 +44,7 @@ pub(super) fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(demo()) {
+    match runtime.block_on(demo(Duration::from_secs(seconds))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -105,7 +105,7 @@ fn config(dir: &std::path::Path) -> Config {
     }
 }
 
-async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("floodgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let state = AppState::open(config(&dir)).await?;
@@ -204,7 +204,7 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
             );
             gone_reported = true;
         }
-        if finished >= total || started.elapsed() > Duration::from_secs(30) {
+        if finished >= total || started.elapsed() > length {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -81,7 +81,11 @@ pub enum Command {
     /// Enqueue and drain no-op jobs through the worker runtime; print jobs/s and latency.
     Bench(bench::BenchArgs),
     /// A 30-second tour: webhooks delivered to a misbehaving local target.
-    Demo,
+    Demo {
+        /// How long the tour runs, in seconds.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+    },
     /// Enqueue a job.
     Enqueue {
         /// Its kind.
@@ -188,7 +192,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Bench(args) => bench::run(&args),
-        Command::Demo => demo::run(),
+        Command::Demo { seconds } => demo::run(seconds),
         other => client::run(other),
     }
 }
