@@ -245,6 +245,7 @@ impl Config {
         shown.database_url = mask_url(&self.database_url);
         let hide = |secrets: &mut Vec<String>| secrets.iter_mut().for_each(|s| *s = "***".into());
         hide(&mut shown.webhooks.secrets);
+        shown.webhooks.redis_url = self.webhooks.redis_url.as_deref().map(mask_url);
         for d in shown.webhooks.destinations.values_mut() {
             if let Some(secrets) = d.secrets.as_mut() {
                 hide(secrets);

@@ -86,6 +86,13 @@ async fn target(
             StatusCode::TOO_MANY_REQUESTS
         }
         "paced" => StatusCode::OK,
+        "dated" if n == 1 => {
+            let at = chrono::Utc::now() + chrono::Duration::seconds(2);
+            let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            out.insert("retry-after", date.parse().unwrap());
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        "dated" => StatusCode::OK,
         "gone" => StatusCode::GONE,
         "missing" => StatusCode::NOT_FOUND,
         "slow" => {
@@ -122,7 +129,8 @@ fn config(failures: u32) -> Config {
         ..Destination::default()
     };
     let destinations = [
-        "ok", "flaky", "paced", "gone", "missing", "slow", "redirect", "down", "broken", "other",
+        "ok", "flaky", "paced", "dated", "gone", "missing", "slow", "redirect", "down", "broken",
+        "other",
     ]
     .into_iter()
     .map(|name| (name.to_owned(), local()))
@@ -189,6 +197,7 @@ async fn every_kind_of_answer_is_handled() {
     let ok = enqueue_hook(&app, &url("ok"), Some("ok")).await;
     let flaky = enqueue_hook(&app, &url("flaky"), Some("flaky")).await;
     let paced = enqueue_hook(&app, &url("paced"), Some("paced")).await;
+    let dated = enqueue_hook(&app, &url("dated"), Some("dated")).await;
     let gone = enqueue_hook(&app, &url("gone"), Some("gone")).await;
     let missing = enqueue_hook(&app, &url("missing"), Some("missing")).await;
     let slow = enqueue_hook(&app, &url("slow"), Some("slow")).await;
@@ -217,6 +226,15 @@ async fn every_kind_of_answer_is_handled() {
     assert!(
         times[1] - times[0] >= Duration::from_millis(950),
         "Retry-After: 1 was honoured: {:?}",
+        times[1] - times[0]
+    );
+
+    let job = finished(&state, dated).await;
+    assert_eq!(job.state, floodgate_queue::JobState::Succeeded);
+    let times = seen.times("dated");
+    assert!(
+        times[1] - times[0] >= Duration::from_millis(950),
+        "a 503 with Retry-After as an HTTP date was honoured: {:?}",
         times[1] - times[0]
     );
 
@@ -367,4 +385,70 @@ async fn a_destination_rate_limit_spaces_deliveries() {
         "10 deliveries at 5/s took {span:?}"
     );
     worker.shutdown(Duration::from_secs(5)).await;
+}
+
+/// With Redis, a destination's rate limit is shared: two servers (two deliverers on two
+/// stores) together deliver at the destination's rate, not twice it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_in_redis_is_shared_by_every_server() {
+    let Some(redis) = floodgate_testing::redis_url().await else {
+        return;
+    };
+    let (port, seen) = start_target().await;
+    let name = format!("shared-{}", std::process::id());
+    let settings = || {
+        let mut config = config(10);
+        config.webhooks.redis_url = Some(redis.clone());
+        config.webhooks.destinations.insert(
+            name.clone(),
+            Destination {
+                allow_private: Some(true),
+                rate_per_second: Some(4),
+                ..Destination::default()
+            },
+        );
+        config
+    };
+    let url = format!("http://127.0.0.1:{port}/hook/shared");
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let (app, state) = app_with(settings()).await;
+        let mut ids = Vec::new();
+        for _ in 0..6 {
+            ids.push(enqueue_hook(&app, &url, Some(&name)).await);
+        }
+        nodes.push((state, ids));
+    }
+    let workers: Vec<_> = nodes
+        .iter()
+        .map(|(state, _)| {
+            floodgate_server::webhook::worker::start(
+                state.store().clone(),
+                state.deliverer().clone(),
+                "test",
+                16,
+            )
+            .unwrap()
+        })
+        .collect();
+    for (state, ids) in &nodes {
+        for id in ids {
+            assert_eq!(
+                finished(state, *id).await.state,
+                floodgate_queue::JobState::Succeeded
+            );
+        }
+    }
+    // 12 deliveries at 4/s with a burst of 4, shared: 8 waits of 250 ms, 2 s from the first to
+    // the last (alone, each server would need 2 waits: 0.5 s).
+    let times = seen.times("shared");
+    assert_eq!(times.len(), 12);
+    let span = *times.last().unwrap() - times[0];
+    assert!(
+        span >= Duration::from_millis(1_800),
+        "12 deliveries at 4/s shared took {span:?}"
+    );
+    for w in workers {
+        w.shutdown(Duration::from_secs(5)).await;
+    }
 }

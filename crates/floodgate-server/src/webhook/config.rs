@@ -49,6 +49,9 @@ pub struct WebhookConfig {
     /// Deliveries per second per destination (default: no limit); bursts of up to a second's
     /// worth.
     pub rate_per_second: Option<u32>,
+    /// With a Redis URL, the rate limits are shared by every server using it (one GCRA per
+    /// destination in Redis, on Redis's clock); without, each server limits alone.
+    pub redis_url: Option<String>,
     /// Consecutive failures that open a destination's breaker (default 5).
     pub breaker_failures: u32,
     /// Seconds a destination's open breaker waits before a probe (default 30).
@@ -92,6 +95,7 @@ impl Default for WebhookConfig {
             allowed_subnets: Vec::new(),
             https_only: false,
             rate_per_second: None,
+            redis_url: None,
             breaker_failures: 5,
             breaker_wait: 30.0,
             destinations: BTreeMap::new(),
@@ -182,6 +186,13 @@ impl WebhookConfig {
         for rate in rates {
             floodgate::rate::Quota::per_second(rate)
                 .map_err(|e| format!("webhooks rate_per_second: {e}"))?;
+        }
+        if let Some(url) = &self.redis_url {
+            let settings = floodgate::rate::redis::RedisSettings::new(url.clone());
+            let quota = floodgate::rate::Quota::per_second(1).map_err(|e| e.to_string())?;
+            floodgate::rate::redis::RedisRateLimiter::new(settings, quota).map_err(|e| {
+                format!("webhooks redis_url: {e}; write redis://host:6379 (or rediss:// for TLS)")
+            })?;
         }
         if self.breaker_failures == 0 {
             return Err("webhooks breaker_failures: at least 1".to_owned());

@@ -17,7 +17,8 @@ use floodgate::Limiter;
 use floodgate::breaker::{
     BreakerConfig, BreakerError, BreakerRegistry, OpenWait, Outcome, TripPolicy,
 };
-use floodgate::rate::{Quota, RateLimiter};
+use floodgate::rate::redis::{FailurePolicy, RedisRateLimiter, RedisSettings};
+use floodgate::rate::{NotUntil, Quota, RateError, RateLimiter};
 use floodgate_queue::Job;
 use floodgate_queue::worker::{JobError, Outcome as JobOutcome};
 use serde_json::{Value, json};
@@ -44,7 +45,29 @@ struct Dest {
     settings: Resolved,
     client: reqwest::Client,
     limiter: Limiter,
-    rate: Option<RateLimiter>,
+    rate: Option<Rate>,
+}
+
+/// A destination's rate limit: this process's, or shared through Redis.
+enum Rate {
+    Local(RateLimiter),
+    Shared(RedisRateLimiter),
+}
+
+impl Rate {
+    /// Waits until a delivery is allowed. A shared limit whose Redis cannot answer lets the
+    /// delivery through (failing open: a rate limit is not worth stopping delivery for).
+    async fn until_ready(&self, key: &str) {
+        match self {
+            Rate::Local(r) => r.until_ready().await,
+            Rate::Shared(r) => loop {
+                match r.check(key).await {
+                    Err(RateError::Limited(NotUntil::Wait(wait))) => tokio::time::sleep(wait).await,
+                    _ => return,
+                }
+            },
+        }
+    }
 }
 
 /// Delivers webhooks; one per server.
@@ -130,11 +153,21 @@ impl Deliverer {
             .max_concurrency(settings.max_concurrency)
             .build()
             .map_err(|e| e.to_string())?;
-        let rate = match settings.rate_per_second {
-            Some(r) => Some(RateLimiter::new(
+        let rate = match (settings.rate_per_second, &self.config.redis_url) {
+            (None, _) => None,
+            (Some(r), None) => Some(Rate::Local(RateLimiter::new(
                 Quota::per_second(r).map_err(|e| e.to_string())?,
-            )),
-            None => None,
+            ))),
+            (Some(r), Some(url)) => {
+                let redis = RedisSettings::new(url.clone())
+                    .prefix("floodgate:webhooks:")
+                    .name("webhooks")
+                    .failure_policy(FailurePolicy::Open);
+                let quota = Quota::per_second(r).map_err(|e| e.to_string())?;
+                Some(Rate::Shared(
+                    RedisRateLimiter::new(redis, quota).map_err(|e| e.to_string())?,
+                ))
+            }
         };
         let dest = Arc::new(Dest {
             settings,
@@ -195,7 +228,7 @@ impl Deliverer {
             .await
             .map_err(|e| JobError::retry(format!("destination {name}: {e}")))?;
         if let Some(rate) = &dest.rate {
-            rate.until_ready().await;
+            rate.until_ready(&name).await;
         }
         let (attempt, verdict, error) = self.send(&dest, &request, job).await;
         permit.record(
