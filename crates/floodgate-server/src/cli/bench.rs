@@ -58,23 +58,7 @@ fn micros_now() -> i64 {
 }
 
 pub(super) fn run(args: &BenchArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(bench(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    super::run_to_exit(true, bench(args))
 }
 
 async fn bench(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {

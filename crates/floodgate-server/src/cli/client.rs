@@ -9,23 +9,7 @@ use serde_json::{Value, json};
 use super::{ClientArgs, Command};
 
 pub(super) fn run(command: Command) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(call(command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    super::run_to_exit(false, call(command))
 }
 
 /// What to request and how to show the answer.

@@ -34,23 +34,7 @@ const PLAN: &[(&str, u64)] = &[
 ];
 
 pub(super) fn run(seconds: u64) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(demo(Duration::from_secs(seconds))) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    super::run_to_exit(true, demo(Duration::from_secs(seconds)))
 }
 
 /// The misbehaving target: `/fast` answers at once; `/flaky` fails every third request;

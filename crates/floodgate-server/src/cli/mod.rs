@@ -176,6 +176,34 @@ pub enum Command {
     },
 }
 
+/// Runs `task` on a new runtime (one thread for a client call, all cores otherwise): exit
+/// status 0 when it succeeds, 1 with its error on stderr when it fails.
+fn run_to_exit<F, E>(multi_thread: bool, task: F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Parses the command line and runs it; the process's exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
