@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use floodgate::Limiter;
+use floodgate_queue::store::Backend;
 use floodgate_queue::{AnyStore, PgStore, SqliteStore, StoreError};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
@@ -170,33 +171,21 @@ impl AppState {
 /// Opens the configured backend with the server's settings.
 async fn open_store(config: &Config) -> Result<AnyStore, StoreError> {
     let url = config.database_url.as_str();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PgStore::builder(url)?
+    let store = match Backend::of(url)? {
+        Backend::Postgres => PgStore::builder(url)?
             .max_connections(config.postgres_max_connections)
             .max_payload_bytes(config.max_payload_bytes)
             .name("server")
             .connect()
-            .await?;
-        return Ok(store.into());
-    }
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    if path.contains("://") {
-        return Err(StoreError::Invalid {
-            field: "database_url",
-            reason: format!(
-                "{} is neither a postgres:// URL nor a SQLite file path",
-                crate::config::mask_url(url)
-            ),
-        });
-    }
-    let store = SqliteStore::builder(path)
-        .synchronous_full(config.sqlite_synchronous_full)
-        .max_payload_bytes(config.max_payload_bytes)
-        .name("server")
-        .open()
-        .await?;
-    Ok(store.into())
+            .await?
+            .into(),
+        Backend::Sqlite(path) => SqliteStore::builder(path)
+            .synchronous_full(config.sqlite_synchronous_full)
+            .max_payload_bytes(config.max_payload_bytes)
+            .name("server")
+            .open()
+            .await?
+            .into(),
+    };
+    Ok(store)
 }

@@ -144,16 +144,28 @@ fn not_built(feature: &str) -> StoreError {
     )
 }
 
-/// Which backend a target string names.
-enum Backend<'a> {
+/// Which backend a target string names (what [`AnyStore::open`] accepts), for callers that
+/// open the backend themselves with their own builder settings.
+///
+/// ```
+/// use floodgate_queue::store::Backend;
+///
+/// assert_eq!(Backend::of("postgres://app@db/jobs").unwrap(), Backend::Postgres);
+/// assert_eq!(Backend::of("sqlite://jobs.db").unwrap(), Backend::Sqlite("jobs.db"));
+/// assert_eq!(Backend::of("./jobs.db").unwrap(), Backend::Sqlite("./jobs.db"));
+/// assert!(Backend::of("mysql://db/jobs").is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend<'a> {
+    /// A `postgres://` or `postgresql://` URL (the whole target is the URL).
     Postgres,
-    /// The file's path.
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    /// A SQLite file at this path.
     Sqlite(&'a str),
 }
 
 impl<'a> Backend<'a> {
-    fn of(target: &'a str) -> Result<Backend<'a>, StoreError> {
+    /// Parses `target`; [`StoreError::Invalid`] for another scheme.
+    pub fn of(target: &'a str) -> Result<Backend<'a>, StoreError> {
         if target.starts_with("postgres://") || target.starts_with("postgresql://") {
             return Ok(Backend::Postgres);
         }

@@ -92,7 +92,7 @@ pub(crate) mod shared;
 mod statements;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use any::AnyStore;
+pub use any::{AnyStore, Backend};
 pub use json::{DEFAULT_MAX_PAYLOAD_BYTES, MAX_JSON_DEPTH};
 
 /// A job store: the durable queue's storage and its client API.
