@@ -19,6 +19,7 @@ use floodgate::breaker::{
 };
 use floodgate::rate::redis::{FailurePolicy, RedisRateLimiter, RedisSettings};
 use floodgate::rate::{NotUntil, Quota, RateError, RateLimiter};
+use floodgate::retry::RetryPolicy;
 use floodgate_queue::Job;
 use floodgate_queue::worker::{JobError, Outcome as JobOutcome};
 use serde_json::{Value, json};
@@ -26,8 +27,8 @@ use serde_json::{Value, json};
 use super::classify::{Verdict, classify_status};
 use super::config::{Resolved, WebhookConfig};
 use super::request::WebhookRequest;
+use super::signature;
 use super::ssrf::{self, Refused};
-use super::{schedule::RetrySchedule, signature};
 
 /// What one attempt did, kept on the job (as its result, or in its last error).
 #[derive(Debug, Clone, PartialEq)]
@@ -108,14 +109,6 @@ impl Deliverer {
             breakers,
             disabled: Mutex::new(HashSet::new()),
         })
-    }
-
-    /// The retry schedule for jobs of `destination`.
-    pub fn schedule(&self, destination: &str) -> RetrySchedule {
-        self.config
-            .resolve(destination)
-            .map(|r| r.schedule)
-            .unwrap_or_default()
     }
 
     /// Every destination breaker's state changes from now on.
@@ -254,8 +247,22 @@ impl Deliverer {
         };
         match verdict {
             Verdict::Delivered => Ok(JobOutcome::with_result(record)),
-            Verdict::RetryAfter(wait) => Err(JobError::retry_after(describe(), wait)),
-            Verdict::Retry => Err(JobError::retry(describe())),
+            // The destination's schedule decides; a receiver's Retry-After is a floor.
+            Verdict::RetryAfter(_) | Verdict::Retry => {
+                let floor = match verdict {
+                    Verdict::RetryAfter(wait) => wait,
+                    _ => Duration::ZERO,
+                };
+                let schedule = &dest.settings.schedule;
+                match schedule.next_delay(job.attempt, Duration::ZERO, None) {
+                    Some(delay) => Err(JobError::retry_after(describe(), delay.max(floor))),
+                    None => Err(JobError::permanent(format!(
+                        "{}; the retry schedule ({} attempts) is used up",
+                        describe(),
+                        schedule.attempts()
+                    ))),
+                }
+            }
             Verdict::Permanent => Err(JobError::permanent(describe())),
             Verdict::Gone => {
                 lock(&self.disabled).insert(name.clone());

@@ -6,12 +6,11 @@
 
 use std::sync::Arc;
 
-use floodgate::retry::RetryPolicy;
-use floodgate_queue::worker::{JobError, KindOptions, Worker, WorkerHandle};
+use floodgate_queue::worker::{KindOptions, Worker, WorkerHandle};
 use floodgate_queue::{AnyStore, Job, Store};
 
 use super::deliver::Deliverer;
-use super::request::{KIND, WebhookRequest};
+use super::request::KIND;
 
 /// The queue `webhook` jobs go to unless they name another.
 pub const QUEUE: &str = "webhooks";
@@ -39,27 +38,7 @@ pub fn start(
                 {
                     tracing::warn!(job = %job.id, error = %e, "attempt not recorded");
                 }
-                match outcome {
-                    Ok(outcome) => Ok(outcome),
-                    Err(JobError::Retry { message, after }) => {
-                        // The destination's schedule decides, unless the receiver asked to wait.
-                        let destination = WebhookRequest::parse(&job.payload)
-                            .map(|r| r.destination())
-                            .unwrap_or_default();
-                        let schedule = deliverer.schedule(&destination);
-                        match schedule.next_delay(job.attempt, std::time::Duration::ZERO, None) {
-                            Some(delay) => Err(JobError::Retry {
-                                message,
-                                after: Some(after.map_or(delay, |a| a.max(delay))),
-                            }),
-                            None => Err(JobError::permanent(format!(
-                                "{message}; the retry schedule ({} attempts) is used up",
-                                schedule.attempts()
-                            ))),
-                        }
-                    }
-                    Err(other) => Err(other),
-                }
+                outcome
             }
         })
         .build()
