@@ -154,6 +154,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// Its group (`metadata.group`, see [`NewJob::group`]), if it has one.
+    pub fn group(&self) -> Option<&str> {
+        self.metadata.get("group").and_then(Value::as_str)
+    }
+
     /// The payload decoded into the handler's type.
     pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         T::deserialize(&self.payload)
@@ -266,9 +271,23 @@ impl NewJob {
         self
     }
 
-    /// Free-form JSON kept with the job (an object).
+    /// Free-form JSON kept with the job (an object). Replaces what [`group`](Self::group) set:
+    /// call `group` after it.
     pub fn metadata(mut self, metadata: Value) -> Self {
         self.metadata = metadata;
+        self
+    }
+
+    /// Puts the job in `group` (stored as `metadata.group`): a claim can leave a group's jobs
+    /// where they are ([`Claim::skip_groups`](crate::store::Claim::skip_groups)), as the
+    /// server's webhook worker does for a destination whose breaker is open.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        if !self.metadata.is_object() {
+            self.metadata = Value::Object(Default::default());
+        }
+        if let Value::Object(map) = &mut self.metadata {
+            map.insert("group".to_owned(), Value::String(group.into()));
+        }
         self
     }
 

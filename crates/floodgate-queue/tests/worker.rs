@@ -54,6 +54,7 @@ support::backends!(
     a_panicking_handler_fails_its_job_and_the_worker_goes_on,
     a_slow_attempt_times_out,
     an_open_breaker_stops_claims_of_its_kind,
+    skipped_and_paused_groups_wait_while_other_groups_flow,
     a_worker_that_lost_its_lease_cannot_complete,
     cancellation_reaches_the_running_handler,
     an_idle_worker_wakes_on_enqueue,
@@ -384,6 +385,56 @@ async fn an_open_breaker_stops_claims_of_its_kind<S: Store + Clone>(store: &S) {
         change,
         ("call_partner".to_owned(), floodgate::breaker::State::Closed)
     );
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn skipped_and_paused_groups_wait_while_other_groups_flow<S: Store + Clone>(store: &S) {
+    let down = Arc::new(std::sync::Mutex::new(vec!["sick".to_owned()]));
+    let skip = down.clone();
+    let handle = Worker::builder(store.clone())
+        .poll_interval(Duration::from_millis(20))
+        .skip_groups(move || skip.lock().unwrap().clone())
+        .handler("call", KindOptions::new(), |_, _| async {
+            Ok(Outcome::done())
+        })
+        .build()
+        .unwrap()
+        .start();
+    store.pause_group("gone", "410 Gone").await.unwrap();
+    let enqueue = |group: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .enqueue(NewJob::new("call", json!(null)).group(group))
+                .await
+                .unwrap()
+                .id
+        }
+    };
+    let sick = enqueue("sick").await;
+    let gone = enqueue("gone").await;
+    // Later jobs of other groups: once they have run, claims have passed the older ones over.
+    let healthy: Vec<JobId> = futures_util::future::join_all((0..20).map(|_| enqueue("ok"))).await;
+    for id in &healthy {
+        eventually(store, *id, JobState::Succeeded).await;
+    }
+    for id in [sick, gone] {
+        let job = store.job(id).await.unwrap().unwrap();
+        assert_eq!(
+            (job.state, job.attempt),
+            (JobState::Pending, 0),
+            "{:?}",
+            job.group()
+        );
+    }
+    down.lock().unwrap().clear();
+    eventually(store, sick, JobState::Succeeded).await;
+    assert_eq!(
+        store.job(gone).await.unwrap().unwrap().state,
+        JobState::Pending
+    );
+    assert!(store.resume_group("gone").await.unwrap());
+    eventually(store, gone, JobState::Succeeded).await;
     handle.shutdown(Duration::from_secs(5)).await;
 }
 

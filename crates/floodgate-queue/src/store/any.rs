@@ -277,6 +277,18 @@ impl Store for AnyStore {
         dispatch!(self, s => s.queue_stats().await)
     }
 
+    async fn pause_group(&self, group: &str, reason: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.pause_group(group, reason).await)
+    }
+
+    async fn resume_group(&self, group: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.resume_group(group).await)
+    }
+
+    async fn paused_groups(&self) -> Result<Vec<super::PausedGroup>, StoreError> {
+        dispatch!(self, s => s.paused_groups().await)
+    }
+
     async fn listen(&self) -> Result<Wakeups, StoreError> {
         dispatch!(self, s => s.listen().await)
     }

@@ -55,6 +55,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "ordering_position",
         sql: include_str!("../../migrations/sqlite/0003_ordering_position.sql"),
     },
+    Migration {
+        version: 4,
+        name: "paused_groups",
+        sql: include_str!("../../migrations/sqlite/0004_paused_groups.sql"),
+    },
 ];
 
 #[cfg(feature = "postgres")]
@@ -73,6 +78,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 3,
         name: "ordering_position",
         sql: include_str!("../../migrations/postgres/0003_ordering_position.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "paused_groups",
+        sql: include_str!("../../migrations/postgres/0004_paused_groups.sql"),
     },
 ];
 

@@ -68,8 +68,8 @@ use serde_json::Value;
 
 pub(crate) use params::QueueStatsBuilder;
 pub use params::{
-    Claim, Completion, DEFAULT_LEASE_TTL, JobPage, LeaseStatus, ListJobs, QueueStats, Rescued,
-    Retention, RetryAt, StateCounts,
+    Claim, Completion, DEFAULT_LEASE_TTL, JobPage, LeaseStatus, ListJobs, MAX_SKIP_GROUPS,
+    PausedGroup, QueueStats, Rescued, Retention, RetryAt, StateCounts,
 };
 
 use crate::error::StoreError;
@@ -252,6 +252,23 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         holder: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Pauses a group of jobs (see [`NewJob::group`]) for every worker on the database, with
+    /// the reason shown to operators: the worker runtime leaves the group's jobs pending (it
+    /// re-reads the paused groups once per poll interval) until
+    /// [`resume_group`](Store::resume_group). A bare [`claim`](Store::claim) skips only the
+    /// groups its [`Claim::skip_groups`] names. Pausing a paused group updates its reason.
+    fn pause_group(
+        &self,
+        group: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Resumes a paused group: `true` when it was paused.
+    fn resume_group(&self, group: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every paused group, by name.
+    fn paused_groups(&self) -> impl Future<Output = Result<Vec<PausedGroup>, StoreError>> + Send;
 }
 
 /// A [`Store`] that writes jobs inside the caller's own database transaction: the

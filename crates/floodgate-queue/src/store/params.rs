@@ -13,6 +13,9 @@ use crate::job::{DEFAULT_QUEUE, Job, JobId, JobState, Lease, validate_name};
 /// The lease a claim takes unless [`Claim::lease_ttl`] says otherwise: 5 minutes.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(300);
 
+/// The most groups one claim may skip.
+pub const MAX_SKIP_GROUPS: usize = 10_000;
+
 /// Which jobs to claim, and for how long.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
@@ -29,6 +32,10 @@ pub struct Claim {
     /// With exactly one kind: never let more than this many jobs of it run at once across
     /// every worker of the store (checked inside the claim, race-free).
     pub cluster_limit: Option<u32>,
+    /// Leave jobs of these groups (a job's group is the string at `metadata.group`, set by
+    /// [`NewJob::group`](crate::NewJob::group)) where they are: a caller whose downstream for
+    /// a group is known to be down (an open breaker) claims everything else instead.
+    pub skip_groups: Vec<String>,
 }
 
 impl Claim {
@@ -41,6 +48,7 @@ impl Claim {
             limit,
             lease_ttl: DEFAULT_LEASE_TTL,
             cluster_limit: None,
+            skip_groups: Vec::new(),
         }
     }
 
@@ -59,6 +67,12 @@ impl Claim {
     /// Lease the jobs for `ttl`.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl;
+        self
+    }
+
+    /// Leave the jobs of these groups unclaimed (see [`Claim::skip_groups`]).
+    pub fn skip_groups<I: IntoIterator<Item = S>, S: Into<String>>(mut self, groups: I) -> Self {
+        self.skip_groups = groups.into_iter().map(Into::into).collect();
         self
     }
 
@@ -88,6 +102,15 @@ impl Claim {
                 format!("{} is outside 1..=10000", self.limit),
             ));
         }
+        if self.skip_groups.len() > MAX_SKIP_GROUPS {
+            return Err(StoreError::invalid(
+                "skip_groups",
+                format!(
+                    "{} groups; skip at most {MAX_SKIP_GROUPS} at once",
+                    self.skip_groups.len()
+                ),
+            ));
+        }
         if self.cluster_limit.is_some() && self.kinds.len() != 1 {
             return Err(StoreError::invalid(
                 "cluster_limit",
@@ -109,6 +132,17 @@ pub(crate) fn validate_ttl(ttl: Duration) -> Result<(), StoreError> {
         ));
     }
     Ok(())
+}
+
+/// A paused group of jobs (see [`Store::pause_group`](super::Store::pause_group)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PausedGroup {
+    /// The group.
+    pub name: String,
+    /// Why it was paused.
+    pub reason: String,
+    /// Since when.
+    pub paused_at: DateTime<Utc>,
 }
 
 /// What a heartbeat found for one lease.

@@ -120,6 +120,7 @@ pub struct WorkerBuilder<S: Store + Clone> {
     poll_interval: Duration,
     memory: Option<MemoryWatch>,
     registry: Option<floodgate::breaker::BreakerRegistry>,
+    skip_groups: Option<run::SkipGroups>,
 }
 
 impl<S: Store + Clone> Worker<S> {
@@ -141,6 +142,7 @@ impl<S: Store + Clone> Worker<S> {
             poll_interval: DEFAULT_POLL_INTERVAL,
             memory: None,
             registry: None,
+            skip_groups: None,
         }
     }
 
@@ -206,6 +208,21 @@ impl<S: Store + Clone> WorkerBuilder<S> {
     /// breakers shrink how many jobs run).
     pub fn watch_registry(mut self, registry: &floodgate::breaker::BreakerRegistry) -> Self {
         self.registry = Some(registry.clone());
+        self
+    }
+
+    /// Before each claim, asks `groups` which job groups to leave unclaimed (see
+    /// [`NewJob::group`](crate::NewJob::group)): the groups whose downstream is known to be
+    /// down, such as destinations whose breaker is open. Their jobs stay pending, unclaimed
+    /// and with no attempt spent, while the other groups' jobs keep flowing; once `groups`
+    /// stops naming a group, its jobs are claimed at the next claim (at the latest one
+    /// [`poll_interval`](Self::poll_interval) later). Keep `groups` cheap: it runs once per
+    /// claim round.
+    pub fn skip_groups<F>(mut self, groups: F) -> Self
+    where
+        F: Fn() -> Vec<String> + Send + Sync + 'static,
+    {
+        self.skip_groups = Some(Arc::new(groups));
         self
     }
 
@@ -320,6 +337,7 @@ impl<S: Store + Clone> WorkerBuilder<S> {
                 poll_interval: self.poll_interval,
                 memory: self.memory,
                 registry: self.registry,
+                skip_groups: self.skip_groups,
                 events,
             },
         })

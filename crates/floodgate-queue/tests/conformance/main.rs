@@ -24,6 +24,7 @@ support::backends!(
     claim_takes_highest_priority_then_oldest_run_at_then_id,
     claim_leaves_future_other_queue_and_other_kind_jobs,
     claim_leases_the_job,
+    claim_skips_the_named_groups_and_takes_them_later,
     ordering_key_lets_only_the_oldest_unfinished_job_run,
     ordering_key_holds_through_retry_rescue_and_snooze,
     // leases and completion
@@ -40,6 +41,7 @@ support::backends!(
     retry_dead_requeues_dead_jobs,
     cancel_finishes_waiting_jobs_and_flags_running_ones,
     paused_queues_are_not_claimed,
+    paused_groups_are_recorded_until_resumed,
     queue_stats_count_every_state,
     retention_deletes_old_finished_jobs_in_batches,
     list_pages_by_keyset,

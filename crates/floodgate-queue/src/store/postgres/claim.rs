@@ -24,7 +24,11 @@ impl PgStore {
             return self.claim_capped(claim, max, out).await;
         }
         let mut jobs = Vec::new();
-        if let [queue] = claim.queues.as_slice()
+        // A claim that skips groups steps over their jobs: no cursor is taken or left, since
+        // the skipped jobs stay behind it.
+        let cursors = claim.skip_groups.is_empty();
+        if cursors
+            && let [queue] = claim.queues.as_slice()
             && let Some(cursor) = self.inner.cursors.get(queue, &claim.kinds)
         {
             jobs = self
@@ -40,7 +44,7 @@ impl PgStore {
         if short > 0 {
             let before = out.len();
             let full = self.claim_rows(claim, short as u32, None, out).await?;
-            if let [queue] = claim.queues.as_slice() {
+            if cursors && let [queue] = claim.queues.as_slice() {
                 let leased = full.len() + out.len() - before;
                 let last = (leased == short).then(|| full.last()).flatten();
                 self.inner.cursors.after_full(queue, &claim.kinds, last);
@@ -111,7 +115,7 @@ impl PgStore {
             _ => sql.claim_queues.as_str(),
         };
         // $1 owner, $2 lease in µs, $3 the queue (or queues), $4 kinds, $5 limit, then the
-        // cursor's $6 priority, $7 run_at, $8 id.
+        // cursor's $6 priority, $7 run_at, $8 id, and last the groups to skip.
         let query = sqlx::query(sqlx::AssertSqlSafe(text))
             .bind(&claim.worker_id)
             .bind(micros(claim.lease_ttl));
@@ -125,7 +129,8 @@ impl PgStore {
             Some(c) => query.bind(c.priority).bind(c.run_at).bind(c.id),
             None => query,
         };
-        let rows = query.fetch_all(&mut *conn).await?;
+        let skip = (!claim.skip_groups.is_empty()).then_some(&claim.skip_groups);
+        let rows = query.bind(skip).fetch_all(&mut *conn).await?;
         let (jobs, unreadable) = decode_claimed(&rows, job_from_row)?;
         out.extend(unreadable);
         Ok(jobs)

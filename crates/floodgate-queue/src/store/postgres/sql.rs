@@ -65,10 +65,14 @@ pub(super) struct Sql {
     pub(super) inbox_delete: String,
     pub(super) leader_acquire: String,
     pub(super) leader_release: String,
+    pub(super) pause_group: String,
+    pub(super) resume_group: String,
+    pub(super) paused_groups: String,
 }
 
 /// The claim: lock the next runnable rows, skipping rows other claimers hold, and lease them
-/// in the same statement. `{queue}` is the queue condition, `{not_paused}` the pause check.
+/// in the same statement. `{queue}` is the queue condition, `{not_paused}` the pause check,
+/// `{skip}` the parameter of the groups to leave (after every other parameter).
 /// The states are literals so the planner matches the partial index `jobs_runnable`. The
 /// pause check does not refer to `j`, so it runs once (an InitPlan), not per row: as a
 /// per-row anti-join its row estimate made generic plans sort the whole backlog.
@@ -76,6 +80,7 @@ const CLAIM: &str = "WITH next AS (
         SELECT j.id FROM {t}jobs AS j
         WHERE j.state IN ('pending', 'failed') AND {queue} AND j.run_at <= now()
           AND ($4::text[] IS NULL OR j.kind = ANY($4::text[]))
+          AND ({skip}::text[] IS NULL OR coalesce(j.metadata->>'group', '') <> ALL({skip}::text[]))
           AND (j.ordering_key IS NULL OR NOT EXISTS (
                 SELECT 1 FROM {t}jobs AS o
                 WHERE o.queue = j.queue AND o.ordering_key = j.ordering_key
@@ -114,10 +119,11 @@ impl Sql {
                     .replace("{requeue}", REQUEUE),
             )
         };
-        let claim = |queue: &str, not_paused: &str| {
+        let claim = |queue: &str, not_paused: &str, skip: &str| {
             r(&CLAIM
                 .replace("{queue}", queue)
-                .replace("{not_paused}", not_paused))
+                .replace("{not_paused}", not_paused)
+                .replace("{skip}", skip))
         };
         Sql {
             insert_one: r(
@@ -149,6 +155,7 @@ impl Sql {
             claim_one_queue: claim(
                 "j.queue = $3::text",
                 "NOT EXISTS (SELECT 1 FROM {t}queues AS q WHERE q.name = $3::text AND q.paused)",
+                "$6",
             ),
             // $6 priority, $7 run_at, $8 id of the cursor (see `cursor.rs`): an index range
             // from the cursor within its priority, while no higher priority is runnable.
@@ -159,10 +166,12 @@ impl Sql {
                      WHERE h.queue = $3::text AND h.state IN ('pending', 'failed')
                        AND h.priority > $6::smallint AND h.run_at <= now())",
                 "NOT EXISTS (SELECT 1 FROM {t}queues AS q WHERE q.name = $3::text AND q.paused)",
+                "$9",
             ),
             claim_queues: claim(
                 "j.queue = ANY($3::text[])",
                 "j.queue <> ALL (ARRAY(SELECT q.name FROM {t}queues AS q WHERE q.paused))",
+                "$6",
             ),
             extend: r("UPDATE {t}jobs AS j
                 SET lease_expires_at = now() + $4::bigint * interval '1 microsecond',
@@ -290,6 +299,10 @@ impl Sql {
                 WHERE {t}leaders.holder = excluded.holder OR {t}leaders.expires_at < now()
                 RETURNING holder"),
             leader_release: r("DELETE FROM {t}leaders WHERE name = $1 AND holder = $2"),
+            pause_group: r("INSERT INTO {t}paused_groups (name, reason) VALUES ($1, $2)
+                ON CONFLICT (name) DO UPDATE SET reason = excluded.reason"),
+            resume_group: r("DELETE FROM {t}paused_groups WHERE name = $1"),
+            paused_groups: r("SELECT name, reason, paused_at FROM {t}paused_groups ORDER BY name"),
         }
     }
 }

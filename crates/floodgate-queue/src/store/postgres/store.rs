@@ -16,8 +16,8 @@ use crate::error::StoreError;
 use crate::job::{Enqueued, Job, JobId, JobState, Lease, NewJob};
 use crate::store::shared::{self, micros};
 use crate::store::{
-    Claim, Completion, JobPage, LeaseStatus, ListJobs, OutboxStore, QueueStats, Rescued, Retention,
-    Store, fence, rows, statements,
+    Claim, Completion, JobPage, LeaseStatus, ListJobs, OutboxStore, PausedGroup, QueueStats,
+    Rescued, Retention, Store, fence, rows, statements,
 };
 use crate::wakeup::Wakeups;
 
@@ -297,6 +297,39 @@ impl Store for PgStore {
     async fn leader_release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         let sql = &self.inner.sql.leader_release;
         statements::leader_release(&self.inner.pool, sql, name, holder).await
+    }
+
+    async fn pause_group(&self, group: &str, reason: &str) -> Result<(), StoreError> {
+        crate::job::validate_name("group", group)?;
+        sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.pause_group.as_str()))
+            .bind(group)
+            .bind(reason)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn resume_group(&self, group: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.resume_group.as_str()))
+            .bind(group)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn paused_groups(&self) -> Result<Vec<PausedGroup>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_groups.as_str()))
+            .fetch_all(&self.inner.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PausedGroup {
+                    name: row.try_get("name")?,
+                    reason: row.try_get("reason")?,
+                    paused_at: row.try_get("paused_at")?,
+                })
+            })
+            .collect()
     }
 }
 

@@ -27,6 +27,9 @@ impl SqliteStore {
         };
         let kinds = (!claim.kinds.is_empty())
             .then(|| serde_json::to_string(&claim.kinds).expect("strings serialise"));
+        let skip = (!claim.skip_groups.is_empty())
+            .then(|| serde_json::to_string(&claim.skip_groups).expect("strings serialise"));
+        // ?1 owner, ?2 lease end, ?3 now, ?4 queue(s), ?5 kinds, ?6 limit, ?7 groups to skip.
         let query = sqlx::query(sqlx::AssertSqlSafe(text))
             .bind(&claim.worker_id)
             .bind(now.saturating_add(micros(claim.lease_ttl)))
@@ -40,6 +43,7 @@ impl SqliteStore {
             None => {
                 query
                     .bind(i64::from(claim.limit))
+                    .bind(skip)
                     .fetch_all(&self.inner.writer)
                     .await?
             }
@@ -55,7 +59,7 @@ impl SqliteStore {
                 let rows = if room == 0 {
                     Vec::new()
                 } else {
-                    query.bind(room).fetch_all(&mut *tx).await?
+                    query.bind(room).bind(skip).fetch_all(&mut *tx).await?
                 };
                 tx.commit().await?;
                 rows

@@ -37,6 +37,9 @@ pub(super) struct Sql {
     pub(super) inbox_delete: String,
     pub(super) leader_acquire: String,
     pub(super) leader_release: String,
+    pub(super) pause_group: String,
+    pub(super) resume_group: String,
+    pub(super) paused_groups: String,
 }
 
 /// The claim's candidate filter; `{queue}` is the queue condition.
@@ -47,6 +50,8 @@ const CLAIM: &str = "UPDATE {t}jobs
         SELECT j.id FROM {t}jobs AS j
         WHERE j.state IN ('pending', 'failed') AND {queue} AND j.run_at <= ?3
           AND (?5 IS NULL OR j.kind IN (SELECT value FROM json_each(?5)))
+          AND (?7 IS NULL OR coalesce(json_extract(j.metadata, '$.group'), '')
+               NOT IN (SELECT value FROM json_each(?7)))
           AND (j.ordering_key IS NULL OR NOT EXISTS (
                 SELECT 1 FROM {t}jobs AS o
                 WHERE o.queue = j.queue AND o.ordering_key = j.ordering_key
@@ -220,6 +225,12 @@ impl Sql {
                 RETURNING holder",
             ),
             leader_release: r("DELETE FROM {t}leaders WHERE name = ?1 AND holder = ?2"),
+            pause_group: r(
+                "INSERT INTO {t}paused_groups (name, reason, paused_at) VALUES (?1, ?2, ?3)
+                ON CONFLICT (name) DO UPDATE SET reason = excluded.reason",
+            ),
+            resume_group: r("DELETE FROM {t}paused_groups WHERE name = ?1"),
+            paused_groups: r("SELECT name, reason, paused_at FROM {t}paused_groups ORDER BY name"),
         }
     }
 }

@@ -23,8 +23,39 @@ fn claim_groups(kinds: &[Arc<Kind>]) -> Vec<Vec<Arc<Kind>>> {
     groups
 }
 
+/// The groups paused in the store, re-read at most once per poll interval.
+struct PausedGroups {
+    names: Vec<String>,
+    read_at: Option<Instant>,
+}
+
+impl PausedGroups {
+    /// The groups a claim leaves alone: the builder's `skip_groups` and the paused ones.
+    async fn skipped<S: Store + Clone>(&mut self, config: &Config<S>) -> Vec<String> {
+        if self
+            .read_at
+            .is_none_or(|t| t.elapsed() >= config.poll_interval)
+        {
+            match config.store.paused_groups().await {
+                Ok(groups) => self.names = groups.into_iter().map(|g| g.name).collect(),
+                // Claim with what was read last; the next round reads again.
+                Err(e) => tracing::warn!(worker = %config.id, error = %e, "paused groups not read"),
+            }
+            self.read_at = Some(Instant::now());
+        }
+        let mut skip = config.skip_groups.as_ref().map(|f| f()).unwrap_or_default();
+        skip.extend(self.names.iter().cloned());
+        skip.truncate(crate::store::MAX_SKIP_GROUPS);
+        skip
+    }
+}
+
 pub(super) async fn dispatch<S: Store + Clone>(config: Arc<Config<S>>, shared: Arc<Shared>) {
     let groups = claim_groups(&config.kinds);
+    let mut paused = PausedGroups {
+        names: Vec::new(),
+        read_at: None,
+    };
     let mut wakeups = match config.store.listen().await {
         Ok(w) => Some(w.poll_interval(config.poll_interval)),
         Err(e) => {
@@ -37,7 +68,10 @@ pub(super) async fn dispatch<S: Store + Clone>(config: Arc<Config<S>>, shared: A
     shared.ready.send_replace(true);
     let mut tick = tokio::time::interval(config.poll_interval);
     loop {
-        if claim_round(&config, &shared, &groups).await.is_err() {
+        if claim_round(&config, &shared, &groups, &mut paused)
+            .await
+            .is_err()
+        {
             // The store is unreachable: back off one poll interval before trying again.
             tokio::select! {
                 _ = shared.stop_claiming.cancelled() => return,
@@ -69,9 +103,11 @@ async fn claim_round<S: Store + Clone>(
     config: &Arc<Config<S>>,
     shared: &Arc<Shared>,
     groups: &[Vec<Arc<Kind>>],
+    paused: &mut PausedGroups,
 ) -> Result<(), StoreError> {
     loop {
         let mut full = false;
+        let skip_groups = paused.skipped(config).await;
         for group in groups {
             if shared.stop_claiming.is_cancelled() || shared.memory_high.load(Ordering::Relaxed) {
                 return Ok(());
@@ -96,6 +132,7 @@ async fn claim_round<S: Store + Clone>(
                     [one] => one.options.cluster_max,
                     _ => None,
                 },
+                skip_groups: skip_groups.clone(),
             };
             let jobs = match config.store.claim(&claim).await {
                 Ok(jobs) => jobs,

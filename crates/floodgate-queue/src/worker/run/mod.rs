@@ -48,6 +48,9 @@ use watching::{heartbeat, watch_memory};
 use super::WorkerStats;
 use super::stats::Counters;
 
+/// Which job groups a claim leaves alone (see `WorkerBuilder::skip_groups`).
+pub(super) type SkipGroups = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// The worker's settings, as built.
 pub(super) struct Config<S> {
     pub(super) store: S,
@@ -60,6 +63,7 @@ pub(super) struct Config<S> {
     pub(super) poll_interval: Duration,
     pub(super) memory: Option<MemoryWatch>,
     pub(super) registry: Option<floodgate::breaker::BreakerRegistry>,
+    pub(super) skip_groups: Option<SkipGroups>,
     pub(super) events: broadcast::Sender<WorkerEvent>,
 }
 

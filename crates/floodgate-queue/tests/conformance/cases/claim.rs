@@ -261,3 +261,73 @@ pub async fn ordering_key_holds_through_retry_rescue_and_snooze<S: Store>(store:
         "the younger job waits for the snoozed head"
     );
 }
+
+pub async fn claim_skips_the_named_groups_and_takes_them_later<S: Store>(store: &S) {
+    // Two full claims first, so a backend that continues from where the last claim ended has
+    // a place to continue from: a claim that skips groups must not use it or leave one.
+    for n in 0..4 {
+        store.enqueue(job("k", n)).await.unwrap();
+    }
+    assert_eq!(claim(store, "w", 2).await.len(), 2);
+    assert_eq!(claim(store, "w", 2).await.len(), 2);
+
+    let down: Vec<_> = enqueue_group(store, "down", 3).await;
+    let up: Vec<_> = enqueue_group(store, "up", 2).await;
+    let plain = store.enqueue(job("k", 99)).await.unwrap().id;
+    let other = store
+        .enqueue(job("k", 100).group("down").queue("mail"))
+        .await
+        .unwrap();
+    assert_eq!(get(store, down[0]).await.group(), Some("down"));
+
+    let taken = store
+        .claim(&Claim::new("w", 10).skip_groups(["down", "elsewhere"]))
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = taken.iter().map(|j| j.id).collect();
+    ids.sort();
+    let mut want = up.clone();
+    want.push(plain);
+    assert_eq!(
+        ids, want,
+        "the skipped group's jobs stay, the others are taken"
+    );
+    for id in &down {
+        let j = get(store, *id).await;
+        assert_eq!((j.state, j.attempt), (JobState::Pending, 0), "untouched");
+    }
+
+    // Several queues, one kind under a cluster-wide cap: the same rule.
+    let capped = store
+        .claim(
+            &Claim::new("w", 10)
+                .queues(["mail", "default"])
+                .kinds(["k"])
+                .cluster_limit(100)
+                .skip_groups(["down"]),
+        )
+        .await
+        .unwrap();
+    assert!(capped.is_empty(), "only skipped jobs are left: {capped:?}");
+
+    // Once no longer skipped, the group's jobs are claimed, oldest first.
+    let later: Vec<_> = claim(store, "w", 10).await.iter().map(|j| j.id).collect();
+    assert_eq!(later, down);
+    let mail = store
+        .claim(&Claim::new("w", 10).queues(["mail"]))
+        .await
+        .unwrap();
+    assert_eq!(mail.iter().map(|j| j.id).collect::<Vec<_>>(), [other.id]);
+
+    let too_many = Claim::new("w", 1).skip_groups((0..10_001).map(|i| i.to_string()));
+    assert!(store.claim(&too_many).await.is_err(), "bounded");
+}
+
+/// Enqueues `n` jobs in `group`, returning their ids in order.
+async fn enqueue_group<S: Store>(store: &S, group: &str, n: i64) -> Vec<floodgate_queue::JobId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(store.enqueue(job("k", i).group(group)).await.unwrap().id);
+    }
+    ids
+}

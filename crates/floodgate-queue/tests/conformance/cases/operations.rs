@@ -314,3 +314,43 @@ pub async fn listen_wakes_on_enqueue<S: Store>(store: &S) {
     queues.sort();
     assert_eq!(queues, ["a", "b"]);
 }
+
+pub async fn paused_groups_are_recorded_until_resumed<S: Store>(store: &S) {
+    assert!(store.paused_groups().await.unwrap().is_empty());
+    store
+        .pause_group("hooks.example.com", "410 Gone")
+        .await
+        .unwrap();
+    store.pause_group("billing", "maintenance").await.unwrap();
+    store
+        .pause_group("hooks.example.com", "410 Gone again")
+        .await
+        .unwrap();
+    let paused = store.paused_groups().await.unwrap();
+    let names: Vec<_> = paused.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["billing", "hooks.example.com"]);
+    assert_eq!(
+        paused[1].reason, "410 Gone again",
+        "a second pause updates the reason"
+    );
+    let age = chrono::Utc::now() - paused[0].paused_at;
+    assert!(
+        age < chrono::Duration::minutes(1),
+        "paused_at is now: {age}"
+    );
+
+    assert!(store.resume_group("billing").await.unwrap());
+    assert!(
+        !store.resume_group("billing").await.unwrap(),
+        "already resumed"
+    );
+    let left: Vec<_> = store
+        .paused_groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert_eq!(left, ["hooks.example.com"]);
+    assert!(store.pause_group("", "no name").await.is_err());
+}

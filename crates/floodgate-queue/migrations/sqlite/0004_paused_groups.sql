@@ -1,0 +1,7 @@
+-- Groups of jobs (`metadata.group`) that workers leave unclaimed until resumed: a webhook
+-- destination that answered 410 Gone, say. Shared by every process on the database.
+CREATE TABLE {t}paused_groups (
+    name      TEXT    PRIMARY KEY,
+    reason    TEXT    NOT NULL,
+    paused_at INTEGER NOT NULL
+);
