@@ -70,7 +70,8 @@ impl AppState {
     pub fn new(store: AnyStore, config: Config) -> AppState {
         let sampler = Arc::new(QueueSampler::new(store.clone(), config.queue_stats_max_age));
         let deliverer = Arc::new(
-            Deliverer::new(config.webhooks.clone()).expect("the webhook settings were validated"),
+            Deliverer::new(config.webhooks.clone(), store.clone())
+                .expect("the webhook settings were validated"),
         );
         let enqueuer = Enqueuer::start(store.clone());
         let completer = Completer::start(store.clone());

@@ -20,7 +20,7 @@ use floodgate_server::state::AppState;
 use floodgate_server::webhook::config::{Destination, WebhookConfig};
 use floodgate_server::webhook::signature::{self, Secret};
 use serde_json::json;
-use support::{app_with, post as post_json};
+use support::{app_with, get as get_json, post as post_json};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -244,9 +244,33 @@ async fn every_kind_of_answer_is_handled() {
         (floodgate_queue::JobState::Dead, 1)
     );
     assert!(state.deliverer().is_disabled("gone"));
+    // Disabled in the store: a new deliverer (a restart, another node) knows it too.
+    let fresh = floodgate_server::webhook::deliver::Deliverer::new(
+        config(10).webhooks,
+        state.store().clone(),
+    )
+    .unwrap();
+    let disabled = fresh.disabled().await.unwrap();
+    assert_eq!(disabled.len(), 1, "{disabled:?}");
+    assert_eq!(disabled[0].name, "gone");
+    assert!(
+        disabled[0].reason.contains("410 Gone"),
+        "{}",
+        disabled[0].reason
+    );
+    let listed = get_json(&app, "/v1/webhooks/destinations").await;
+    assert_eq!(listed.body["disabled"][0]["destination"], "gone");
+
+    // A job for a disabled destination waits, unclaimed, until the destination is enabled.
     let again = enqueue_hook(&app, &url("gone"), Some("gone")).await;
-    let job = finished(&state, again).await;
-    assert!(job.last_error.unwrap().contains("disabled"));
+    finished(&state, missing).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = state.store().job(JobId(again)).await.unwrap().unwrap();
+    assert_eq!(
+        (waiting.state, waiting.attempt),
+        (floodgate_queue::JobState::Pending, 0)
+    );
+    assert_eq!(waiting.updated_at, waiting.created_at, "never claimed");
     assert_eq!(
         seen.count("gone"),
         1,
@@ -255,6 +279,15 @@ async fn every_kind_of_answer_is_handled() {
     let enabled = post_json(&app, "/v1/webhooks/destinations/gone/enable", json!({})).await;
     assert_eq!(enabled.status, StatusCode::OK);
     assert!(!state.deliverer().is_disabled("gone"));
+    let job = finished(&state, again).await;
+    assert_eq!(
+        (job.state, job.attempt),
+        (floodgate_queue::JobState::Dead, 1),
+        "delivered once enabled (and the target still answers 410)"
+    );
+    assert_eq!(seen.count("gone"), 2);
+    let not_disabled = post_json(&app, "/v1/webhooks/destinations/nope/enable", json!({})).await;
+    assert_eq!(not_disabled.status, StatusCode::NOT_FOUND);
 
     let job = finished(&state, missing).await;
     assert_eq!(
@@ -342,6 +375,31 @@ async fn an_open_breaker_holds_one_destination_and_not_the_others() {
     assert!(
         waiting >= 3,
         "jobs of the broken destination wait for the breaker ({waiting})"
+    );
+    // While the breaker is open, the destination's new jobs are not even claimed: no claim,
+    // no snooze, no attempt (their rows are untouched since the enqueue).
+    let mut later = Vec::new();
+    for _ in 0..5 {
+        later.push(enqueue_hook(&app, &broken_url, Some("broken")).await);
+    }
+    let witness = enqueue_hook(&app, &other_url, Some("other")).await;
+    finished(&state, witness).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for id in later {
+        let job = state.store().job(JobId(id)).await.unwrap().unwrap();
+        assert_eq!(
+            (job.state, job.attempt),
+            (floodgate_queue::JobState::Pending, 0)
+        );
+        assert_eq!(job.updated_at, job.created_at, "job {id} was claimed");
+    }
+    let listed = get_json(&app, "/v1/webhooks/destinations").await;
+    let breakers = listed.body["breakers"].as_array().unwrap();
+    assert!(
+        breakers
+            .iter()
+            .any(|b| b["destination"] == "broken" && b["state"] == "open"),
+        "{breakers:?}"
     );
     worker.shutdown(Duration::from_secs(5)).await;
 }

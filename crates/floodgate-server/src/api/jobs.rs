@@ -165,16 +165,16 @@ fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
 /// A store job from a request, checked as the store would (payload at most `max_payload`
 /// bytes); `at` prefixes field names in errors (`jobs[3].`).
 fn new_job(r: &JobRequest, at: &str, max_payload: usize) -> ApiResult<NewJob> {
-    if r.kind == crate::webhook::request::KIND {
+    let webhook = r.kind == crate::webhook::request::KIND;
+    let mut job = if webhook {
         // The server's own kind: a payload it could not deliver is refused now.
-        crate::webhook::request::WebhookRequest::parse(&r.payload)
-            .map_err(|e| ApiError::invalid(&format!("{at}payload"), e))?;
-    }
-    let mut job = NewJob::new(r.kind.clone(), r.payload.clone());
+        crate::webhook::worker::new_job(r.payload.clone())
+            .map_err(|e| ApiError::invalid(&format!("{at}payload"), e))?
+    } else {
+        NewJob::new(r.kind.clone(), r.payload.clone())
+    };
     if let Some(q) = &r.queue {
         job = job.queue(q.clone());
-    } else if r.kind == crate::webhook::request::KIND {
-        job = job.queue(crate::webhook::worker::QUEUE);
     }
     if let Some(p) = r.priority {
         if !(1..=10).contains(&p) {
@@ -205,6 +205,10 @@ fn new_job(r: &JobRequest, at: &str, max_payload: usize) -> ApiResult<NewJob> {
             ));
         }
         job = job.metadata(m.clone());
+        if let Some(group) = webhook.then(|| destination_group(&r.payload)).flatten() {
+            // Its destination's group (which claims skip while the destination waits).
+            job = job.group(group);
+        }
     }
     // The store's own checks, reported with the field's path.
     job.check(max_payload).map_err(|e| match e {
@@ -217,6 +221,13 @@ fn new_job(r: &JobRequest, at: &str, max_payload: usize) -> ApiResult<NewJob> {
         }
     })?;
     Ok(job)
+}
+
+/// The group of a checked webhook payload: its destination.
+fn destination_group(payload: &Value) -> Option<String> {
+    crate::webhook::request::WebhookRequest::parse(payload)
+        .ok()
+        .map(|r| r.destination())
 }
 
 /// Whether `r` asks for what `job` was enqueued with.

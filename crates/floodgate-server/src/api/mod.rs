@@ -27,7 +27,7 @@ use crate::state::AppState;
         jobs::enqueue, jobs::get_job, jobs::list_jobs, jobs::cancel, jobs::retry,
         workers::claim, workers::heartbeat, workers::complete, workers::fail, workers::snooze,
         queues::list_queues, queues::pause, queues::resume,
-        webhooks::enable,
+        webhooks::enable, webhooks::destinations,
         ops::live, ops::ready, ops::metrics, ops::openapi,
     ),
     components(schemas(crate::error::Problem, crate::error::Code, model::BatchRequest, model::BatchAccepted)),
@@ -71,6 +71,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/queues/{queue}/claim", post(workers::claim))
         .route("/v1/queues/{queue}/pause", post(queues::pause))
         .route("/v1/queues/{queue}/resume", post(queues::resume))
+        .route("/v1/webhooks/destinations", get(webhooks::destinations))
         .route(
             "/v1/webhooks/destinations/{destination}/enable",
             post(webhooks::enable),

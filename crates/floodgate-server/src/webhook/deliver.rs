@@ -3,12 +3,16 @@
 //! attempts, so receivers can drop repeats), one request, and the verdict turned into the
 //! worker's outcome.
 //!
-//! A destination whose breaker is open is not called: its jobs are put back (snoozed, no
-//! attempt spent) until the breaker lets a probe through, while other destinations' jobs keep
-//! flowing. A `410 Gone` disables the destination: its jobs go dead at once until
-//! [`Deliverer::enable`] (the receiver said the endpoint is gone for good).
+//! A destination whose breaker is open is not called: the worker leaves its jobs unclaimed
+//! ([`Deliverer::open_breakers`], see `waiting.rs`) until the breaker lets a probe through,
+//! while other destinations' jobs keep flowing; a job claimed anyway (claimed just before the
+//! breaker opened, or without the destination's group) is put back (snoozed, no attempt
+//! spent). A `410 Gone` disables the destination (the receiver said the endpoint is gone for
+//! good): the job that got it goes dead, and the destination becomes a paused group in the
+//! store, so its other jobs wait, on every node and across restarts, until
+//! [`Deliverer::enable`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,8 +24,8 @@ use floodgate::breaker::{
 use floodgate::rate::redis::{FailurePolicy, RedisRateLimiter, RedisSettings};
 use floodgate::rate::{NotUntil, Quota, RateError, RateLimiter};
 use floodgate::retry::RetryPolicy;
-use floodgate_queue::Job;
 use floodgate_queue::worker::{JobError, Outcome as JobOutcome};
+use floodgate_queue::{AnyStore, Job, Store, StoreError};
 use serde_json::{Value, json};
 
 use super::classify::{Verdict, classify_status};
@@ -29,6 +33,7 @@ use super::config::{Resolved, WebhookConfig};
 use super::request::WebhookRequest;
 use super::signature;
 use super::ssrf::{self, Refused};
+use super::waiting::Waiting;
 
 /// What one attempt did, kept on the job (as its result, or in its last error).
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +81,8 @@ pub struct Deliverer {
     config: WebhookConfig,
     destinations: Mutex<HashMap<String, Arc<Dest>>>,
     breakers: BreakerRegistry,
-    disabled: Mutex<HashSet<String>>,
+    waiting: Waiting,
+    store: AnyStore,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -89,8 +95,9 @@ impl std::fmt::Debug for Deliverer {
 const MAX_DESTINATIONS: usize = 10_000;
 
 impl Deliverer {
-    /// A deliverer with `config` (already validated).
-    pub fn new(config: WebhookConfig) -> Result<Deliverer, String> {
+    /// A deliverer with `config` (already validated) that keeps disabled destinations in
+    /// `store`.
+    pub fn new(config: WebhookConfig, store: AnyStore) -> Result<Deliverer, String> {
         config.validate()?;
         let breaker = BreakerConfig {
             trip: TripPolicy::ConsecutiveFailures(config.breaker_failures),
@@ -107,7 +114,8 @@ impl Deliverer {
             config,
             destinations: Mutex::new(HashMap::new()),
             breakers,
-            disabled: Mutex::new(HashSet::new()),
+            waiting: Waiting::default(),
+            store,
         })
     }
 
@@ -116,14 +124,52 @@ impl Deliverer {
         self.breakers.subscribe()
     }
 
-    /// Whether `destination` was disabled by a `410 Gone`.
-    pub fn is_disabled(&self, destination: &str) -> bool {
-        lock(&self.disabled).contains(destination)
+    /// Every destination breaker, with the overall health.
+    pub fn health(&self) -> floodgate::breaker::HealthReport {
+        self.breakers.health()
     }
 
-    /// Delivers to `destination` again after a `410 Gone` disabled it.
-    pub fn enable(&self, destination: &str) -> bool {
-        lock(&self.disabled).remove(destination)
+    /// The destinations whose breaker is open now: the worker leaves their jobs unclaimed.
+    pub fn open_breakers(&self) -> Vec<String> {
+        self.waiting.open_breakers()
+    }
+
+    /// Whether `destination` was disabled by a `410 Gone` (as this process last read it).
+    pub fn is_disabled(&self, destination: &str) -> bool {
+        self.waiting.is_disabled(destination)
+    }
+
+    /// The disabled destinations with why and since when, read from the store (and kept
+    /// for [`is_disabled`](Self::is_disabled)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    pub async fn disabled(&self) -> Result<Vec<floodgate_queue::PausedGroup>, StoreError> {
+        let groups = self.store.paused_groups().await?;
+        self.waiting
+            .replace_disabled(groups.iter().map(|g| g.name.clone()));
+        Ok(groups)
+    }
+
+    /// Delivers to `destination` again after a `410 Gone` disabled it (its waiting jobs are
+    /// claimed again; its dead ones can be retried): `true` when it was disabled.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before the store answers, the destination may or may not be enabled; call it
+    /// again.
+    pub async fn enable(&self, destination: &str) -> Result<bool, StoreError> {
+        let was = self.store.resume_group(destination).await?;
+        Ok(self.waiting.set_disabled(destination, false) || was)
+    }
+
+    /// Disables `destination` for every node until [`enable`](Self::enable).
+    async fn disable(&self, destination: &str, reason: &str) {
+        self.waiting.set_disabled(destination, true);
+        if let Err(e) = self.store.pause_group(destination, reason).await {
+            tracing::error!(destination, error = %e, "disabled here only: the store refused");
+        }
     }
 
     fn destination(&self, name: &str) -> Result<Arc<Dest>, String> {
@@ -192,10 +238,11 @@ impl Deliverer {
         let request = WebhookRequest::parse(&job.payload).map_err(JobError::permanent)?;
         let name = request.destination();
         if self.is_disabled(&name) {
-            return Err(JobError::permanent(format!(
-                "destination {name} answered 410 Gone earlier and is disabled; re-enable it, then \
-                 retry the job"
-            )));
+            // Claimed although its group is paused (a job without the destination's group):
+            // it waits like the others, without spending an attempt.
+            return Err(JobError::Snooze {
+                until: Utc::now() + chrono::Duration::minutes(1),
+            });
         }
         let dest = self.destination(&name).map_err(JobError::permanent)?;
         dest.settings
@@ -209,6 +256,7 @@ impl Deliverer {
                 let wait = retry_after
                     .unwrap_or(Duration::from_secs(1))
                     .max(Duration::from_millis(100));
+                self.waiting.breaker_open(&name, wait);
                 return Err(JobError::Snooze {
                     until: Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
                 });
@@ -234,6 +282,13 @@ impl Deliverer {
             },
             error.as_ref().map(|e| e as &dyn std::fmt::Display),
         );
+        if verdict.is_breaker_failure() {
+            if let Some(wait) = breaker.stats().retry_after {
+                self.waiting.breaker_open(&name, wait);
+            }
+        } else if verdict == Verdict::Delivered {
+            self.waiting.breaker_closed(&name);
+        }
         let mut record = attempt_json(&attempt);
         if verdict != Verdict::Delivered {
             record["attempt"] = json!(job.attempt);
@@ -265,7 +320,8 @@ impl Deliverer {
             }
             Verdict::Permanent => Err(JobError::permanent(describe())),
             Verdict::Gone => {
-                lock(&self.disabled).insert(name.clone());
+                self.disable(&name, &format!("410 Gone from {}", request.url))
+                    .await;
                 tracing::warn!(destination = %name, "410 Gone: destination disabled");
                 Err(JobError::permanent(format!(
                     "{}; destination {name} is now disabled",

@@ -1,9 +1,11 @@
-//! Building blocks of webhook delivery.
+//! Webhook delivery: the outbox relayed to HTTP.
 //!
-//! The server will deliver jobs of the built-in kind `webhook` itself: it POSTs the job's
-//! payload to the destination's URL, signed so the receiver can tell it came from this server,
-//! and records the attempt like any worker would (complete on a 2xx, fail and retry
-//! otherwise). The delivery worker is not here yet; these are the pieces it stands on, each
+//! The server delivers jobs of the built-in kind `webhook` itself: it sends the job's body to
+//! the destination's URL, signed so the receiver can tell it came from this server, and
+//! records each attempt on the job (complete on a 2xx, retry on the destination's schedule,
+//! dead when permanent). [`worker`] runs the deliveries inside `floodgate serve`,
+//! [`deliver`] makes one (breaker, limiter and rate limit per destination), and
+//! [`waiting`] keeps the destinations whose jobs wait unclaimed. The pieces under them, each
 //! usable and tested on its own:
 //!
 //! - [`request`]: the `webhook` job's payload (`{url, method?, headers?, body, destination?}`),
@@ -41,4 +43,5 @@ pub mod request;
 pub mod schedule;
 pub mod signature;
 pub mod ssrf;
+pub mod waiting;
 pub mod worker;
