@@ -406,7 +406,11 @@
     const path = q < 0 ? h : h.slice(0, q);
     const params = new URLSearchParams(q < 0 ? "" : h.slice(q + 1));
     const parts = path.split("/").filter(Boolean);
-    if (parts[0] === "jobs" && parts[1]) return { name: "job", id: decodeURIComponent(parts[1]), params };
+    if (parts[0] === "jobs" && parts[1]) {
+      let id = parts[1];
+      try { id = decodeURIComponent(id); } catch { /* keep it as typed */ }
+      return { name: "job", id, params };
+    }
     if (parts[0] === "jobs") return { name: "jobs", params };
     if (parts[0] === "failures") return { name: "failures", params };
     return { name: "overview", params };
@@ -642,8 +646,9 @@
       next.disabled = page.next == null;
       next.dataset.cursor = page.next == null ? "" : String(page.next);
       pageLabel.textContent = `Page ${cursors.length + 1}`;
-      summary.textContent = count
-        ? `${plural(count.count, "job")} ${count.count === 1 ? "matches" : "match"} this filter.`
+      const n = Number(count?.count);
+      summary.textContent = Number.isFinite(n)
+        ? `${plural(n, "job")} ${n === 1 ? "matches" : "match"} this filter.`
         : `${plural(jobs.length, "job")} on this page.`;
       const admin = v.access === "admin";
       renderChanged(v, tbody, jobs, () => (jobs.length ? jobs.map((j) => jobRow(j, admin)) : emptyRow(admin ? 8 : 7, "No jobs match this filter.")));
@@ -894,7 +899,10 @@
       const b = e.target.closest && e.target.closest("button[data-action]");
       if (b && !b.disabled) { e.preventDefault(); runAction(b); }
     });
-    window.addEventListener("hashchange", route);
+    window.addEventListener("hashchange", () => {
+      route();
+      $("#view").focus({ preventScroll: true }); // screen readers start at the new content
+    });
     document.addEventListener("visibilitychange", onVisibility);
     window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
       if (current && current.name === "overview") route(); // charts read their colours once

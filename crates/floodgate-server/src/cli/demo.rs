@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use floodgate::breaker::RegistryEvent;
 use floodgate_queue::{JobState, ListJobs, Store};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::config::Config;
@@ -105,7 +105,9 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
     let targets = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = targets.local_addr()?.port();
     tokio::spawn(async move { axum::serve(targets, target_app).await });
-    println!("floodgate demo: the server is at {api_url} (try {api_url}/v1/queues while it runs)");
+    println!("floodgate demo: the server is at {api_url}");
+    println!("  dashboard: {api_url}/   (open it while the demo runs)");
+    println!("  API:       {api_url}/v1/queues, {api_url}/v1/webhooks/destinations");
 
     let mut total = 0;
     for (name, n) in PLAN {
@@ -116,10 +118,9 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
         let jobs: Vec<_> = (0..*n)
             .map(|i| {
                 let payload = json!({"url": url, "destination": name, "body": {"n": i}});
-                floodgate_queue::NewJob::new("webhook", payload)
-                    .queue(crate::webhook::worker::QUEUE)
+                crate::webhook::worker::new_job(payload)
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         state.store().enqueue_many(jobs).await?;
         total += n;
     }
@@ -131,15 +132,9 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
     let transitions = Arc::new(AtomicU64::new(0));
     let mut events = state.deliverer().subscribe();
     let live = std::io::stdout().is_terminal();
-    let bar = if live {
-        ProgressBar::new(total).with_style(ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} finished  {msg}",
-        )?)
-    } else {
-        ProgressBar::hidden()
-    };
+    let bars = Bars::new(live, total)?;
     let printer = {
-        let (bar, transitions) = (bar.clone(), transitions.clone());
+        let (bar, transitions) = (bars.top.clone(), transitions.clone());
         tokio::spawn(async move {
             while let Ok(event) = events.recv().await {
                 if let RegistryEvent::Breaker(e) = event {
@@ -170,30 +165,41 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
             .map(|q| q.counts)
             .unwrap_or_default();
         let finished = c.succeeded + c.dead + c.cancelled;
-        let line = format!(
-            "pending {} · running {} · retrying {} · delivered {} · dead {}",
-            c.pending, c.running, c.failed, c.succeeded, c.dead
-        );
-        bar.set_position(finished);
-        bar.set_message(line.clone());
+        bars.show(&c);
         if !live && last_line.elapsed() >= Duration::from_secs(1) {
-            println!("{:>4.1}s  {line}", started.elapsed().as_secs_f64());
+            println!(
+                "{:>4.1}s  pending {} · running {} · retrying {} · delivered {} · dead {}",
+                started.elapsed().as_secs_f64(),
+                c.pending,
+                c.running,
+                c.failed,
+                c.succeeded,
+                c.dead
+            );
             last_line = Instant::now();
         }
         if !gone_reported && state.deliverer().is_disabled("gone") {
             say(
-                &bar,
+                &bars.top,
                 live,
-                "destination gone answered 410 Gone: disabled, its jobs go dead".to_owned(),
+                "destination gone answered 410 Gone: disabled (on every node, across restarts); \
+                 its other jobs wait until it is enabled again"
+                    .to_owned(),
             );
             gone_reported = true;
         }
-        if finished >= total || started.elapsed() > length {
+        // Jobs of a disabled destination wait for an operator: done when only they are left.
+        let held = if gone_reported && c.running + c.failed == 0 {
+            held_for_disabled(&state).await?
+        } else {
+            0
+        };
+        if finished + held >= total || started.elapsed() > length {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bar.finish_and_clear();
+    bars.clear();
     worker.shutdown(Duration::from_secs(5)).await;
     printer.abort();
     summary(
@@ -208,7 +214,83 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// A line above the progress bar in a terminal, a plain line otherwise.
+/// One progress bar per state in a terminal (hidden otherwise), and a line above them for
+/// events.
+struct Bars {
+    top: ProgressBar,
+    states: Vec<(&'static str, ProgressBar)>,
+    _multi: MultiProgress,
+}
+
+impl Bars {
+    fn new(live: bool, total: u64) -> Result<Bars, indicatif::style::TemplateError> {
+        let multi = MultiProgress::new();
+        if !live {
+            multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let top = multi.add(ProgressBar::new(total));
+        top.set_style(ProgressStyle::with_template("{elapsed:>4} {wide_msg}")?);
+        top.set_message(format!("{total} webhook jobs"));
+        let mut states = Vec::new();
+        for name in ["waiting", "running", "retrying", "delivered", "dead"] {
+            let bar = multi.add(ProgressBar::new(total));
+            bar.set_style(ProgressStyle::with_template(
+                "{prefix:>10} {bar:40.cyan/blue} {pos:>5}/{len}",
+            )?);
+            bar.set_prefix(name);
+            states.push((name, bar));
+        }
+        Ok(Bars {
+            top,
+            states,
+            _multi: multi,
+        })
+    }
+
+    fn show(&self, c: &floodgate_queue::StateCounts) {
+        for (name, bar) in &self.states {
+            bar.set_position(match *name {
+                "waiting" => c.pending,
+                "running" => c.running,
+                "retrying" => c.failed,
+                "delivered" => c.succeeded,
+                _ => c.dead,
+            });
+        }
+    }
+
+    fn clear(&self) {
+        for (_, bar) in &self.states {
+            bar.finish_and_clear();
+        }
+        self.top.finish_and_clear();
+    }
+}
+
+/// Pending jobs of disabled destinations (they wait for an operator to enable them).
+async fn held_for_disabled(state: &AppState) -> Result<u64, floodgate_queue::StoreError> {
+    let mut held = 0;
+    let mut list = ListJobs {
+        queue: Some(crate::webhook::worker::QUEUE.to_owned()),
+        state: Some(JobState::Pending),
+        limit: 1_000,
+        ..ListJobs::default()
+    };
+    loop {
+        let page = state.store().list(&list).await?;
+        held += page
+            .jobs
+            .iter()
+            .filter(|j| j.group().is_some_and(|g| state.deliverer().is_disabled(g)))
+            .count() as u64;
+        match page.next {
+            Some(next) => list.before = Some(next),
+            None => return Ok(held),
+        }
+    }
+}
+
+/// A line above the progress bars in a terminal, a plain line otherwise.
 fn say(bar: &ProgressBar, live: bool, line: String) {
     if live {
         bar.println(line);
@@ -299,9 +381,9 @@ async fn summary(
     );
     if waiting > 0 {
         println!(
-            "{waiting} jobs are still waiting: their destinations' breakers are open (a probe \
-             every few seconds), or their next retry is due; a real server would deliver or \
-             bury them on the schedule"
+            "{waiting} jobs are still waiting: a disabled destination's jobs wait for \
+             `POST /v1/webhooks/destinations/{{name}}/enable`; others wait for an open breaker's \
+             probe or their next retry, and a real server delivers or buries them on schedule"
         );
     }
     Ok(())
