@@ -149,6 +149,8 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     /// When it finished (`succeeded`, `dead` or `cancelled`).
     pub finished_at: Option<DateTime<Utc>>,
+    /// When its current (or last) attempt started; `None` before the first claim.
+    pub started_at: Option<DateTime<Utc>>,
     /// Free-form data; the store records rescues here (`rescues`, `last_rescue`).
     pub metadata: Value,
 }

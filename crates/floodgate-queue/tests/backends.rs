@@ -540,7 +540,7 @@ mod postgres {
         .fetch_all(stores[0].pool())
         .await
         .unwrap();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
         let id = stores[0]
             .enqueue(NewJob::new("k", json!(1)))
             .await

@@ -14,9 +14,9 @@
   const TOKEN_KEY = "floodgate.token";
   const QUEUE_STATES = ["pending", "running", "succeeded", "failed", "dead", "cancelled"];
   const FILTER_KEYS = ["state", "queue", "kind", "error", "path", "value"];
-  const RETRYABLE = ["dead", "cancelled", "failed"]; // filter states a bulk retry acts on
+  const RETRYABLE = ["dead", "cancelled"]; // filter states a bulk retry acts on
   const CANCELLABLE = ["pending", "running", "failed"]; // filter states a bulk cancel acts on
-  const JOB_RETRYABLE = new Set(["dead", "cancelled", "failed_will_retry"]);
+  const JOB_RETRYABLE = new Set(["dead", "cancelled"]);
   const JOB_CANCELLABLE = new Set(["pending", "scheduled", "running", "failed_will_retry"]);
 
   const state = {

@@ -11,11 +11,14 @@ use crate::api::PUBLIC_PATHS;
 use crate::error::{ApiError, Code};
 use crate::state::AppState;
 
-/// What a request's token allows.
+/// What a request's token allows (handlers find it in the request's extensions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub enum Access {
+    /// No token, or a wrong one.
     None,
+    /// The read-only token: GET requests only.
     Read,
+    /// The API token, or no token configured: everything.
     Admin,
 }
 
@@ -42,17 +45,29 @@ fn access(state: &AppState, request: &Request) -> Access {
     }
 }
 
+/// Whether `path` is open to all: health, the OpenAPI document, and the dashboard's page and
+/// assets (the page asks for a token and sends it with its API calls).
+fn is_public(path: &str) -> bool {
+    PUBLIC_PATHS.contains(&path) || path == "/" || path.starts_with("/assets/")
+}
+
 /// The middleware: lets a request through, or answers 401/403.
 pub(crate) async fn require_token(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    if !state.config().auth_enabled() || PUBLIC_PATHS.contains(&request.uri().path()) {
+    if !state.config().auth_enabled() {
+        request.extensions_mut().insert(Access::Admin);
+        return next.run(request).await;
+    }
+    let access = access(&state, &request);
+    request.extensions_mut().insert(access);
+    if is_public(request.uri().path()) {
         return next.run(request).await;
     }
     let reading = matches!(*request.method(), Method::GET | Method::HEAD);
-    match access(&state, &request) {
+    match access {
         Access::Admin => next.run(request).await,
         Access::Read if reading => next.run(request).await,
         Access::Read => ApiError::new(

@@ -34,10 +34,12 @@
 #![deny(missing_docs)]
 
 pub mod api;
-mod auth;
+pub mod auth;
 pub mod batcher;
+pub mod bulk;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 mod hub;
 mod layers;

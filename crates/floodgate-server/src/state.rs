@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{Completer, Enqueuer};
 use crate::config::Config;
+use crate::dashboard::Dashboard;
 use crate::hub::WakeHub;
 use crate::leases::LeaseBook;
 use crate::sampler::QueueSampler;
@@ -42,6 +43,7 @@ struct Inner {
     leases: LeaseBook,
     sampler: Arc<QueueSampler>,
     deliverer: Arc<Deliverer>,
+    dashboard: Arc<Dashboard>,
     requests: Limiter,
     metrics: Option<PrometheusHandle>,
     shutting_down: CancellationToken,
@@ -82,6 +84,12 @@ impl AppState {
             .max_queue(0)
             .build()
             .expect("max_concurrent_requests was validated");
+        let dashboard = Dashboard::new(crate::dashboard::Sources {
+            store: store.clone(),
+            sampler: sampler.clone(),
+            deliverer: deliverer.clone(),
+            requests: requests.clone(),
+        });
         AppState {
             inner: Arc::new(Inner {
                 store,
@@ -92,6 +100,7 @@ impl AppState {
                 leases: LeaseBook::default(),
                 sampler,
                 deliverer,
+                dashboard,
                 requests,
                 metrics: None,
                 shutting_down: CancellationToken::new(),
@@ -147,6 +156,11 @@ impl AppState {
     /// The webhook deliverer (its destinations, breakers and disabled set).
     pub fn deliverer(&self) -> &Arc<Deliverer> {
         &self.inner.deliverer
+    }
+
+    /// The dashboard's sampler.
+    pub fn dashboard(&self) -> &Arc<Dashboard> {
+        &self.inner.dashboard
     }
 
     /// The limiter of requests in flight (closed at shutdown).

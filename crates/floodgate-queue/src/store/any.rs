@@ -277,6 +277,27 @@ impl Store for AnyStore {
         dispatch!(self, s => s.queue_stats().await)
     }
 
+    async fn count(&self, list: &ListJobs) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count(list).await)
+    }
+
+    async fn failure_groups(
+        &self,
+        queue: Option<&str>,
+        kind: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<super::FailureGroup>, StoreError> {
+        dispatch!(self, s => s.failure_groups(queue, kind, limit).await)
+    }
+
+    async fn recent_waits(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<std::time::Duration>, StoreError> {
+        dispatch!(self, s => s.recent_waits(since, limit).await)
+    }
+
     async fn pause_group(&self, group: &str, reason: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.pause_group(group, reason).await)
     }

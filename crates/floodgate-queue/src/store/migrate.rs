@@ -57,8 +57,8 @@ pub(crate) const SQLITE: &[Migration] = &[
     },
     Migration {
         version: 4,
-        name: "paused_groups",
-        sql: include_str!("../../migrations/sqlite/0004_paused_groups.sql"),
+        name: "groups_and_starts",
+        sql: include_str!("../../migrations/sqlite/0004_groups_and_starts.sql"),
     },
 ];
 
@@ -81,8 +81,8 @@ pub(crate) const POSTGRES: &[Migration] = &[
     },
     Migration {
         version: 4,
-        name: "paused_groups",
-        sql: include_str!("../../migrations/postgres/0004_paused_groups.sql"),
+        name: "groups_and_starts",
+        sql: include_str!("../../migrations/postgres/0004_groups_and_starts.sql"),
     },
 ];
 

@@ -68,8 +68,8 @@ use serde_json::Value;
 
 pub(crate) use params::QueueStatsBuilder;
 pub use params::{
-    Claim, Completion, DEFAULT_LEASE_TTL, JobPage, LeaseStatus, ListJobs, MAX_SKIP_GROUPS,
-    PausedGroup, QueueStats, Rescued, Retention, RetryAt, StateCounts,
+    Claim, Completion, DEFAULT_LEASE_TTL, FailureGroup, JobPage, LeaseStatus, ListJobs,
+    MAX_SKIP_GROUPS, PausedGroup, QueueStats, Rescued, Retention, RetryAt, StateCounts,
 };
 
 use crate::error::StoreError;
@@ -252,6 +252,27 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         holder: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// How many jobs match `list`'s filters (its page and `before` are ignored).
+    fn count(&self, list: &ListJobs) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The failed (waiting for a retry) and dead jobs grouped by queue, kind and last error,
+    /// biggest group first, at most `limit` groups; only `queue` and `kind` if given.
+    fn failure_groups(
+        &self,
+        queue: Option<&str>,
+        kind: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<FailureGroup>, StoreError>> + Send;
+
+    /// How long the jobs that succeeded since `since` waited from due (`run_at`) to the start
+    /// of their last attempt, newest first, at most `limit`: a sample for latency
+    /// percentiles that reads only the newest rows of an index.
+    fn recent_waits(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<std::time::Duration>, StoreError>> + Send;
 
     /// Pauses a group of jobs (see [`NewJob::group`]) for every worker on the database, with
     /// the reason shown to operators: the worker runtime leaves the group's jobs pending (it

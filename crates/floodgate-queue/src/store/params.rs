@@ -213,13 +213,55 @@ pub struct ListJobs {
     pub kind: Option<String>,
     /// Only this state.
     pub state: Option<JobState>,
+    /// Only jobs whose last error is exactly this.
+    pub error: Option<String>,
+    /// Only jobs whose payload holds [`payload_value`](Self::payload_value) at this path:
+    /// object keys joined by dots (`customer.id`), each of letters, digits, `_` and `-`.
+    pub payload_path: Option<String>,
+    /// The value at [`payload_path`](Self::payload_path), compared as text (a string, or a
+    /// number as written: `42`).
+    pub payload_value: Option<String>,
     /// Only ids below this one: the `next` of the previous page (keyset pagination).
     pub before: Option<JobId>,
     /// Page size (1..=1,000; 0 means 100).
     pub limit: u32,
 }
 
+/// The longest payload path a filter may name, in keys.
+const MAX_PATH_KEYS: usize = 16;
+
 impl ListJobs {
+    /// Checks the payload filter: a path and a value together, the path well formed.
+    pub(crate) fn check_filter(&self) -> Result<(), StoreError> {
+        let path = match (&self.payload_path, &self.payload_value) {
+            (None, None) => return Ok(()),
+            (Some(path), Some(_)) => path,
+            _ => {
+                return Err(StoreError::invalid(
+                    "payload_path",
+                    "give payload_path and payload_value together".to_owned(),
+                ));
+            }
+        };
+        let keys: Vec<&str> = path.split('.').collect();
+        let good = |k: &&str| {
+            !k.is_empty()
+                && k.len() <= 255
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if keys.len() > MAX_PATH_KEYS || !keys.iter().all(good) {
+            return Err(StoreError::invalid(
+                "payload_path",
+                format!(
+                    "{path:?}: use up to {MAX_PATH_KEYS} object keys joined by dots, each of \
+                     letters, digits, `_` and `-` (`customer.id`)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn page_size(&self) -> Result<i64, StoreError> {
         match self.limit {
             0 => Ok(100),
@@ -230,6 +272,24 @@ impl ListJobs {
             )),
         }
     }
+}
+
+/// Failed and dead jobs with one kind and one last error (see
+/// [`Store::failure_groups`](super::Store::failure_groups)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureGroup {
+    /// The jobs' queue.
+    pub queue: String,
+    /// Their kind.
+    pub kind: String,
+    /// Their last error.
+    pub error: String,
+    /// How many jobs.
+    pub count: u64,
+    /// The oldest of them last changed then.
+    pub first_seen: DateTime<Utc>,
+    /// The newest of them last changed then.
+    pub last_seen: DateTime<Utc>,
 }
 
 /// One page of [`ListJobs`].

@@ -103,6 +103,7 @@ pub(crate) fn job_from_row<R: JobRow>(row: &R) -> Result<Job, StoreError> {
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
         finished_at: row.opt_time("finished_at")?,
+        started_at: row.opt_time("started_at")?,
         metadata: row
             .json("metadata")?
             .unwrap_or_else(|| Value::Object(Default::default())),

@@ -82,6 +82,9 @@ where
             .bind(list.state.map(|s| s.as_str().to_owned()))
             .bind(list.before.map(|id| id.0))
             .bind(limit)
+            .bind(list.error.clone())
+            .bind(list.payload_path.clone())
+            .bind(list.payload_value.clone())
             .fetch_all(self)
             .await
     }
@@ -116,7 +119,25 @@ pub(crate) async fn list<P: Statements>(
     list: &ListJobs,
     decode: impl Fn(&P::Row) -> Result<Job, StoreError>,
 ) -> Result<JobPage, StoreError> {
+    list.check_filter()?;
     shared::list(list, decode, async |n| pool.filtered(sql, list, n).await).await
+}
+
+/// `count`: how many jobs match the filters of `list` (`sql` takes the same parameters as
+/// the listing and returns one `count` row).
+pub(crate) async fn count<P: Statements>(
+    pool: &P,
+    sql: &str,
+    list: &ListJobs,
+) -> Result<u64, StoreError> {
+    list.check_filter()?;
+    let rows = pool.filtered(sql, list, 0).await?;
+    let n = rows
+        .first()
+        .map(|r| r.int("count"))
+        .transpose()?
+        .unwrap_or(0);
+    Ok(n.max(0) as u64)
 }
 
 /// `leader_release`.

@@ -45,6 +45,9 @@ support::backends!(
     queue_stats_count_every_state,
     retention_deletes_old_finished_jobs_in_batches,
     list_pages_by_keyset,
+    list_and_count_filter_by_error_and_payload,
+    failures_are_grouped_by_kind_and_error,
+    recent_waits_measure_due_to_start,
     listen_wakes_on_enqueue,
     // concurrency
     eight_claimers_drain_20000_jobs_exactly_once,

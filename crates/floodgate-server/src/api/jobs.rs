@@ -297,11 +297,17 @@ pub async fn list_jobs(
 ) -> ApiResult<Json<JobList>> {
     let Query(q) = query?;
     let list = ListJobs {
-        queue: q.queue,
-        kind: q.kind,
-        state: q.state.as_deref().map(parse_state).transpose()?,
         before: q.cursor.map(JobId),
         limit: q.limit.unwrap_or(100),
+        ..super::model::JobFilter {
+            state: q.state,
+            queue: q.queue,
+            kind: q.kind,
+            error: q.error,
+            path: q.path,
+            value: q.value,
+        }
+        .to_list()?
     };
     let page = state.store().list(&list).await?;
     Ok(Json(JobList {

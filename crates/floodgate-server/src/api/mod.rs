@@ -1,6 +1,8 @@
 //! The HTTP API's routes and its OpenAPI document, generated from the handlers' annotations
 //! (so the document cannot drift from the code).
 
+pub mod dashboard;
+pub mod filters;
 pub mod jobs;
 pub mod model;
 pub mod ops;
@@ -27,6 +29,8 @@ use crate::state::AppState;
         jobs::enqueue, jobs::get_job, jobs::list_jobs, jobs::cancel, jobs::retry,
         workers::claim, workers::heartbeat, workers::complete, workers::fail, workers::snooze,
         queues::list_queues, queues::pause, queues::resume,
+        filters::count, filters::retry_matching, filters::cancel_matching, filters::failures,
+        dashboard::overview, dashboard::events,
         webhooks::enable, webhooks::destinations,
         ops::live, ops::ready, ops::metrics, ops::openapi,
     ),
@@ -37,6 +41,7 @@ use crate::state::AppState;
         (name = "workers", description = "Claim and report on jobs from any language"),
         (name = "queues", description = "Queue counts, pause and resume"),
         (name = "webhooks", description = "Webhook destinations"),
+        (name = "dashboard", description = "The live dashboard's data"),
         (name = "operations", description = "Health, metrics, this document"),
     )
 )]
@@ -59,6 +64,14 @@ impl utoipa::Modify for BearerAuth {
 /// Every route, unauthenticated and unlimited (see [`crate::app`] for the layers).
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(dashboard::page))
+        .route("/assets/{*path}", get(dashboard::asset))
+        .route("/v1/dashboard", get(dashboard::overview))
+        .route("/v1/dashboard/events", get(dashboard::events))
+        .route("/v1/failures", get(filters::failures))
+        .route("/v1/jobs/count", get(filters::count))
+        .route("/v1/jobs/retry", post(filters::retry_matching))
+        .route("/v1/jobs/cancel", post(filters::cancel_matching))
         .route("/v1/jobs", post(jobs::enqueue).get(jobs::list_jobs))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))

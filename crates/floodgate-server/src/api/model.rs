@@ -186,10 +186,104 @@ pub struct ListQuery {
     pub queue: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Only jobs whose last error is exactly this.
+    pub error: Option<String>,
+    /// Only jobs whose payload holds `value` at this path (object keys joined by dots:
+    /// `customer.id`).
+    pub path: Option<String>,
+    /// The value at `path`, compared as text (a string, or a number as written).
+    pub value: Option<String>,
     /// The `next` of the previous page.
     pub cursor: Option<i64>,
     /// Page size, 1..=1000 (default 100).
     pub limit: Option<u32>,
+}
+
+/// The filters of a count or of an action on many jobs: those of `GET /v1/jobs`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobFilter {
+    /// One of pending, running, succeeded, failed, dead, cancelled.
+    pub state: Option<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only jobs whose last error is exactly this.
+    pub error: Option<String>,
+    /// A payload path (object keys joined by dots).
+    pub path: Option<String>,
+    /// The value at `path`, as text.
+    pub value: Option<String>,
+}
+
+impl JobFilter {
+    /// The store's listing with these filters (first page).
+    pub fn to_list(self) -> Result<floodgate_queue::ListJobs, crate::error::ApiError> {
+        Ok(floodgate_queue::ListJobs {
+            state: self
+                .state
+                .as_deref()
+                .map(super::jobs::parse_state)
+                .transpose()?,
+            queue: self.queue,
+            kind: self.kind,
+            error: self.error,
+            payload_path: self.path,
+            payload_value: self.value,
+            ..floodgate_queue::ListJobs::default()
+        })
+    }
+}
+
+/// How many jobs match a filter.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobCount {
+    /// The number of jobs.
+    pub count: u64,
+}
+
+/// What an action on every job matching a filter did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Affected {
+    /// How many jobs it changed.
+    pub affected: u64,
+}
+
+/// Failed and dead jobs grouped by queue, kind and last error.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FailureGroups {
+    /// Biggest group first.
+    pub groups: Vec<FailureGroupView>,
+}
+
+/// One group of failures.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FailureGroupView {
+    /// The jobs' queue.
+    pub queue: String,
+    /// Their kind.
+    pub kind: String,
+    /// Their last error.
+    pub error: String,
+    /// How many jobs.
+    pub count: u64,
+    /// The oldest of them last changed then.
+    pub first_seen: DateTime<Utc>,
+    /// The newest of them last changed then.
+    pub last_seen: DateTime<Utc>,
+}
+
+/// Filters of `GET /v1/failures`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FailureQuery {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
 }
 
 /// One page of jobs, newest first.

@@ -129,6 +129,14 @@ impl Deliverer {
         self.breakers.health()
     }
 
+    /// Every destination's delivery limiter.
+    pub fn limiters(&self) -> Vec<floodgate::limiter::LimiterStats> {
+        let all: Vec<Arc<Dest>> = lock(&self.destinations).values().cloned().collect();
+        let mut stats: Vec<_> = all.iter().map(|d| d.limiter.stats()).collect();
+        stats.sort_by(|a, b| a.name.cmp(&b.name));
+        stats
+    }
+
     /// The destinations whose breaker is open now: the worker leaves their jobs unclaimed.
     pub fn open_breakers(&self) -> Vec<String> {
         self.waiting.open_breakers()

@@ -76,6 +76,17 @@ pub async fn raw(app: &Router, request: Request<Body>) -> Answer {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
+    if headers
+        .get("content-type")
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"))
+    {
+        // An endless stream: the status and headers are the answer (see `events`).
+        return Answer {
+            status,
+            headers,
+            body: Value::Null,
+        };
+    }
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body = if bytes.is_empty() {
         Value::Null
@@ -122,4 +133,55 @@ pub async fn claim(app: &Router, limit: u32) -> Vec<Value> {
     .await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     a.body["jobs"].as_array().unwrap().clone()
+}
+
+/// Opens a Server-Sent Events stream; its `event: overview` payloads, one per call of
+/// [`Events::next`].
+pub async fn events(app: &Router, path: &str, headers: &[(&str, &str)]) -> (StatusCode, Events) {
+    let mut request = Request::builder().uri(path);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    (
+        response.status(),
+        Events {
+            body: response.into_body(),
+            buffer: String::new(),
+        },
+    )
+}
+
+/// An open event stream.
+pub struct Events {
+    body: Body,
+    buffer: String,
+}
+
+impl Events {
+    /// The next event's data as JSON; `None` when the stream ended.
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let data: String = frame
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some(serde_json::from_str(&data).expect("an event's data is JSON"));
+            }
+            let frame = self.body.frame().await?.ok()?;
+            if let Ok(bytes) = frame.into_data() {
+                self.buffer.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
 }

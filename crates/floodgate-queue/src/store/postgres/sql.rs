@@ -25,6 +25,7 @@ fn columns(alias: &str) -> String {
         "created_at",
         "updated_at",
         "finished_at",
+        "started_at",
         "metadata",
     ]
     .iter()
@@ -59,6 +60,9 @@ pub(super) struct Sql {
     pub(super) delete_finished: String,
     pub(super) job: String,
     pub(super) list: String,
+    pub(super) count: String,
+    pub(super) failure_groups: String,
+    pub(super) recent_waits: String,
     pub(super) notify: String,
     pub(super) running_of_kind: String,
     pub(super) inbox_record: String,
@@ -95,7 +99,8 @@ const CLAIM: &str = "WITH next AS (
     UPDATE {t}jobs AS u
     SET state = 'running', attempt = u.attempt + 1, lease_owner = $1,
         lease_token = (random() * 9.2e18)::bigint,
-        lease_expires_at = now() + $2::bigint * interval '1 microsecond', updated_at = now()
+        lease_expires_at = now() + $2::bigint * interval '1 microsecond', updated_at = now(),
+        started_at = now()
     FROM next WHERE u.id = next.id
     RETURNING {columns_u}";
 
@@ -104,6 +109,13 @@ const CLAIM: &str = "WITH next AS (
 /// job to concurrent claimers (see migration 3).
 const REQUEUE: &str = "ordering_seq = CASE WHEN ordering_key IS NULL THEN NULL
         ELSE nextval(pg_get_serial_sequence('{t}jobs', 'id')) END";
+
+/// The filters of a listing: $1 queue, $2 kind, $3 state, $4 before this id, ($5 the limit),
+/// $6 last error, $7 payload path (dotted, checked), $8 the value there as text.
+const LIST_FILTER: &str = "($1::text IS NULL OR j.queue = $1) AND ($2::text IS NULL OR j.kind = $2)
+      AND ($3::text IS NULL OR j.state = $3) AND ($4::bigint IS NULL OR j.id < $4)
+      AND ($6::text IS NULL OR j.last_error = $6)
+      AND ($7::text IS NULL OR j.payload #>> string_to_array($7, '.') = $8::text)";
 
 /// The fence of a single-job completion. The batch statements match on the token alone: the
 /// table's CHECK keeps a token exactly while the job runs, and a `state` term there would
@@ -274,10 +286,25 @@ impl Sql {
                         AND finished_at < now() - $2::bigint * interval '1 microsecond' LIMIT $3)
                     LIMIT $3)"),
             job: r("SELECT {columns_j} FROM {t}jobs AS j WHERE j.id = $1"),
-            list: r("SELECT {columns_j} FROM {t}jobs AS j
-                WHERE ($1::text IS NULL OR j.queue = $1) AND ($2::text IS NULL OR j.kind = $2)
-                  AND ($3::text IS NULL OR j.state = $3) AND ($4::bigint IS NULL OR j.id < $4)
-                ORDER BY j.id DESC LIMIT $5"),
+            list: r(&format!(
+                "SELECT {{columns_j}} FROM {{t}}jobs AS j WHERE {LIST_FILTER}
+                ORDER BY j.id DESC LIMIT $5"
+            )),
+            count: r(&format!(
+                "SELECT count(*) AS count FROM {{t}}jobs AS j WHERE {LIST_FILTER} AND $5 >= 0"
+            )),
+            failure_groups: r("SELECT queue, kind, last_error AS error, count(*) AS count,
+                    min(updated_at) AS first_seen, max(updated_at) AS last_seen
+                FROM {t}jobs
+                WHERE state IN ('failed', 'dead') AND last_error IS NOT NULL
+                  AND ($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR kind = $2)
+                GROUP BY queue, kind, last_error
+                ORDER BY count(*) DESC, max(updated_at) DESC LIMIT $3"),
+            recent_waits: r("SELECT greatest(0, (extract(epoch FROM started_at - run_at)
+                    * 1000000)::bigint) AS wait
+                FROM {t}jobs
+                WHERE state = 'succeeded' AND finished_at >= $1 AND started_at IS NOT NULL
+                ORDER BY finished_at DESC LIMIT $2"),
             notify: r("SELECT pg_notify('{channel}', $1)"),
             running_of_kind: r(
                 "SELECT count(*) FROM {t}jobs WHERE state = 'running' AND kind = $1",

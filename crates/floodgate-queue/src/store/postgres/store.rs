@@ -16,8 +16,8 @@ use crate::error::StoreError;
 use crate::job::{Enqueued, Job, JobId, JobState, Lease, NewJob};
 use crate::store::shared::{self, micros};
 use crate::store::{
-    Claim, Completion, JobPage, LeaseStatus, ListJobs, OutboxStore, PausedGroup, QueueStats,
-    Rescued, Retention, Store, fence, rows, statements,
+    Claim, Completion, FailureGroup, JobPage, LeaseStatus, ListJobs, OutboxStore, PausedGroup,
+    QueueStats, Rescued, Retention, Store, fence, rows, statements,
 };
 use crate::wakeup::Wakeups;
 
@@ -297,6 +297,53 @@ impl Store for PgStore {
     async fn leader_release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         let sql = &self.inner.sql.leader_release;
         statements::leader_release(&self.inner.pool, sql, name, holder).await
+    }
+
+    async fn count(&self, list: &ListJobs) -> Result<u64, StoreError> {
+        statements::count(&self.inner.pool, &self.inner.sql.count, list).await
+    }
+
+    async fn failure_groups(
+        &self,
+        queue: Option<&str>,
+        kind: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<FailureGroup>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.failure_groups.as_str()))
+            .bind(queue)
+            .bind(kind)
+            .bind(i64::from(limit.clamp(1, 1_000)))
+            .fetch_all(&self.inner.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(FailureGroup {
+                    queue: row.try_get("queue")?,
+                    kind: row.try_get("kind")?,
+                    error: row.try_get("error")?,
+                    count: row.try_get::<i64, _>("count")?.max(0) as u64,
+                    first_seen: row.try_get("first_seen")?,
+                    last_seen: row.try_get("last_seen")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn recent_waits(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Duration>, StoreError> {
+        let waits: Vec<i64> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(self.inner.sql.recent_waits.as_str()))
+                .bind(since)
+                .bind(i64::from(limit.clamp(1, 100_000)))
+                .fetch_all(&self.inner.pool)
+                .await?;
+        Ok(waits
+            .into_iter()
+            .map(|us| Duration::from_micros(us.max(0) as u64))
+            .collect())
     }
 
     async fn pause_group(&self, group: &str, reason: &str) -> Result<(), StoreError> {

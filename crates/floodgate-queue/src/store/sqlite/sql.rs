@@ -6,7 +6,7 @@ use crate::store::migrate::Names;
 pub(super) const COLUMNS: &str = "id, queue, kind, payload, priority, run_at, state, attempt, \
     max_attempts, lease_owner, lease_token, lease_expires_at, cancel_requested, \
     idempotency_key, ordering_key, last_error, result, created_at, updated_at, finished_at, \
-    metadata";
+    started_at, metadata";
 
 #[derive(Debug)]
 pub(super) struct Sql {
@@ -32,6 +32,9 @@ pub(super) struct Sql {
     pub(super) delete_finished: String,
     pub(super) job: String,
     pub(super) list: String,
+    pub(super) count: String,
+    pub(super) failure_groups: String,
+    pub(super) recent_waits: String,
     pub(super) running_of_kind: String,
     pub(super) inbox_record: String,
     pub(super) inbox_delete: String,
@@ -45,7 +48,7 @@ pub(super) struct Sql {
 /// The claim's candidate filter; `{queue}` is the queue condition.
 const CLAIM: &str = "UPDATE {t}jobs
     SET state = 'running', attempt = attempt + 1, lease_owner = ?1, lease_token = random(),
-        lease_expires_at = ?2, updated_at = ?3
+        lease_expires_at = ?2, updated_at = ?3, started_at = ?3
     WHERE id IN (
         SELECT j.id FROM {t}jobs AS j
         WHERE j.state IN ('pending', 'failed') AND {queue} AND j.run_at <= ?3
@@ -68,6 +71,13 @@ const CLAIM: &str = "UPDATE {t}jobs
 /// before the retry (one writer at a time, so the next rowid is `max(id) + 1`).
 const REQUEUE: &str = "ordering_seq = CASE WHEN ordering_key IS NULL THEN NULL
         ELSE (SELECT max(id) FROM {t}jobs) + 1 END";
+
+/// The filters of a listing: ?1 queue, ?2 kind, ?3 state, ?4 before this id, (?5 the limit),
+/// ?6 last error, ?7 payload path (dotted, checked: plain keys), ?8 the value there as text.
+const LIST_FILTER: &str = "(?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR kind = ?2)
+      AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR id < ?4)
+      AND (?6 IS NULL OR last_error = ?6)
+      AND (?7 IS NULL OR CAST(json_extract(payload, '$.' || ?7) AS TEXT) = ?8)";
 
 /// The fencing condition every completion carries.
 const FENCE: &str = "WHERE id = ?1 AND state = 'running' AND lease_token = ?2";
@@ -203,10 +213,22 @@ impl Sql {
                         AND finished_at < ?2
                     LIMIT ?3)"),
             job: r("SELECT {columns} FROM {t}jobs WHERE id = ?1"),
-            list: r("SELECT {columns} FROM {t}jobs
-                WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR kind = ?2)
-                  AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR id < ?4)
-                ORDER BY id DESC LIMIT ?5"),
+            list: r(&format!(
+                "SELECT {{columns}} FROM {{t}}jobs WHERE {LIST_FILTER} ORDER BY id DESC LIMIT ?5"
+            )),
+            count: r(&format!(
+                "SELECT count(*) AS count FROM {{t}}jobs WHERE {LIST_FILTER} AND ?5 >= 0"
+            )),
+            failure_groups: r("SELECT queue, kind, last_error AS error, count(*) AS count,
+                    min(updated_at) AS first_seen, max(updated_at) AS last_seen
+                FROM {t}jobs
+                WHERE state IN ('failed', 'dead') AND last_error IS NOT NULL
+                  AND (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR kind = ?2)
+                GROUP BY queue, kind, last_error
+                ORDER BY count(*) DESC, max(updated_at) DESC LIMIT ?3"),
+            recent_waits: r("SELECT max(0, started_at - run_at) AS wait FROM {t}jobs
+                WHERE state = 'succeeded' AND finished_at >= ?1 AND started_at IS NOT NULL
+                ORDER BY finished_at DESC LIMIT ?2"),
             running_of_kind: r(
                 "SELECT count(*) FROM {t}jobs WHERE state = 'running' AND kind = ?1",
             ),

@@ -7,6 +7,8 @@ use floodgate_queue::{
     Claim, JobId, JobState, LeaseStatus, ListJobs, Retention, Store, StoreError, Wakeup,
 };
 
+use floodgate_queue::NewJob;
+
 use super::{claim, claim_one, get, job};
 
 pub async fn retry_dead_requeues_dead_jobs<S: Store>(store: &S) {
@@ -353,4 +355,145 @@ pub async fn paused_groups_are_recorded_until_resumed<S: Store>(store: &S) {
         .collect();
     assert_eq!(left, ["hooks.example.com"]);
     assert!(store.pause_group("", "no name").await.is_err());
+}
+
+pub async fn list_and_count_filter_by_error_and_payload<S: Store>(store: &S) {
+    let a = store
+        .enqueue(NewJob::new(
+            "order",
+            serde_json::json!({"customer": {"id": 42}, "n": 1}),
+        ))
+        .await
+        .unwrap();
+    let b = store
+        .enqueue(NewJob::new(
+            "order",
+            serde_json::json!({"customer": {"id": "x-7"}}),
+        ))
+        .await
+        .unwrap();
+    store.enqueue(job("order", 3)).await.unwrap();
+    let matching = |path: &str, value: &str| ListJobs {
+        payload_path: Some(path.to_owned()),
+        payload_value: Some(value.to_owned()),
+        ..ListJobs::default()
+    };
+    for (path, value, want) in [
+        ("customer.id", "42", vec![a.id]),
+        ("customer.id", "x-7", vec![b.id]),
+        ("customer.id", "43", vec![]),
+        ("n", "1", vec![a.id]),
+        ("customer.missing", "42", vec![]),
+    ] {
+        let list = matching(path, value);
+        let ids: Vec<JobId> = store
+            .list(&list)
+            .await
+            .unwrap()
+            .jobs
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(ids, want, "{path} = {value}");
+        assert_eq!(store.count(&list).await.unwrap(), want.len() as u64);
+    }
+    for bad in ["", "a..b", "a.b\"", "a[0]", "x y"] {
+        assert!(store.list(&matching(bad, "1")).await.is_err(), "{bad:?}");
+        assert!(store.count(&matching(bad, "1")).await.is_err(), "{bad:?}");
+    }
+    let half = ListJobs {
+        payload_path: Some("n".to_owned()),
+        ..ListJobs::default()
+    };
+    assert!(store.list(&half).await.is_err(), "a path needs a value");
+
+    // By last error, with the other filters.
+    let (_, lease) = claim_one(store, "w").await;
+    store
+        .fail(
+            lease,
+            "connection refused",
+            chrono::Utc::now() + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    let by_error = ListJobs {
+        error: Some("connection refused".to_owned()),
+        state: Some(JobState::Failed),
+        kind: Some("order".to_owned()),
+        ..ListJobs::default()
+    };
+    assert_eq!(store.list(&by_error).await.unwrap().jobs.len(), 1);
+    assert_eq!(store.count(&by_error).await.unwrap(), 1);
+    assert_eq!(store.count(&ListJobs::default()).await.unwrap(), 3);
+}
+
+pub async fn failures_are_grouped_by_kind_and_error<S: Store>(store: &S) {
+    for (kind, error, n) in [
+        ("pay", "connection refused", 3),
+        ("pay", "HTTP 500", 1),
+        ("mail", "connection refused", 2),
+    ] {
+        for i in 0..n {
+            store.enqueue(job(kind, i).max_attempts(1)).await.unwrap();
+            let (_, lease) = claim_one(store, "w").await;
+            store.fail(lease, error, chrono::Utc::now()).await.unwrap();
+        }
+    }
+    store.enqueue(job("pay", 9)).await.unwrap();
+    let (_, lease) = claim_one(store, "w").await;
+    store.complete(lease, None).await.unwrap();
+
+    let groups = store.failure_groups(None, None, 100).await.unwrap();
+    let seen: Vec<(&str, &str, u64)> = groups
+        .iter()
+        .map(|g| (g.kind.as_str(), g.error.as_str(), g.count))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("pay", "connection refused", 3),
+            ("mail", "connection refused", 2),
+            ("pay", "HTTP 500", 1)
+        ]
+    );
+    assert!(groups[0].first_seen <= groups[0].last_seen);
+    let pay = store.failure_groups(None, Some("pay"), 1).await.unwrap();
+    assert_eq!(pay.len(), 1, "limited");
+    assert_eq!(pay[0].count, 3);
+    assert!(
+        store
+            .failure_groups(Some("elsewhere"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn recent_waits_measure_due_to_start<S: Store>(store: &S) {
+    let since = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let due = chrono::Utc::now() - chrono::Duration::milliseconds(300);
+    store.enqueue(job("k", 1).run_at(due)).await.unwrap();
+    store.enqueue(job("k", 2)).await.unwrap();
+    let jobs = claim(store, "w", 10).await;
+    assert!(
+        jobs.iter().all(|j| j.started_at.is_some()),
+        "a claim records its start"
+    );
+    for j in &jobs {
+        store.complete(j.lease().unwrap(), None).await.unwrap();
+    }
+    let waits = store.recent_waits(since, 100).await.unwrap();
+    assert_eq!(waits.len(), 2);
+    assert!(
+        waits.iter().any(|w| *w >= Duration::from_millis(290)),
+        "the job due 300 ms before its claim waited that long: {waits:?}"
+    );
+    assert!(
+        waits.iter().all(|w| *w < Duration::from_secs(5)),
+        "{waits:?}"
+    );
+    assert_eq!(store.recent_waits(since, 1).await.unwrap().len(), 1);
+    let later = chrono::Utc::now() + chrono::Duration::seconds(5);
+    assert!(store.recent_waits(later, 10).await.unwrap().is_empty());
 }

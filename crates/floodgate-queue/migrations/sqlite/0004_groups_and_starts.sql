@@ -5,3 +5,7 @@ CREATE TABLE {t}paused_groups (
     reason    TEXT    NOT NULL,
     paused_at INTEGER NOT NULL
 );
+
+-- When the current (or last) attempt started: the claim's time. The dashboard's
+-- enqueue-to-start latency is `started_at - run_at` of recently finished jobs.
+ALTER TABLE {t}jobs ADD COLUMN started_at INTEGER;

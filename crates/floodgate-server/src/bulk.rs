@@ -1,0 +1,87 @@
+//! Actions on every job matching a filter: retry the dead and cancelled ones, cancel the
+//! waiting and running ones. The dashboard confirms the count first (`GET /v1/jobs/count`);
+//! these then walk the matching jobs newest first, a page at a time, and act on each. A job
+//! that changed state in between (finished, or retried by someone else) is passed over.
+//!
+//! The walk runs in a task of its own: a client that goes away mid-way does not leave it
+//! half done.
+
+use floodgate_queue::{AnyStore, JobId, JobState, ListJobs, Store, StoreError};
+
+/// What a bulk action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Requeue `dead` and `cancelled` jobs with fresh attempts.
+    Retry,
+    /// Cancel `pending` and `failed` jobs; ask `running` ones to stop.
+    Cancel,
+}
+
+impl Action {
+    /// The states the action applies to.
+    pub fn states(self) -> &'static [JobState] {
+        match self {
+            Action::Retry => &[JobState::Dead, JobState::Cancelled],
+            Action::Cancel => &[JobState::Pending, JobState::Failed, JobState::Running],
+        }
+    }
+}
+
+/// Applies `action` to every job matching `filter` (its `state`, if any, must be one the
+/// action applies to, or nothing matches); how many jobs it changed.
+///
+/// # Cancel safety
+///
+/// Cancel safe: the walk runs to the end in its own task even if this future is dropped.
+pub async fn apply(store: &AnyStore, action: Action, filter: ListJobs) -> Result<u64, StoreError> {
+    let store = store.clone();
+    tokio::spawn(async move { walk(&store, action, filter).await })
+        .await
+        .map_err(|e| StoreError::Invalid {
+            field: "bulk",
+            reason: format!("the bulk action stopped: {e}"),
+        })?
+}
+
+async fn walk(store: &AnyStore, action: Action, filter: ListJobs) -> Result<u64, StoreError> {
+    let states: Vec<JobState> = match filter.state {
+        Some(s) if action.states().contains(&s) => vec![s],
+        Some(_) => return Ok(0),
+        None => action.states().to_vec(),
+    };
+    let mut affected = 0;
+    for state in states {
+        let mut page = ListJobs {
+            state: Some(state),
+            before: None,
+            limit: 1_000,
+            ..filter.clone()
+        };
+        loop {
+            let found = store.list(&page).await?;
+            for job in &found.jobs {
+                if act(store, action, job.id).await? {
+                    affected += 1;
+                }
+            }
+            match found.next {
+                Some(next) => page.before = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(affected)
+}
+
+/// Acts on one job: `false` when it had moved on to a state the action does not apply to.
+async fn act(store: &AnyStore, action: Action, id: JobId) -> Result<bool, StoreError> {
+    let done = match action {
+        Action::Retry => store.retry_dead(id).await,
+        Action::Cancel => store.cancel(id).await.map(|_| ()),
+    };
+    match done {
+        Ok(()) => Ok(true),
+        Err(StoreError::InvalidState { .. } | StoreError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

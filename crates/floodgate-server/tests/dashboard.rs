@@ -1,0 +1,275 @@
+//! The dashboard: its page and assets, the overview and its live stream, and the endpoints
+//! the page acts through (counts, actions on every job matching a filter, failure groups).
+//! `oneshot` here; the page in a real browser is `dashboard_browser` below.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use floodgate_queue::{Claim, NewJob, Store};
+use floodgate_server::config::Config;
+use serde_json::json;
+use support::{app_with, enqueue, events, get, post, send, test_app};
+
+const ADMIN: &str = "admin-token-0123456789";
+const READER: &str = "reader-token-0123456789";
+
+fn with_tokens() -> Config {
+    Config {
+        api_token: Some(ADMIN.into()),
+        read_only_token: Some(READER.into()),
+        ..Config::default()
+    }
+}
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_without_a_token() {
+    let (app, _) = app_with(with_tokens()).await;
+    let page = get(&app, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.body.as_str().unwrap();
+    for asset in [
+        "/assets/app.js",
+        "/assets/app.css",
+        "/assets/vendor/uPlot.iife.min.js",
+    ] {
+        assert!(html.contains(asset), "{asset}");
+        let a = get(&app, asset).await;
+        assert_eq!(a.status, StatusCode::OK, "{asset}");
+    }
+    let js = get(&app, "/assets/app.js").await;
+    assert!(
+        js.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let missing = get(&app, "/assets/../Cargo.toml").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, "/v1/dashboard").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn the_overview_counts_queues_and_says_what_the_token_allows() {
+    let (app, state) = app_with(with_tokens()).await;
+    for n in 0..3 {
+        state
+            .store()
+            .enqueue(NewJob::new("email", json!({ "n": n })))
+            .await
+            .unwrap();
+    }
+    let reader = format!("Bearer {READER}");
+    let as_reader = send(
+        &app,
+        Method::GET,
+        "/v1/dashboard",
+        None,
+        &[("authorization", &reader)],
+    )
+    .await;
+    assert_eq!(as_reader.status, StatusCode::OK, "{:?}", as_reader.body);
+    assert_eq!(as_reader.body["access"], "read");
+    assert_eq!(as_reader.body["queues"][0]["queue"], "default");
+    assert_eq!(as_reader.body["queues"][0]["counts"]["pending"], 3);
+    assert_eq!(as_reader.body["limiters"][0]["name"], "http");
+    assert!(as_reader.body["compute_ms"].as_f64().unwrap() >= 0.0);
+    let admin = format!("Bearer {ADMIN}");
+    let as_admin = send(
+        &app,
+        Method::GET,
+        "/v1/dashboard",
+        None,
+        &[("authorization", &admin)],
+    )
+    .await;
+    assert_eq!(as_admin.body["access"], "admin");
+    let (open, _) = test_app().await;
+    assert_eq!(
+        get(&open, "/v1/dashboard").await.body["access"],
+        "admin",
+        "no tokens configured"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_sends_the_overview_at_once_then_as_it_changes_and_ends_at_shutdown() {
+    let (app, state) = app_with(Config {
+        queue_stats_max_age: Duration::ZERO,
+        ..Config::default()
+    })
+    .await;
+    enqueue(&app, "email", json!({})).await;
+    let (status, mut stream) = events(&app, "/v1/dashboard/events", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let first = stream.next().await.expect("an overview at once");
+    assert_eq!(first["queues"][0]["counts"]["pending"], 1);
+    assert_eq!(first["access"], "admin");
+    // A second subscriber shares the sampler: it gets the same overview, not a new count.
+    let (_, mut second) = events(&app, "/v1/dashboard/events", &[]).await;
+    let shared = second.next().await.unwrap();
+    assert_eq!(
+        shared["at"], first["at"],
+        "one computation feeds every subscriber"
+    );
+
+    enqueue(&app, "email", json!({})).await;
+    let mut seen = 1;
+    for _ in 0..10 {
+        let next = tokio::time::timeout(Duration::from_secs(3), stream.next())
+            .await
+            .expect("an overview a second")
+            .unwrap();
+        seen = next["queues"][0]["counts"]["pending"].as_u64().unwrap();
+        if seen == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen, 2, "the new job shows without asking again");
+    state.shutting_down().cancel();
+    let end = tokio::time::timeout(Duration::from_secs(3), async {
+        while stream.next().await.is_some() {}
+    })
+    .await;
+    assert!(end.is_ok(), "the stream ends when the server shuts down");
+}
+
+#[tokio::test]
+async fn counts_bulk_actions_and_failure_groups_follow_the_filter() {
+    let (app, state) = app_with(with_tokens()).await;
+    let admin = format!("Bearer {ADMIN}");
+    let as_admin = [("authorization", admin.as_str())];
+    let store = state.store();
+    for (customer, error) in [
+        (42, "connection refused"),
+        (42, "connection refused"),
+        (7, "HTTP 500"),
+    ] {
+        store
+            .enqueue(NewJob::new("pay", json!({"customer": {"id": customer}})).max_attempts(1))
+            .await
+            .unwrap();
+        let job = store.claim(&Claim::new("w", 1)).await.unwrap().remove(0);
+        store.dead(job.lease().unwrap(), error).await.unwrap();
+    }
+    store.enqueue(NewJob::new("mail", json!({}))).await.unwrap();
+
+    let groups = send(&app, Method::GET, "/v1/failures", None, &as_admin).await;
+    assert_eq!(groups.status, StatusCode::OK, "{:?}", groups.body);
+    assert_eq!(groups.body["groups"][0]["error"], "connection refused");
+    assert_eq!(groups.body["groups"][0]["count"], 2);
+    assert_eq!(groups.body["groups"][1]["count"], 1);
+
+    let count = |q: &'static str| {
+        let app = app.clone();
+        let admin = admin.clone();
+        async move {
+            let a = send(
+                &app,
+                Method::GET,
+                &format!("/v1/jobs/count?{q}"),
+                None,
+                &[("authorization", &admin)],
+            )
+            .await;
+            assert_eq!(a.status, StatusCode::OK, "{q}: {:?}", a.body);
+            a.body["count"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(count("state=dead").await, 3);
+    assert_eq!(count("state=dead&path=customer.id&value=42").await, 2);
+    assert_eq!(count("error=HTTP%20500").await, 1);
+    let listed = send(
+        &app,
+        Method::GET,
+        "/v1/jobs?path=customer.id&value=7",
+        None,
+        &as_admin,
+    )
+    .await;
+    assert_eq!(listed.body["jobs"].as_array().unwrap().len(), 1);
+    let bad = send(
+        &app,
+        Method::GET,
+        "/v1/jobs/count?path=a..b&value=1",
+        None,
+        &as_admin,
+    )
+    .await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED")
+    );
+
+    // Read-only sessions look but cannot act.
+    let reader = format!("Bearer {READER}");
+    let refused = send(
+        &app,
+        Method::POST,
+        "/v1/jobs/retry",
+        Some(json!({"kind": "pay"})),
+        &[("authorization", &reader)],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let retried = send(
+        &app,
+        Method::POST,
+        "/v1/jobs/retry",
+        Some(json!({"kind": "pay", "path": "customer.id", "value": "42"})),
+        &as_admin,
+    )
+    .await;
+    assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
+    assert_eq!(retried.body["affected"], 2);
+    assert_eq!(count("state=dead").await, 1);
+    assert_eq!(count("state=pending&kind=pay").await, 2);
+    let none = send(
+        &app,
+        Method::POST,
+        "/v1/jobs/retry",
+        Some(json!({"state": "pending"})),
+        &as_admin,
+    )
+    .await;
+    assert_eq!(none.body["affected"], 0, "pending jobs are not retried");
+
+    let cancelled = send(
+        &app,
+        Method::POST,
+        "/v1/jobs/cancel",
+        Some(json!({"state": "pending"})),
+        &as_admin,
+    )
+    .await;
+    assert_eq!(
+        cancelled.body["affected"], 3,
+        "both retried pay jobs and the mail job"
+    );
+    assert_eq!(count("state=cancelled").await, 3);
+    let typo = send(
+        &app,
+        Method::POST,
+        "/v1/jobs/cancel",
+        Some(json!({"stat": "pending"})),
+        &as_admin,
+    )
+    .await;
+    assert_eq!(
+        typo.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        typo.body
+    );
+}
