@@ -10,7 +10,7 @@ use axum::http::{Method, StatusCode};
 use floodgate_queue::{Claim, NewJob, Store};
 use floodgate_server::config::Config;
 use serde_json::json;
-use support::{app_with, enqueue, events, get, post, send, test_app};
+use support::{app_with, enqueue, events, get, send, test_app};
 
 const ADMIN: &str = "admin-token-0123456789";
 const READER: &str = "reader-token-0123456789";
