@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Parser)]
 struct Args {
     /// What to measure.
-    #[arg(long, value_parser = ["single", "batch", "workers", "queues", "webhooks"], default_value = "single")]
+    #[arg(long, value_parser = ["single", "batch", "workers", "queues", "webhooks", "dashboard"], default_value = "single")]
     mode: String,
     /// A running server; without it, one is started in this process.
     #[arg(long)]
@@ -43,6 +43,9 @@ struct Args {
     /// Concurrent keep-alive connections (single: 64; batch: 4; workers: 4).
     #[arg(long)]
     connections: Option<usize>,
+    /// workers: dashboards (event streams) open while the workers drain.
+    #[arg(long, default_value_t = 0)]
+    dashboards: usize,
 }
 
 #[tokio::main]
@@ -73,11 +76,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .clone()
                     .unwrap_or_else(|| dir.join("bench.db").to_string_lossy().into_owned()),
                 max_concurrent_requests: 4_096,
+                // The dashboard mode times the counts too: no sample reused.
+                queue_stats_max_age: if args.mode == "dashboard" {
+                    Duration::ZERO
+                } else {
+                    floodgate_server::config::Config::default().queue_stats_max_age
+                },
                 ..Default::default()
             };
             let state = floodgate_server::state::AppState::open(config).await?;
-            if args.mode == "queues" {
+            if args.mode == "queues" || args.mode == "dashboard" {
                 fill(state.store()).await?;
+            }
+            if args.mode == "dashboard" {
+                dashboard(&state).await?;
+                return Ok(());
             }
             if args.mode == "webhooks" {
                 WEBHOOK_STATE.set(state.clone()).expect("set once");
@@ -97,7 +110,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "batch" => batch(&client, &base, args.jobs, args.connections.unwrap_or(4)).await,
         "queues" => queues(&client, &base).await,
         "webhooks" => webhooks(&client, &base, args.jobs).await,
-        _ => workers(&client, &base, args.jobs, args.connections.unwrap_or(4)).await,
+        _ => {
+            let streams = open_dashboards(&client, &base, args.dashboards).await;
+            workers(&client, &base, args.jobs, args.connections.unwrap_or(4)).await;
+            for s in streams {
+                s.abort();
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
@@ -312,9 +331,10 @@ async fn fill(store: &floodgate_queue::AnyStore) -> Result<(), Box<dyn std::erro
         sqlx::query(
             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1100000)
              INSERT INTO floodgate_jobs (queue, kind, payload, priority, run_at, state,
-                 max_attempts, created_at, updated_at, finished_at)
+                 max_attempts, created_at, updated_at, finished_at, started_at)
              SELECT 'default', 'noop', '{}', 5, x, CASE WHEN x <= 1000000 THEN 'succeeded'
-                 ELSE 'pending' END, 25, x, x, CASE WHEN x <= 1000000 THEN x END FROM c",
+                 ELSE 'pending' END, 25, x, x, CASE WHEN x <= 1000000 THEN x END,
+                 CASE WHEN x <= 1000000 THEN x END FROM c",
         )
         .execute(s.pool())
         .await?;
@@ -399,4 +419,65 @@ fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("floodgate-bench-http-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     dir
+}
+
+/// The dashboard's overview over 1,000,000 finished and 100,000 pending jobs: computed from
+/// scratch each time (counts included), as the sampler does once a second.
+async fn dashboard(state: &floodgate_server::state::AppState) -> Result<(), Box<dyn std::error::Error>> {
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let t = Instant::now();
+        let snapshot = state.dashboard().refresh().await?;
+        times.push(t.elapsed());
+        assert_eq!(snapshot.overview.queues[0].counts.pending, 100_000);
+    }
+    times.remove(0); // the first warms the caches
+    use floodgate_queue::Store;
+    for (name, t) in [
+        ("queue_stats", {
+            let t = Instant::now();
+            state.store().queue_stats().await?;
+            t.elapsed()
+        }),
+        ("recent_waits (5 s)", {
+            let t = Instant::now();
+            let since = chrono::Utc::now() - chrono::Duration::seconds(5);
+            state.store().recent_waits(since, 1_000).await?;
+            t.elapsed()
+        }),
+    ] {
+        println!("  of which {name}: {:.1} ms", t.as_secs_f64() * 1e3);
+    }
+    times.sort_unstable();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "dashboard overview over 1,000,000 finished + 100,000 pending jobs, computed 20 times: \
+         p50 {:.1} ms, max {:.1} ms",
+        ms(times[times.len() / 2]),
+        ms(*times.last().unwrap())
+    );
+    Ok(())
+}
+
+/// `n` dashboards: event streams read to the end in the background.
+async fn open_dashboards(
+    client: &reqwest::Client,
+    base: &str,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let mut response = client
+            .get(format!("{base}/v1/dashboard/events"))
+            .send()
+            .await
+            .expect("an event stream");
+        streams.push(tokio::spawn(async move {
+            while let Ok(Some(_)) = response.chunk().await {}
+        }));
+    }
+    if n > 0 {
+        println!("{n} dashboards open (event streams)");
+    }
+    streams
 }

@@ -142,8 +142,13 @@ impl Dashboard {
         Ok(self.snapshot().await?.overview.clone())
     }
 
-    /// Computes the overview now and hands it to every subscriber.
-    async fn refresh(&self) -> Result<Arc<Snapshot>, StoreError> {
+    /// Computes the overview now and hands it to every subscriber (the sampler does this once
+    /// a second; benchmarks call it to time one computation).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: subscribers see the previous overview until a computation completes.
+    pub async fn refresh(&self) -> Result<Arc<Snapshot>, StoreError> {
         let started = Instant::now();
         let s = &self.sources;
         let sample = s.sampler.sample().await?;
