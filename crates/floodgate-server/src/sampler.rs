@@ -7,11 +7,21 @@
 //! request waits for the count and many readers cost the database one count per `max_age`.
 //! Only the first request, with no sample yet, waits for one. Pausing or resuming a queue
 //! drops the sample, so the change shows in the next answer.
+//!
+//! A refresh does not count the whole history either: it counts the unfinished jobs and the
+//! jobs finished since the previous refresh (`Store::queue_activity`, partial indexes), and
+//! adds those to the finished counts it holds; a full count replaces them once a minute (and
+//! after an operator retries or cancels jobs), so finished jobs that were deleted by
+//! retention, or committed late, are right again within a minute. Over 1,000,000 finished and
+//! 100,000 pending jobs a refresh reads the 100,000, not the 1,100,000 (`BENCHMARKS.md`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use floodgate_queue::{AnyStore, QueueStats, Store, StoreError};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use floodgate_queue::{AnyStore, JobState, QueueStats, Store, StoreError};
 use tokio::sync::Mutex as AsyncMutex;
 
 /// A sample of every queue's counts.
@@ -30,7 +40,27 @@ pub struct QueueSampler {
     store: AnyStore,
     max_age: Duration,
     latest: Mutex<Option<Arc<Sample>>>,
-    refreshing: Arc<AsyncMutex<()>>,
+    refreshing: Arc<AsyncMutex<Option<Finished>>>,
+    stale: std::sync::atomic::AtomicBool,
+}
+
+/// How often the finished counts are counted in full.
+pub const FULL_COUNT_EVERY: Duration = Duration::from_secs(60);
+
+/// The finished counts a refresh adds to.
+#[derive(Debug)]
+struct Finished {
+    /// Per queue: succeeded, dead, cancelled.
+    counts: BTreeMap<String, [u64; 3]>,
+    /// The store's clock at the last count: jobs finished from then on are new.
+    since: DateTime<Utc>,
+    full_at: Instant,
+}
+
+const FINISHED: [JobState; 3] = [JobState::Succeeded, JobState::Dead, JobState::Cancelled];
+
+fn finished_of(q: &QueueStats) -> [u64; 3] {
+    FINISHED.map(|s| q.counts.get(s))
 }
 
 impl QueueSampler {
@@ -40,7 +70,8 @@ impl QueueSampler {
             store,
             max_age,
             latest: Mutex::new(None),
-            refreshing: Arc::new(AsyncMutex::new(())),
+            refreshing: Arc::new(AsyncMutex::new(None)),
+            stale: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -77,14 +108,57 @@ impl QueueSampler {
     /// Counts now (one count at a time: a caller arriving during a count gets its result).
     async fn refresh(&self) -> Result<Arc<Sample>, StoreError> {
         let started = Instant::now();
-        let _one = self.refreshing.lock().await;
+        let mut finished = self.refreshing.lock().await;
         if let Some(s) = self.latest()
             && s.taken >= started
         {
             return Ok(s);
         }
         let taken = Instant::now();
-        let queues = self.store.queue_stats().await?;
+        let stale = self.stale.swap(false, std::sync::atomic::Ordering::Relaxed);
+        let full = stale
+            || finished
+                .as_ref()
+                .is_none_or(|f| f.full_at.elapsed() >= FULL_COUNT_EVERY);
+        let queues = if full {
+            // Every finished job has its `finished_at`: counting from the epoch is the full
+            // count, and its `as_of` is where the next refresh starts.
+            let activity = self.store.queue_activity(DateTime::UNIX_EPOCH).await?;
+            *finished = Some(Finished {
+                counts: activity
+                    .queues
+                    .iter()
+                    .map(|q| (q.queue.clone(), finished_of(q)))
+                    .collect(),
+                since: activity.as_of,
+                full_at: taken,
+            });
+            activity.queues
+        } else {
+            let held = finished.as_mut().expect("a full count came first");
+            let activity = self.store.queue_activity(held.since).await?;
+            held.since = activity.as_of;
+            let mut queues: BTreeMap<String, QueueStats> = activity
+                .queues
+                .into_iter()
+                .map(|q| (q.queue.clone(), q))
+                .collect();
+            for (queue, fresh) in queues.iter().map(|(k, q)| (k.clone(), finished_of(q))) {
+                let total = held.counts.entry(queue).or_default();
+                for (t, f) in total.iter_mut().zip(fresh) {
+                    *t += f;
+                }
+            }
+            for (queue, total) in &held.counts {
+                let q = queues
+                    .entry(queue.clone())
+                    .or_insert_with(|| QueueStats::empty(queue.clone()));
+                for (state, n) in FINISHED.into_iter().zip(*total) {
+                    q.counts.set(state, n);
+                }
+            }
+            queues.into_values().collect()
+        };
         metrics::histogram!("floodgate_server_queue_count_seconds")
             .record(taken.elapsed().as_secs_f64());
         let sample = Arc::new(Sample {
@@ -96,8 +170,10 @@ impl QueueSampler {
         Ok(sample)
     }
 
-    /// Drops the sample: the next call counts.
+    /// Drops the sample: the next call counts, in full (after pausing a queue, or retrying or
+    /// cancelling jobs, which move jobs out of finished states).
     pub fn invalidate(&self) {
+        self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }

@@ -10,7 +10,7 @@ use axum::http::{Method, StatusCode};
 use floodgate_queue::{Claim, NewJob, Store};
 use floodgate_server::config::Config;
 use serde_json::json;
-use support::{app_with, enqueue, events, get, send, test_app};
+use support::{app_with, enqueue, events, get, post, send, test_app};
 
 const ADMIN: &str = "admin-token-0123456789";
 const READER: &str = "reader-token-0123456789";
@@ -271,5 +271,93 @@ async fn counts_bulk_actions_and_failure_groups_follow_the_filter() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "{:?}",
         typo.body
+    );
+}
+
+/// The sampler counts the unfinished jobs and the newly finished ones each time, adding the
+/// latter to what it holds: the sums stay right across refreshes, and a retry (which moves a
+/// job out of a finished state) makes the next count a full one.
+#[tokio::test]
+async fn sampled_counts_stay_exact_across_incremental_refreshes() {
+    let (app, state) = app_with(Config {
+        queue_stats_max_age: Duration::ZERO,
+        ..Config::default()
+    })
+    .await;
+    let store = state.store();
+    for n in 0..4 {
+        store
+            .enqueue(NewJob::new("k", json!({ "n": n })))
+            .await
+            .unwrap();
+    }
+    store
+        .enqueue(NewJob::new("k", json!({})).queue("other"))
+        .await
+        .unwrap();
+    let counts = |q: &str| {
+        let state = state.clone();
+        let q = q.to_owned();
+        async move {
+            let sample = state.sampler().sample().await.unwrap();
+            sample
+                .queues
+                .iter()
+                .find(|s| s.queue == q)
+                .map(|s| s.counts)
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(
+        counts("default").await.pending,
+        4,
+        "the first count is a full one"
+    );
+    let finish = |queue: &'static str, dead: bool| {
+        let store = store.clone();
+        async move {
+            let job = store
+                .claim(&Claim::new("w", 1).queues([queue]))
+                .await
+                .unwrap()
+                .remove(0);
+            if dead {
+                store.dead(job.lease().unwrap(), "boom").await.unwrap();
+            } else {
+                store.complete(job.lease().unwrap(), None).await.unwrap();
+            }
+            job.id
+        }
+    };
+    finish("default", false).await;
+    let c = counts("default").await;
+    assert_eq!((c.pending, c.succeeded), (3, 1));
+    finish("default", false).await;
+    let dead = finish("default", true).await;
+    finish("other", false).await;
+    let c = counts("default").await;
+    assert_eq!(
+        (c.pending, c.succeeded, c.dead),
+        (1, 2, 1),
+        "added, not recounted"
+    );
+    assert_eq!(
+        counts("other").await.succeeded,
+        1,
+        "a queue with only finished jobs"
+    );
+    assert_eq!(
+        counts("default").await.succeeded,
+        2,
+        "nothing counted twice"
+    );
+
+    let retried = post(&app, &format!("/v1/jobs/{}/retry", dead.0), json!({})).await;
+    assert_eq!(retried.status, StatusCode::OK);
+    let c = counts("default").await;
+    assert_eq!(
+        (c.pending, c.dead),
+        (2, 0),
+        "a retry makes the next count a full one"
     );
 }

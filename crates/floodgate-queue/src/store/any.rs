@@ -277,6 +277,13 @@ impl Store for AnyStore {
         dispatch!(self, s => s.queue_stats().await)
     }
 
+    async fn queue_activity(
+        &self,
+        finished_since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<super::QueueActivity, StoreError> {
+        dispatch!(self, s => s.queue_activity(finished_since).await)
+    }
+
     async fn count(&self, list: &ListJobs) -> Result<u64, StoreError> {
         dispatch!(self, s => s.count(list).await)
     }

@@ -69,7 +69,8 @@ use serde_json::Value;
 pub(crate) use params::QueueStatsBuilder;
 pub use params::{
     Claim, Completion, DEFAULT_LEASE_TTL, FailureGroup, JobPage, LeaseStatus, ListJobs,
-    MAX_SKIP_GROUPS, PausedGroup, QueueStats, Rescued, Retention, RetryAt, StateCounts,
+    MAX_SKIP_GROUPS, PausedGroup, QueueActivity, QueueStats, Rescued, Retention, RetryAt,
+    StateCounts,
 };
 
 use crate::error::StoreError;
@@ -252,6 +253,18 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         holder: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// [`queue_stats`](Store::queue_stats) for a sampler that counts often: the unfinished
+    /// counts (pending, running, failed) and the oldest runnable age exact, but the finished
+    /// counts (succeeded, dead, cancelled) only of jobs that finished at or after
+    /// `finished_since`, so the cost follows the unfinished jobs and the recent ones, not the
+    /// history kept. Add the finished counts to those of a full count, passing each call's
+    /// `as_of` as the next call's `finished_since`; a job whose finishing commits late, a
+    /// retried or deleted finished job, shows in the sum only at the next full count.
+    fn queue_activity(
+        &self,
+        finished_since: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = Result<QueueActivity, StoreError>> + Send;
 
     /// How many jobs match `list`'s filters (its page and `before` are ignored).
     fn count(&self, list: &ListJobs) -> impl Future<Output = Result<u64, StoreError>> + Send;

@@ -353,6 +353,15 @@ impl QueueStatsBuilder {
     }
 }
 
+/// What [`Store::queue_activity`](super::Store::queue_activity) found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueActivity {
+    /// Per queue: unfinished counts exact, finished counts since the call's `finished_since`.
+    pub queues: Vec<QueueStats>,
+    /// The store's clock when it counted: the next call's `finished_since`.
+    pub as_of: DateTime<Utc>,
+}
+
 /// Counts for one queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueStats {
@@ -364,6 +373,18 @@ pub struct QueueStats {
     pub counts: StateCounts,
     /// How long the oldest runnable job (pending or failed, `run_at` passed) has waited.
     pub oldest_runnable_age: Option<Duration>,
+}
+
+impl QueueStats {
+    /// A queue with no jobs, not paused.
+    pub fn empty(queue: impl Into<String>) -> QueueStats {
+        QueueStats {
+            queue: queue.into(),
+            paused: false,
+            counts: StateCounts::default(),
+            oldest_runnable_age: None,
+        }
+    }
 }
 
 /// Jobs per state.
@@ -396,16 +417,24 @@ impl StateCounts {
         }
     }
 
+    /// Sets the count for one state.
+    pub fn set(&mut self, state: JobState, n: u64) {
+        *self.slot(state) = n;
+    }
+
     pub(crate) fn add(&mut self, state: JobState, n: u64) {
-        let slot = match state {
+        *self.slot(state) += n;
+    }
+
+    fn slot(&mut self, state: JobState) -> &mut u64 {
+        match state {
             JobState::Pending => &mut self.pending,
             JobState::Running => &mut self.running,
             JobState::Succeeded => &mut self.succeeded,
             JobState::Failed => &mut self.failed,
             JobState::Dead => &mut self.dead,
             JobState::Cancelled => &mut self.cancelled,
-        };
-        *slot += n;
+        }
     }
 }
 

@@ -43,6 +43,7 @@ support::backends!(
     paused_queues_are_not_claimed,
     paused_groups_are_recorded_until_resumed,
     queue_stats_count_every_state,
+    queue_activity_counts_the_unfinished_and_the_recently_finished,
     retention_deletes_old_finished_jobs_in_batches,
     list_pages_by_keyset,
     list_and_count_filter_by_error_and_payload,

@@ -74,6 +74,10 @@ async fn act(
     // The filter is checked before the walk starts (a bad payload path is a 422, not 0).
     state.store().count(&list).await?;
     let affected = bulk::apply(state.store(), action, list).await?;
+    if action == Action::Retry {
+        // Finished jobs left their states: the next count starts over.
+        state.sampler().invalidate();
+    }
     Ok(Json(Affected { affected }))
 }
 

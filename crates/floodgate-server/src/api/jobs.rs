@@ -377,6 +377,8 @@ pub async fn retry(
 ) -> ApiResult<Json<Reported>> {
     let Path(id) = id?;
     state.store().retry_dead(JobId(id)).await?;
+    // A finished job left its state: the next count starts over.
+    state.sampler().invalidate();
     Ok(Json(Reported {
         id,
         state: ApiState::Pending,

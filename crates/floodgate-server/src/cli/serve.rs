@@ -97,6 +97,8 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The charts have the last 15 minutes when a dashboard opens.
+    state.dashboard().start();
     announce(&config, addr, state.store().backend());
 
     shutdown.close_on_shutdown(state.requests());
@@ -136,6 +138,7 @@ fn announce(config: &Config, addr: std::net::SocketAddr, backend: &str) {
         "floodgate listening on {url} ({backend}: {})",
         mask_url(&config.database_url)
     );
+    println!("  dashboard: {url}/");
     println!("  enqueue:  curl -X POST {url}/v1/jobs -H 'content-type: application/json' \\");
     println!(
         "              -d '{{\"kind\": \"email\", \"payload\": {{\"to\": \"ada@example.com\"}}}}'"

@@ -60,6 +60,7 @@ pub(super) struct Sql {
     pub(super) delete_finished: String,
     pub(super) job: String,
     pub(super) list: String,
+    pub(super) activity: String,
     pub(super) count: String,
     pub(super) failure_groups: String,
     pub(super) recent_waits: String,
@@ -277,6 +278,23 @@ impl Sql {
                         FILTER (WHERE state IN ('pending', 'failed') AND run_at <= now()))
                      * 1000000)::bigint AS oldest_age_us
                 FROM {t}jobs GROUP BY queue, state"),
+            // The oldest `run_at` of a group is its oldest runnable job's exactly when it has
+            // passed (a per-row filter costs twice the count). The finished states are one
+            // seek each: under `state IN (...)`, the partial index's own predicate, the planner
+            // drops the state from the index condition and scans the whole index.
+            activity: r("SELECT queue, state, count(*) AS n,
+                    (extract(epoch FROM now() - min(run_at)) * 1000000)::bigint AS oldest_age_us
+                FROM {t}jobs WHERE state IN ('pending', 'failed', 'running')
+                GROUP BY queue, state
+                UNION ALL
+                SELECT queue, 'succeeded', count(*), NULL FROM {t}jobs
+                WHERE state = 'succeeded' AND finished_at >= $1 GROUP BY queue
+                UNION ALL
+                SELECT queue, 'dead', count(*), NULL FROM {t}jobs
+                WHERE state = 'dead' AND finished_at >= $1 GROUP BY queue
+                UNION ALL
+                SELECT queue, 'cancelled', count(*), NULL FROM {t}jobs
+                WHERE state = 'cancelled' AND finished_at >= $1 GROUP BY queue"),
             paused_queues: r("SELECT name, paused FROM {t}queues"),
             delete_finished: r("DELETE FROM {t}jobs WHERE id IN (
                     (SELECT id FROM {t}jobs WHERE state = 'succeeded'

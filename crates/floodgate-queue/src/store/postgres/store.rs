@@ -17,7 +17,7 @@ use crate::job::{Enqueued, Job, JobId, JobState, Lease, NewJob};
 use crate::store::shared::{self, micros};
 use crate::store::{
     Claim, Completion, FailureGroup, JobPage, LeaseStatus, ListJobs, OutboxStore, PausedGroup,
-    QueueStats, Rescued, Retention, Store, fence, rows, statements,
+    QueueActivity, QueueStats, Rescued, Retention, Store, fence, rows, statements,
 };
 use crate::wakeup::Wakeups;
 
@@ -234,6 +234,33 @@ impl Store for PgStore {
                 .try_get::<Option<i64>, _>("oldest_age_us")?
                 .map(|us| Duration::from_micros(us.max(0) as u64)))
         })
+    }
+
+    async fn queue_activity(
+        &self,
+        finished_since: DateTime<Utc>,
+    ) -> Result<QueueActivity, StoreError> {
+        let as_of: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.inner.pool)
+            .await?;
+        let counts = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.activity.as_str()))
+            .bind(finished_since)
+            .fetch_all(&self.inner.pool)
+            .await?;
+        let paused = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_queues.as_str()))
+            .fetch_all(&self.inner.pool)
+            .await?;
+        let queues = rows::queue_stats(&paused, &counts, |row: &PgRow| {
+            let runnable = matches!(
+                read_state(row, "state")?,
+                JobState::Pending | JobState::Failed
+            );
+            Ok(row
+                .try_get::<Option<i64>, _>("oldest_age_us")?
+                .filter(|us| runnable && *us >= 0)
+                .map(|us| Duration::from_micros(us as u64)))
+        })?;
+        Ok(QueueActivity { queues, as_of })
     }
 
     async fn listen(&self) -> Result<Wakeups, StoreError> {

@@ -32,6 +32,7 @@ pub(super) struct Sql {
     pub(super) delete_finished: String,
     pub(super) job: String,
     pub(super) list: String,
+    pub(super) activity: String,
     pub(super) count: String,
     pub(super) failure_groups: String,
     pub(super) recent_waits: String,
@@ -205,6 +206,16 @@ impl Sql {
                     min(CASE WHEN state IN ('pending', 'failed') AND run_at <= ?1 THEN run_at END)
                         AS oldest
                 FROM {t}jobs GROUP BY queue, state"),
+            // The oldest `run_at` of a group is its oldest runnable job's exactly when it has
+            // passed (the caller compares).
+            activity: r("SELECT queue, state, count(*) AS n, min(run_at) AS oldest
+                FROM {t}jobs WHERE state IN ('pending', 'failed', 'running')
+                GROUP BY queue, state
+                UNION ALL
+                SELECT queue, state, count(*) AS n, NULL AS oldest
+                FROM {t}jobs
+                WHERE state IN ('succeeded', 'dead', 'cancelled') AND finished_at >= ?1
+                GROUP BY queue, state"),
             paused_queues: r("SELECT name, paused FROM {t}queues"),
             delete_finished: r("DELETE FROM {t}jobs WHERE id IN (
                     SELECT id FROM {t}jobs WHERE state = 'succeeded' AND finished_at < ?1
@@ -228,6 +239,7 @@ impl Sql {
                 ORDER BY count(*) DESC, max(updated_at) DESC LIMIT ?3"),
             recent_waits: r("SELECT max(0, started_at - run_at) AS wait FROM {t}jobs
                 WHERE state = 'succeeded' AND finished_at >= ?1 AND started_at IS NOT NULL
+                  AND state IN ('succeeded', 'dead', 'cancelled')
                 ORDER BY finished_at DESC LIMIT ?2"),
             running_of_kind: r(
                 "SELECT count(*) FROM {t}jobs WHERE state = 'running' AND kind = ?1",

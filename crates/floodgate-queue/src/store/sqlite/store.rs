@@ -17,7 +17,7 @@ use crate::job::{Enqueued, Job, JobId, JobState, Lease, NewJob};
 use crate::store::shared::{self, micros};
 use crate::store::{
     Claim, Completion, FailureGroup, JobPage, LeaseStatus, ListJobs, OutboxStore, PausedGroup,
-    QueueStats, Rescued, Retention, Store, fence, rows, statements,
+    QueueActivity, QueueStats, Rescued, Retention, Store, fence, rows, statements,
 };
 use crate::wakeup::Wakeups;
 
@@ -255,6 +255,34 @@ impl Store for SqliteStore {
             Ok(row
                 .try_get::<Option<i64>, _>("oldest")?
                 .map(|oldest| Duration::from_micros(now.saturating_sub(oldest).max(0) as u64)))
+        })
+    }
+
+    async fn queue_activity(
+        &self,
+        finished_since: DateTime<Utc>,
+    ) -> Result<QueueActivity, StoreError> {
+        let now = now_micros();
+        let counts = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.activity.as_str()))
+            .bind(finished_since.timestamp_micros())
+            .fetch_all(&self.inner.reader)
+            .await?;
+        let paused = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_queues.as_str()))
+            .fetch_all(&self.inner.reader)
+            .await?;
+        let queues = rows::queue_stats(&paused, &counts, |row: &SqliteRow| {
+            let runnable = matches!(
+                read_state(row, "state")?,
+                JobState::Pending | JobState::Failed
+            );
+            Ok(row
+                .try_get::<Option<i64>, _>("oldest")?
+                .filter(|oldest| runnable && *oldest <= now)
+                .map(|oldest| Duration::from_micros((now - oldest) as u64)))
+        })?;
+        Ok(QueueActivity {
+            queues,
+            as_of: micros_to_time(now)?,
         })
     }
 

@@ -497,3 +497,69 @@ pub async fn recent_waits_measure_due_to_start<S: Store>(store: &S) {
     let later = chrono::Utc::now() + chrono::Duration::seconds(5);
     assert!(store.recent_waits(later, 10).await.unwrap().is_empty());
 }
+
+pub async fn queue_activity_counts_the_unfinished_and_the_recently_finished<S: Store>(store: &S) {
+    for n in 0..4 {
+        store.enqueue(job("k", n)).await.unwrap();
+    }
+    store.enqueue(job("k", 9).queue("mail")).await.unwrap();
+    let (_, first) = claim_one(store, "w").await;
+    store.complete(first, None).await.unwrap();
+    let before = store
+        .queue_activity(chrono::Utc::now() - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let default = before.queues.iter().find(|q| q.queue == "default").unwrap();
+    assert_eq!(
+        (default.counts.pending, default.counts.succeeded),
+        (3, 1),
+        "the finished job counts when it finished after `finished_since`"
+    );
+    assert!(default.oldest_runnable_age.is_some());
+
+    // From `as_of` on, only jobs finished since count; unfinished ones are always exact.
+    let (_, lease) = claim_one(store, "w").await;
+    let after = store.queue_activity(before.as_of).await.unwrap();
+    let default = after.queues.iter().find(|q| q.queue == "default").unwrap();
+    assert_eq!(
+        (
+            default.counts.pending,
+            default.counts.running,
+            default.counts.succeeded
+        ),
+        (2, 1, 0)
+    );
+    assert!(after.as_of >= before.as_of);
+    store.dead(lease, "boom").await.unwrap();
+    let last = store.queue_activity(after.as_of).await.unwrap();
+    let default = last.queues.iter().find(|q| q.queue == "default").unwrap();
+    assert_eq!((default.counts.running, default.counts.dead), (0, 1));
+    let mail = last.queues.iter().find(|q| q.queue == "mail").unwrap();
+    assert_eq!(mail.counts.pending, 1);
+    store
+        .enqueue(job("k", 10).queue("later").run_at(super::in_an_hour()))
+        .await
+        .unwrap();
+    let scheduled = store.queue_activity(last.as_of).await.unwrap();
+    let later = scheduled
+        .queues
+        .iter()
+        .find(|q| q.queue == "later")
+        .unwrap();
+    assert_eq!(
+        (later.counts.pending, later.oldest_runnable_age),
+        (1, None),
+        "a job not yet due is not waiting"
+    );
+    // A full count agrees with the sum of the pieces.
+    let full = store.queue_stats().await.unwrap();
+    let default = full.iter().find(|q| q.queue == "default").unwrap();
+    assert_eq!(
+        (
+            default.counts.pending,
+            default.counts.succeeded,
+            default.counts.dead
+        ),
+        (2, 1, 1)
+    );
+}
