@@ -272,6 +272,7 @@ fn the_demo_runs_and_summarises() {
     let shown = text(&out.stdout);
     for expected in [
         "enqueued 2680 webhook jobs",
+        "dashboard: http://127.0.0.1:",
         "destination gone answered 410 Gone",
         "| fast",
         "delivery latency",

@@ -13,7 +13,9 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use crate::error::StoreError;
 use crate::job::{Job, JobId, JobState, Lease, LeaseToken};
 use crate::store::batch::Key;
-use crate::store::{LeaseStatus, QueueStats, QueueStatsBuilder, Rescued};
+use crate::store::{
+    FailureGroup, LeaseStatus, PausedGroup, QueueStats, QueueStatsBuilder, Rescued,
+};
 
 /// A row of either backend, read through the column types both decode the same way.
 pub(crate) trait Columns {
@@ -107,6 +109,27 @@ pub(crate) fn job_from_row<R: JobRow>(row: &R) -> Result<Job, StoreError> {
         metadata: row
             .json("metadata")?
             .unwrap_or_else(|| Value::Object(Default::default())),
+    })
+}
+
+/// A row of `paused_groups`.
+pub(crate) fn paused_group<R: JobRow>(row: &R) -> Result<PausedGroup, StoreError> {
+    Ok(PausedGroup {
+        name: row.text("name")?,
+        reason: row.text("reason")?,
+        paused_at: row.time("paused_at")?,
+    })
+}
+
+/// A row of `failure_groups`.
+pub(crate) fn failure_group<R: JobRow>(row: &R) -> Result<FailureGroup, StoreError> {
+    Ok(FailureGroup {
+        queue: row.text("queue")?,
+        kind: row.text("kind")?,
+        error: row.text("error")?,
+        count: row.int("count")?.max(0) as u64,
+        first_seen: row.time("first_seen")?,
+        last_seen: row.time("last_seen")?,
     })
 }
 

@@ -93,6 +93,8 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("floodgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let state = AppState::open(config(&dir)).await?;
+    // The dashboard's charts fill from the start, not from when a page opens.
+    state.dashboard().start();
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let api_url = format!("http://{}", api.local_addr()?);
     tokio::spawn({

@@ -342,18 +342,7 @@ impl Store for PgStore {
             .bind(i64::from(limit.clamp(1, 1_000)))
             .fetch_all(&self.inner.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(FailureGroup {
-                    queue: row.try_get("queue")?,
-                    kind: row.try_get("kind")?,
-                    error: row.try_get("error")?,
-                    count: row.try_get::<i64, _>("count")?.max(0) as u64,
-                    first_seen: row.try_get("first_seen")?,
-                    last_seen: row.try_get("last_seen")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::failure_group).collect()
     }
 
     async fn recent_waits(
@@ -395,15 +384,7 @@ impl Store for PgStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_groups.as_str()))
             .fetch_all(&self.inner.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PausedGroup {
-                    name: row.try_get("name")?,
-                    reason: row.try_get("reason")?,
-                    paused_at: row.try_get("paused_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::paused_group).collect()
     }
 }
 

@@ -369,18 +369,7 @@ impl Store for SqliteStore {
             .bind(i64::from(limit.clamp(1, 1_000)))
             .fetch_all(&self.inner.reader)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(FailureGroup {
-                    queue: row.try_get("queue")?,
-                    kind: row.try_get("kind")?,
-                    error: row.try_get("error")?,
-                    count: row.try_get::<i64, _>("count")?.max(0) as u64,
-                    first_seen: micros_to_time(row.try_get("first_seen")?)?,
-                    last_seen: micros_to_time(row.try_get("last_seen")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::failure_group).collect()
     }
 
     async fn recent_waits(
@@ -423,15 +412,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_groups.as_str()))
             .fetch_all(&self.inner.reader)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PausedGroup {
-                    name: row.try_get("name")?,
-                    reason: row.try_get("reason")?,
-                    paused_at: micros_to_time(row.try_get("paused_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::paused_group).collect()
     }
 }
 
