@@ -11,6 +11,8 @@ CREATE TABLE {t}paused_groups (
 ALTER TABLE {t}jobs ADD COLUMN started_at timestamptz;
 
 -- Counting the unfinished jobs reads only them (`Store::queue_activity`), however many
--- finished jobs the table keeps.
+-- finished jobs the table keeps. `attempt >= 0` always holds: it is there so that the claim,
+-- whose condition does not imply it, can never use this index (the planner did, sorting every
+-- runnable job per claim: a third of the claim rate).
 CREATE INDEX {n}jobs_active ON {t}jobs (queue, state, run_at)
-    WHERE state IN ('pending', 'failed', 'running');
+    WHERE state IN ('pending', 'failed', 'running') AND attempt >= 0;

@@ -9,8 +9,3 @@ CREATE TABLE {t}paused_groups (
 -- When the current (or last) attempt started: the claim's time. The dashboard's
 -- enqueue-to-start latency is `started_at - run_at` of recently finished jobs.
 ALTER TABLE {t}jobs ADD COLUMN started_at INTEGER;
-
--- Counting the unfinished jobs reads only them (`Store::queue_activity`), however many
--- finished jobs the table keeps.
-CREATE INDEX {t}jobs_active ON {t}jobs (queue, state, run_at)
-    WHERE state IN ('pending', 'failed', 'running');

@@ -118,6 +118,13 @@ const LIST_FILTER: &str = "($1::text IS NULL OR j.queue = $1) AND ($2::text IS N
       AND ($6::text IS NULL OR j.last_error = $6)
       AND ($7::text IS NULL OR j.payload #>> string_to_array($7, '.') = $8::text)";
 
+// `ACTIVITY`: the unfinished jobs are counted from the partial index `jobs_active` (an
+// index-only scan of them alone; `attempt >= 0` keeps that index away from claims, see
+// migration 4); the oldest `run_at` of a group is its oldest runnable job's exactly when it
+// has passed (a per-row filter doubled the count's time). The finished states are one seek
+// each of `jobs_finished`: under `state IN (...)`, equal to that partial index's own predicate,
+// the planner drops the state from the index condition and reads the whole index.
+
 /// The fence of a single-job completion. The batch statements match on the token alone: the
 /// table's CHECK keeps a token exactly while the job runs, and a `state` term there would
 /// steer the planner to the `leases` index and a nested loop over every running job.
@@ -278,13 +285,11 @@ impl Sql {
                         FILTER (WHERE state IN ('pending', 'failed') AND run_at <= now()))
                      * 1000000)::bigint AS oldest_age_us
                 FROM {t}jobs GROUP BY queue, state"),
-            // The oldest `run_at` of a group is its oldest runnable job's exactly when it has
-            // passed (a per-row filter costs twice the count). The finished states are one
-            // seek each: under `state IN (...)`, the partial index's own predicate, the planner
-            // drops the state from the index condition and scans the whole index.
+            // See `ACTIVITY`.
             activity: r("SELECT queue, state, count(*) AS n,
                     (extract(epoch FROM now() - min(run_at)) * 1000000)::bigint AS oldest_age_us
-                FROM {t}jobs WHERE state IN ('pending', 'failed', 'running')
+                FROM {t}jobs
+                WHERE state IN ('pending', 'failed', 'running') AND attempt >= 0
                 GROUP BY queue, state
                 UNION ALL
                 SELECT queue, 'succeeded', count(*), NULL FROM {t}jobs
