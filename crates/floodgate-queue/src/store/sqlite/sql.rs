@@ -222,7 +222,8 @@ impl Sql {
                         AS oldest
                 FROM {t}jobs GROUP BY queue, state"),
             // See `ACTIVITY_QUEUES`.
-            activity: r(&format!("{ACTIVITY_QUEUES}
+            activity: r(&format!(
+                "{ACTIVITY_QUEUES}
                 SELECT q.name AS queue, s.state AS state,
                     (SELECT count(*) FROM {{t}}jobs AS j
                      WHERE j.queue = q.name AND j.state = s.state) AS n,
@@ -239,7 +240,8 @@ impl Sql {
                 UNION ALL
                 SELECT queue, state, count(*), NULL FROM {{t}}jobs INDEXED BY {{t}}jobs_finished
                 WHERE state IN ('succeeded', 'dead', 'cancelled') AND finished_at >= ?1
-                GROUP BY queue, state")),
+                GROUP BY queue, state"
+            )),
             paused_queues: r("SELECT name, paused FROM {t}queues"),
             delete_finished: r("DELETE FROM {t}jobs WHERE id IN (
                     SELECT id FROM {t}jobs WHERE state = 'succeeded' AND finished_at < ?1
