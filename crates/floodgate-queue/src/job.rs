@@ -280,7 +280,7 @@ impl NewJob {
         self
     }
 
-    /// Puts the job in `group` (stored as `metadata.group`): a claim can leave a group's jobs
+    /// Puts the job in `group` (the string `metadata.group`): a claim can leave a group's jobs
     /// where they are ([`Claim::skip_groups`](crate::store::Claim::skip_groups)), as the
     /// server's webhook worker does for a destination whose breaker is open.
     pub fn group(mut self, group: impl Into<String>) -> Self {

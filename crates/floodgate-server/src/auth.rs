@@ -1,6 +1,8 @@
 //! Bearer tokens: with an `api_token` configured, every `/v1` route and `/metrics` needs
 //! `Authorization: Bearer <token>`; a `read_only_token` is accepted on GET routes only. Tokens
-//! are compared in constant time and never logged. Health and the OpenAPI document stay open.
+//! are compared in constant time and never logged. Health, the OpenAPI document and the
+//! dashboard's page and assets (`/`, `/assets/*`: the page asks for a token and sends it with
+//! its API calls) stay open.
 
 use axum::extract::{Request, State};
 use axum::http::{Method, header};

@@ -6,7 +6,11 @@
 //! The walk runs in a task of its own: a client that goes away mid-way does not leave it
 //! half done.
 
+use std::sync::Arc;
+
 use floodgate_queue::{AnyStore, JobId, JobState, ListJobs, Store, StoreError};
+
+use crate::sampler::QueueSampler;
 
 /// What a bulk action does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,14 +37,27 @@ impl Action {
 /// # Cancel safety
 ///
 /// Cancel safe: the walk runs to the end in its own task even if this future is dropped.
-pub async fn apply(store: &AnyStore, action: Action, filter: ListJobs) -> Result<u64, StoreError> {
-    let store = store.clone();
-    tokio::spawn(async move { walk(&store, action, filter).await })
-        .await
-        .map_err(|e| StoreError::Invalid {
-            field: "bulk",
-            reason: format!("the bulk action stopped: {e}"),
-        })?
+pub async fn apply(
+    store: &AnyStore,
+    sampler: &Arc<QueueSampler>,
+    action: Action,
+    filter: ListJobs,
+) -> Result<u64, StoreError> {
+    let (store, sampler) = (store.clone(), sampler.clone());
+    tokio::spawn(async move {
+        let done = walk(&store, action, filter).await;
+        if action == Action::Retry {
+            // Finished jobs left their states: the next count starts over (here, so that it
+            // happens even when the request was answered with a timeout meanwhile).
+            sampler.invalidate();
+        }
+        done
+    })
+    .await
+    .map_err(|e| StoreError::Invalid {
+        field: "bulk",
+        reason: format!("the bulk action stopped: {e}"),
+    })?
 }
 
 async fn walk(store: &AnyStore, action: Action, filter: ListJobs) -> Result<u64, StoreError> {

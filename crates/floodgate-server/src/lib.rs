@@ -41,6 +41,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod groups;
 mod hub;
 mod layers;
 pub mod leases;

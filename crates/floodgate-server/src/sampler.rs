@@ -115,7 +115,7 @@ impl QueueSampler {
             return Ok(s);
         }
         let taken = Instant::now();
-        let stale = self.stale.swap(false, std::sync::atomic::Ordering::Relaxed);
+        let stale = self.stale.load(std::sync::atomic::Ordering::Relaxed);
         let full = stale
             || finished
                 .as_ref()
@@ -124,6 +124,9 @@ impl QueueSampler {
             // Every finished job has its `finished_at`: counting from the epoch is the full
             // count, and its `as_of` is where the next refresh starts.
             let activity = self.store.queue_activity(DateTime::UNIX_EPOCH).await?;
+            // Cleared only once the full count is in: a failed or dropped one leaves it set.
+            self.stale
+                .store(false, std::sync::atomic::Ordering::Relaxed);
             *finished = Some(Finished {
                 counts: activity
                     .queues

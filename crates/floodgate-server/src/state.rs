@@ -44,6 +44,7 @@ struct Inner {
     sampler: Arc<QueueSampler>,
     deliverer: Arc<Deliverer>,
     dashboard: Arc<Dashboard>,
+    paused_groups: crate::groups::PausedGroups,
     requests: Limiter,
     metrics: Option<PrometheusHandle>,
     shutting_down: CancellationToken,
@@ -90,6 +91,8 @@ impl AppState {
             deliverer: deliverer.clone(),
             requests: requests.clone(),
         });
+        let paused_groups =
+            crate::groups::PausedGroups::new(store.clone(), std::time::Duration::from_secs(1));
         AppState {
             inner: Arc::new(Inner {
                 store,
@@ -101,6 +104,7 @@ impl AppState {
                 sampler,
                 deliverer,
                 dashboard,
+                paused_groups,
                 requests,
                 metrics: None,
                 shutting_down: CancellationToken::new(),
@@ -156,6 +160,11 @@ impl AppState {
     /// The webhook deliverer (its destinations, breakers and disabled set).
     pub fn deliverer(&self) -> &Arc<Deliverer> {
         &self.inner.deliverer
+    }
+
+    /// The store's paused groups, which HTTP workers' claims skip.
+    pub fn paused_groups(&self) -> &crate::groups::PausedGroups {
+        &self.inner.paused_groups
     }
 
     /// The dashboard's sampler.

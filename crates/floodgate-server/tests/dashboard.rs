@@ -361,3 +361,40 @@ async fn sampled_counts_stay_exact_across_incremental_refreshes() {
         "a retry makes the next count a full one"
     );
 }
+
+/// HTTP workers skip paused groups too (a disabled webhook destination's jobs wait for them as
+/// for the server's own worker).
+#[tokio::test]
+async fn http_claims_skip_paused_groups() {
+    let (app, state) = test_app().await;
+    state
+        .store()
+        .pause_group("held", "maintenance")
+        .await
+        .unwrap();
+    let held = post(
+        &app,
+        "/v1/jobs",
+        json!({"kind": "call", "payload": {}, "metadata": {"group": "held"}}),
+    )
+    .await;
+    let held = held.body["id"].as_i64().unwrap();
+    let free = enqueue(&app, "call", json!({})).await;
+    let claimed = support::claim(&app, 10).await;
+    let ids: Vec<i64> = claimed.iter().map(|j| j["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [free], "the paused group's job waits");
+    state.store().resume_group("held").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let claimed = support::claim(&app, 10).await;
+        if let Some(job) = claimed.first() {
+            assert_eq!(job["id"].as_i64().unwrap(), held);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "claimed once resumed (within a second)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

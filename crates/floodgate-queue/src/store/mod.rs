@@ -257,7 +257,7 @@ pub trait Store: Send + Sync + 'static {
     /// [`queue_stats`](Store::queue_stats) for a sampler that counts often: the unfinished
     /// counts (pending, running, failed) and the oldest runnable age exact, but the finished
     /// counts (succeeded, dead, cancelled) only of jobs that finished at or after
-    /// `finished_since`, so the cost follows the unfinished jobs and the recent ones, not the
+    /// `finished_since` and before the returned `as_of`, so the cost follows the unfinished jobs and the recent ones, not the
     /// history kept. Add the finished counts to those of a full count, passing each call's
     /// `as_of` as the next call's `finished_since`; a job whose finishing commits late, a
     /// retried or deleted finished job, shows in the sum only at the next full count.
@@ -266,7 +266,8 @@ pub trait Store: Send + Sync + 'static {
         finished_since: chrono::DateTime<chrono::Utc>,
     ) -> impl Future<Output = Result<QueueActivity, StoreError>> + Send;
 
-    /// How many jobs match `list`'s filters (its page and `before` are ignored).
+    /// How many jobs match `list`'s filters (its page size is ignored; `before` counts only
+    /// the jobs below that id).
     fn count(&self, list: &ListJobs) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// The failed (waiting for a retry) and dead jobs grouped by queue, kind and last error,
@@ -287,11 +288,13 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<std::time::Duration>, StoreError>> + Send;
 
-    /// Pauses a group of jobs (see [`NewJob::group`]) for every worker on the database, with
-    /// the reason shown to operators: the worker runtime leaves the group's jobs pending (it
-    /// re-reads the paused groups once per poll interval) until
-    /// [`resume_group`](Store::resume_group). A bare [`claim`](Store::claim) skips only the
-    /// groups its [`Claim::skip_groups`] names. Pausing a paused group updates its reason.
+    /// Pauses a group of jobs (see [`NewJob::group`]) with the reason shown to operators: the
+    /// worker runtime (and the server's HTTP claims) leave the group's jobs pending, re-reading
+    /// the paused groups once per poll interval, until [`resume_group`](Store::resume_group).
+    /// A bare [`claim`](Store::claim) skips only the groups its [`Claim::skip_groups`] names.
+    /// Pausing a paused group updates its reason. A claim steps over the skipped jobs that
+    /// come first in its order (on PostgreSQL only at its periodic full claims; the cursor
+    /// starts after them), so a large paused backlog costs claims of that queue some reads.
     fn pause_group(
         &self,
         group: &str,

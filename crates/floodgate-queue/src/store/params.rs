@@ -218,8 +218,9 @@ pub struct ListJobs {
     /// Only jobs whose payload holds [`payload_value`](Self::payload_value) at this path:
     /// object keys joined by dots (`customer.id`), each of letters, digits, `_` and `-`.
     pub payload_path: Option<String>,
-    /// The value at [`payload_path`](Self::payload_path), compared as text (a string, or a
-    /// number as written: `42`).
+    /// The value at [`payload_path`](Self::payload_path), compared as text: a string exactly;
+    /// an integer as written (`42`); other numbers and booleans as the backend prints them
+    /// (PostgreSQL keeps `1.50` and `true`, SQLite gives `1.5` and `1`).
     pub payload_value: Option<String>,
     /// Only ids below this one: the `next` of the previous page (keyset pagination).
     pub before: Option<JobId>,

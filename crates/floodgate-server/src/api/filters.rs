@@ -73,11 +73,7 @@ async fn act(
     let list = filter.to_list()?;
     // The filter is checked before the walk starts (a bad payload path is a 422, not 0).
     state.store().count(&list).await?;
-    let affected = bulk::apply(state.store(), action, list).await?;
-    if action == Action::Retry {
-        // Finished jobs left their states: the next count starts over.
-        state.sampler().invalidate();
-    }
+    let affected = bulk::apply(state.store(), state.sampler(), action, list).await?;
     Ok(Json(Affected { affected }))
 }
 

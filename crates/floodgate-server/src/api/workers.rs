@@ -55,10 +55,18 @@ pub async fn claim(
             format!("{wait} s is over the longest long poll, {MAX_WAIT} s"),
         ));
     }
+    // Paused groups (a disabled webhook destination, say) stay pending for HTTP workers too.
+    let (paused, _) = state.paused_groups().names().await;
     let claim = Claim::new(r.worker, r.limit)
         .queues([queue])
         .kinds(r.kinds)
-        .lease_ttl(ttl);
+        .lease_ttl(ttl)
+        .skip_groups(
+            paused
+                .iter()
+                .take(floodgate_queue::MAX_SKIP_GROUPS)
+                .cloned(),
+        );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
         // Subscribe before claiming, so a job enqueued in between wakes this request.

@@ -82,6 +82,7 @@ pub struct Deliverer {
     destinations: Mutex<HashMap<String, Arc<Dest>>>,
     breakers: BreakerRegistry,
     waiting: Waiting,
+    paused: crate::groups::PausedGroups,
     store: AnyStore,
 }
 
@@ -115,6 +116,7 @@ impl Deliverer {
             destinations: Mutex::new(HashMap::new()),
             breakers,
             waiting: Waiting::default(),
+            paused: crate::groups::PausedGroups::new(store.clone(), Duration::from_secs(1)),
             store,
         })
     }
@@ -169,6 +171,7 @@ impl Deliverer {
     /// again.
     pub async fn enable(&self, destination: &str) -> Result<bool, StoreError> {
         let was = self.store.resume_group(destination).await?;
+        self.paused.forget();
         Ok(self.waiting.set_disabled(destination, false) || was)
     }
 
@@ -178,6 +181,7 @@ impl Deliverer {
         if let Err(e) = self.store.pause_group(destination, reason).await {
             tracing::error!(destination, error = %e, "disabled here only: the store refused");
         }
+        self.paused.forget();
     }
 
     fn destination(&self, name: &str) -> Result<Arc<Dest>, String> {
@@ -245,11 +249,16 @@ impl Deliverer {
     ) -> Result<JobOutcome, JobError> {
         let request = WebhookRequest::parse(&job.payload).map_err(JobError::permanent)?;
         let name = request.destination();
+        // What other nodes disabled or enabled, read at most once a second.
+        if let (names, true) = self.paused.names().await {
+            self.waiting.replace_disabled(names.iter().cloned());
+        }
         if self.is_disabled(&name) {
-            // Claimed although its group is paused (a job without the destination's group):
-            // it waits like the others, without spending an attempt.
+            // Claimed although its group is paused (a job without the destination's group, or
+            // an enable on another node that this one reads within a second): it waits like
+            // the others, without spending an attempt, and looks again shortly.
             return Err(JobError::Snooze {
-                until: Utc::now() + chrono::Duration::minutes(1),
+                until: Utc::now() + chrono::Duration::seconds(5),
             });
         }
         let dest = self.destination(&name).map_err(JobError::permanent)?;

@@ -24,11 +24,10 @@ impl PgStore {
             return self.claim_capped(claim, max, out).await;
         }
         let mut jobs = Vec::new();
-        // A claim that skips groups steps over their jobs: no cursor is taken or left, since
-        // the skipped jobs stay behind it.
-        let cursors = claim.skip_groups.is_empty();
-        if cursors
-            && let [queue] = claim.queues.as_slice()
+        // A claim that skips groups leaves their jobs behind its cursor, like any job that
+        // appears behind it: the next full claim (at most one rescan interval later) takes
+        // them once they are no longer skipped.
+        if let [queue] = claim.queues.as_slice()
             && let Some(cursor) = self.inner.cursors.get(queue, &claim.kinds)
         {
             jobs = self
@@ -44,7 +43,7 @@ impl PgStore {
         if short > 0 {
             let before = out.len();
             let full = self.claim_rows(claim, short as u32, None, out).await?;
-            if cursors && let [queue] = claim.queues.as_slice() {
+            if let [queue] = claim.queues.as_slice() {
                 let leased = full.len() + out.len() - before;
                 let last = (leased == short).then(|| full.last()).flatten();
                 self.inner.cursors.after_full(queue, &claim.kinds, last);

@@ -293,13 +293,15 @@ impl Sql {
                 GROUP BY queue, state
                 UNION ALL
                 SELECT queue, 'succeeded', count(*), NULL FROM {t}jobs
-                WHERE state = 'succeeded' AND finished_at >= $1 GROUP BY queue
+                WHERE state = 'succeeded' AND finished_at >= $1 AND finished_at < $2
+                GROUP BY queue
                 UNION ALL
                 SELECT queue, 'dead', count(*), NULL FROM {t}jobs
-                WHERE state = 'dead' AND finished_at >= $1 GROUP BY queue
+                WHERE state = 'dead' AND finished_at >= $1 AND finished_at < $2 GROUP BY queue
                 UNION ALL
                 SELECT queue, 'cancelled', count(*), NULL FROM {t}jobs
-                WHERE state = 'cancelled' AND finished_at >= $1 GROUP BY queue"),
+                WHERE state = 'cancelled' AND finished_at >= $1 AND finished_at < $2
+                GROUP BY queue"),
             paused_queues: r("SELECT name, paused FROM {t}queues"),
             delete_finished: r("DELETE FROM {t}jobs WHERE id IN (
                     (SELECT id FROM {t}jobs WHERE state = 'succeeded'

@@ -243,8 +243,10 @@ impl Store for PgStore {
         let as_of: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
             .fetch_one(&self.inner.pool)
             .await?;
+        // Finished in [since, as_of): a job finishing while this runs is the next call's.
         let counts = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.activity.as_str()))
             .bind(finished_since)
+            .bind(as_of)
             .fetch_all(&self.inner.pool)
             .await?;
         let paused = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_queues.as_str()))

@@ -239,7 +239,8 @@ impl Sql {
                 WHERE q.name IS NOT NULL
                 UNION ALL
                 SELECT queue, state, count(*), NULL FROM {{t}}jobs INDEXED BY {{t}}jobs_finished
-                WHERE state IN ('succeeded', 'dead', 'cancelled') AND finished_at >= ?1
+                WHERE state IN ('succeeded', 'dead', 'cancelled')
+                  AND finished_at >= ?1 AND finished_at < ?2
                 GROUP BY queue, state"
             )),
             paused_queues: r("SELECT name, paused FROM {t}queues"),

@@ -263,8 +263,10 @@ impl Store for SqliteStore {
         finished_since: DateTime<Utc>,
     ) -> Result<QueueActivity, StoreError> {
         let now = now_micros();
+        // Finished in [since, as_of): a job finishing while this runs is the next call's.
         let counts = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.activity.as_str()))
             .bind(finished_since.timestamp_micros())
+            .bind(now)
             .fetch_all(&self.inner.reader)
             .await?;
         let paused = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_queues.as_str()))
