@@ -9,8 +9,9 @@
 //! drops the sample, so the change shows in the next answer.
 //!
 //! A refresh does not count the whole history either: it counts the unfinished jobs and the
-//! jobs finished since the previous refresh (`Store::queue_activity`, partial indexes), and
-//! adds those to the finished counts it holds; a full count replaces them once a minute (and
+//! jobs finished since the previous refresh (`Store::queue_activity`), adds those finished
+//! more than [`SETTLE`] ago to the finished counts it holds and shows the last two seconds'
+//! on top (counted again next time, so a late commit is not lost); a full count replaces them once a minute (and
 //! after an operator retries or cancels jobs), so finished jobs that were deleted by
 //! retention, or committed late, are right again within a minute. Over 1,000,000 finished and
 //! 100,000 pending jobs a refresh reads the 100,000, not the 1,100,000 (`BENCHMARKS.md`).
@@ -44,6 +45,11 @@ pub struct QueueSampler {
     stale: std::sync::atomic::AtomicBool,
 }
 
+/// How long a finished job counts as settling: a finishing transaction commits a little after
+/// its `finished_at`, so the jobs finished this recently are counted again at each refresh
+/// and join the running totals only once they are older.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
 /// How often the finished counts are counted in full.
 pub const FULL_COUNT_EVERY: Duration = Duration::from_secs(60);
 
@@ -52,7 +58,7 @@ pub const FULL_COUNT_EVERY: Duration = Duration::from_secs(60);
 struct Finished {
     /// Per queue: succeeded, dead, cancelled.
     counts: BTreeMap<String, [u64; 3]>,
-    /// The store's clock at the last count: jobs finished from then on are new.
+    /// Jobs finished from then on are not in `counts` yet.
     since: DateTime<Utc>,
     full_at: Instant,
 }
@@ -105,8 +111,13 @@ impl QueueSampler {
         }
     }
 
-    /// Counts now (one count at a time: a caller arriving during a count gets its result).
-    async fn refresh(&self) -> Result<Arc<Sample>, StoreError> {
+    /// Counts now (one count at a time: a caller arriving during a count gets its result);
+    /// the dashboard's sampler calls it once a second, so its overview is never a tick behind.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a dropped count leaves the previous sample.
+    pub async fn refresh(&self) -> Result<Arc<Sample>, StoreError> {
         let started = Instant::now();
         let mut finished = self.refreshing.lock().await;
         if let Some(s) = self.latest()
@@ -120,48 +131,60 @@ impl QueueSampler {
             || finished
                 .as_ref()
                 .is_none_or(|f| f.full_at.elapsed() >= FULL_COUNT_EVERY);
-        let queues = if full {
-            // Every finished job has its `finished_at`: counting from the epoch is the full
-            // count, and its `as_of` is where the next refresh starts.
-            let activity = self.store.queue_activity(DateTime::UNIX_EPOCH).await?;
+        if full {
+            *finished = None;
+        }
+        // Every finished job has its `finished_at`: counting from the epoch is the full count.
+        let since = finished.as_ref().map_or(DateTime::UNIX_EPOCH, |f| f.since);
+        let activity = self.store.queue_activity(since, SETTLE).await?;
+        if full {
             // Cleared only once the full count is in: a failed or dropped one leaves it set.
             self.stale
                 .store(false, std::sync::atomic::Ordering::Relaxed);
-            *finished = Some(Finished {
-                counts: activity
-                    .queues
-                    .iter()
-                    .map(|q| (q.queue.clone(), finished_of(q)))
-                    .collect(),
-                since: activity.as_of,
-                full_at: taken,
-            });
-            activity.queues
-        } else {
-            let held = finished.as_mut().expect("a full count came first");
-            let activity = self.store.queue_activity(held.since).await?;
-            held.since = activity.as_of;
-            let mut queues: BTreeMap<String, QueueStats> = activity
-                .queues
-                .into_iter()
-                .map(|q| (q.queue.clone(), q))
-                .collect();
-            for (queue, fresh) in queues.iter().map(|(k, q)| (k.clone(), finished_of(q))) {
-                let total = held.counts.entry(queue).or_default();
-                for (t, f) in total.iter_mut().zip(fresh) {
-                    *t += f;
-                }
+        }
+        let held = finished.get_or_insert_with(|| Finished {
+            counts: BTreeMap::new(),
+            since,
+            full_at: taken,
+        });
+        held.since = activity.settled_until;
+        let mut queues: BTreeMap<String, QueueStats> = activity
+            .queues
+            .into_iter()
+            .map(|q| (q.queue.clone(), q))
+            .collect();
+        // The settled finished jobs join the totals once; the settling ones show on top.
+        for (queue, settled) in queues.iter().map(|(k, q)| (k.clone(), finished_of(q))) {
+            let total = held.counts.entry(queue).or_default();
+            for (t, n) in total.iter_mut().zip(settled) {
+                *t += n;
             }
-            for (queue, total) in &held.counts {
+        }
+        let recent: BTreeMap<String, [u64; 3]> = activity
+            .recent
+            .iter()
+            .map(|q| (q.queue.clone(), finished_of(q)))
+            .collect();
+        for (queue, total) in &held.counts {
+            let q = queues
+                .entry(queue.clone())
+                .or_insert_with(|| QueueStats::empty(queue.clone()));
+            let settling = recent.get(queue).copied().unwrap_or_default();
+            for ((state, n), r) in FINISHED.into_iter().zip(*total).zip(settling) {
+                q.counts.set(state, n + r);
+            }
+        }
+        for (queue, settling) in &recent {
+            if !held.counts.contains_key(queue) {
                 let q = queues
                     .entry(queue.clone())
                     .or_insert_with(|| QueueStats::empty(queue.clone()));
-                for (state, n) in FINISHED.into_iter().zip(*total) {
-                    q.counts.set(state, n);
+                for (state, r) in FINISHED.into_iter().zip(*settling) {
+                    q.counts.set(state, r);
                 }
             }
-            queues.into_values().collect()
-        };
+        }
+        let queues: Vec<QueueStats> = queues.into_values().collect();
         metrics::histogram!("floodgate_server_queue_count_seconds")
             .record(taken.elapsed().as_secs_f64());
         let sample = Arc::new(Sample {

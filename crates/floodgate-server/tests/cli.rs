@@ -5,6 +5,7 @@
 mod support;
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::process::{BIN, Server, enqueue, http};
@@ -183,12 +184,20 @@ fn client_subcommands_talk_to_a_running_server() {
     );
     let out = run(&["jobs", "--state", "pending"]);
     assert!(text(&out.stdout).contains("email"));
-    let out = run(&["queues"]);
-    assert!(
-        text(&out.stdout).contains("default"),
-        "{}",
-        text(&out.stdout)
-    );
+    // Counts come from a sample at most a second old (the server samples from its start).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = run(&["queues"]);
+        if text(&out.stdout).contains("default") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            text(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let out = run(&["pause", "default"]);
     assert!(
         text(&out.stdout).contains("paused"),

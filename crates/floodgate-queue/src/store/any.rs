@@ -280,8 +280,9 @@ impl Store for AnyStore {
     async fn queue_activity(
         &self,
         finished_since: chrono::DateTime<chrono::Utc>,
+        settle: std::time::Duration,
     ) -> Result<super::QueueActivity, StoreError> {
-        dispatch!(self, s => s.queue_activity(finished_since).await)
+        dispatch!(self, s => s.queue_activity(finished_since, settle).await)
     }
 
     async fn count(&self, list: &ListJobs) -> Result<u64, StoreError> {

@@ -254,16 +254,20 @@ pub trait Store: Send + Sync + 'static {
         holder: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// [`queue_stats`](Store::queue_stats) for a sampler that counts often: the unfinished
-    /// counts (pending, running, failed) and the oldest runnable age exact, but the finished
-    /// counts (succeeded, dead, cancelled) only of jobs that finished at or after
-    /// `finished_since` and before the returned `as_of`, so the cost follows the unfinished jobs and the recent ones, not the
-    /// history kept. Add the finished counts to those of a full count, passing each call's
-    /// `as_of` as the next call's `finished_since`; a job whose finishing commits late, a
-    /// retried or deleted finished job, shows in the sum only at the next full count.
+    /// [`queue_stats`](Store::queue_stats) for a sampler that counts often, reading the
+    /// unfinished jobs and the recently finished ones, not the history kept: the unfinished
+    /// counts (pending, running, failed) and the oldest runnable age exact; the finished counts
+    /// (succeeded, dead, cancelled) of jobs finished since `finished_since`, split into those
+    /// finished more than `settle` ago (`queues`: add them to a running total) and the rest
+    /// (`recent`: show them on top, count them again next time, as a finishing transaction
+    /// may commit after its `finished_at`). Pass each call's `settled_until` as the next
+    /// call's `finished_since`, and the epoch for a full count. A job committed more than
+    /// `settle` after its `finished_at`, or a finished job retried or deleted, shows in the
+    /// totals only at the next full count.
     fn queue_activity(
         &self,
         finished_since: chrono::DateTime<chrono::Utc>,
+        settle: std::time::Duration,
     ) -> impl Future<Output = Result<QueueActivity, StoreError>> + Send;
 
     /// How many jobs match `list`'s filters (its page size is ignored; `before` counts only

@@ -357,10 +357,16 @@ impl QueueStatsBuilder {
 /// What [`Store::queue_activity`](super::Store::queue_activity) found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueActivity {
-    /// Per queue: unfinished counts exact, finished counts since the call's `finished_since`.
+    /// Per queue: unfinished counts exact; finished counts of the jobs that finished in
+    /// `[finished_since, settled_until)`, which no later call counts again.
     pub queues: Vec<QueueStats>,
-    /// The store's clock when it counted: the next call's `finished_since`.
-    pub as_of: DateTime<Utc>,
+    /// Per queue: finished counts of the jobs that finished at or after `settled_until` (the
+    /// last `settle`): still settling, since a finishing transaction may commit a little after
+    /// its `finished_at`; the next call counts them again.
+    pub recent: Vec<QueueStats>,
+    /// The store's clock minus `settle` (never before `finished_since`): the next call's
+    /// `finished_since`.
+    pub settled_until: DateTime<Utc>,
 }
 
 /// Counts for one queue.

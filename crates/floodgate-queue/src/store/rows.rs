@@ -112,6 +112,18 @@ pub(crate) fn job_from_row<R: JobRow>(row: &R) -> Result<Job, StoreError> {
     })
 }
 
+/// The finished counts still settling, from the `recent` column of an activity count.
+pub(crate) fn recent_finished<R: Columns>(counts: &[R]) -> Result<Vec<QueueStats>, StoreError> {
+    let mut stats = QueueStatsBuilder::default();
+    for row in counts {
+        let n = row.int("recent")?;
+        if n > 0 {
+            stats.count(row.text("queue")?, row.state("state")?, n, None);
+        }
+    }
+    Ok(stats.build())
+}
+
 /// A row of `paused_groups`.
 pub(crate) fn paused_group<R: JobRow>(row: &R) -> Result<PausedGroup, StoreError> {
     Ok(PausedGroup {

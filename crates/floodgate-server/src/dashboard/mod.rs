@@ -151,7 +151,7 @@ impl Dashboard {
     pub async fn refresh(&self) -> Result<Arc<Snapshot>, StoreError> {
         let started = Instant::now();
         let s = &self.sources;
-        let sample = s.sampler.sample().await?;
+        let sample = s.sampler.refresh().await?;
         let queues: Vec<QueueView> = sample.queues.iter().cloned().map(QueueView::from).collect();
         let now = SystemTime::now();
         let since = {

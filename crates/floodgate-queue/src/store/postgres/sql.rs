@@ -287,21 +287,23 @@ impl Sql {
                 FROM {t}jobs GROUP BY queue, state"),
             // See `ACTIVITY`.
             activity: r("SELECT queue, state, count(*) AS n,
-                    (extract(epoch FROM now() - min(run_at)) * 1000000)::bigint AS oldest_age_us
+                    (extract(epoch FROM now() - min(run_at)) * 1000000)::bigint AS oldest_age_us,
+                    0::bigint AS recent
                 FROM {t}jobs
                 WHERE state IN ('pending', 'failed', 'running') AND attempt >= 0
                 GROUP BY queue, state
                 UNION ALL
-                SELECT queue, 'succeeded', count(*), NULL FROM {t}jobs
-                WHERE state = 'succeeded' AND finished_at >= $1 AND finished_at < $2
-                GROUP BY queue
+                SELECT queue, 'succeeded', count(*) FILTER (WHERE finished_at < $2), NULL,
+                    count(*) FILTER (WHERE finished_at >= $2)
+                FROM {t}jobs WHERE state = 'succeeded' AND finished_at >= $1 GROUP BY queue
                 UNION ALL
-                SELECT queue, 'dead', count(*), NULL FROM {t}jobs
-                WHERE state = 'dead' AND finished_at >= $1 AND finished_at < $2 GROUP BY queue
+                SELECT queue, 'dead', count(*) FILTER (WHERE finished_at < $2), NULL,
+                    count(*) FILTER (WHERE finished_at >= $2)
+                FROM {t}jobs WHERE state = 'dead' AND finished_at >= $1 GROUP BY queue
                 UNION ALL
-                SELECT queue, 'cancelled', count(*), NULL FROM {t}jobs
-                WHERE state = 'cancelled' AND finished_at >= $1 AND finished_at < $2
-                GROUP BY queue"),
+                SELECT queue, 'cancelled', count(*) FILTER (WHERE finished_at < $2), NULL,
+                    count(*) FILTER (WHERE finished_at >= $2)
+                FROM {t}jobs WHERE state = 'cancelled' AND finished_at >= $1 GROUP BY queue"),
             paused_queues: r("SELECT name, paused FROM {t}queues"),
             delete_finished: r("DELETE FROM {t}jobs WHERE id IN (
                     (SELECT id FROM {t}jobs WHERE state = 'succeeded'

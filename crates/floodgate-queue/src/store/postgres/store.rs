@@ -239,14 +239,16 @@ impl Store for PgStore {
     async fn queue_activity(
         &self,
         finished_since: DateTime<Utc>,
+        settle: Duration,
     ) -> Result<QueueActivity, StoreError> {
-        let as_of: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
             .fetch_one(&self.inner.pool)
             .await?;
-        // Finished in [since, as_of): a job finishing while this runs is the next call's.
+        let settled_until =
+            (now - chrono::Duration::from_std(settle).unwrap_or_default()).max(finished_since);
         let counts = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.activity.as_str()))
             .bind(finished_since)
-            .bind(as_of)
+            .bind(settled_until)
             .fetch_all(&self.inner.pool)
             .await?;
         let paused = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_queues.as_str()))
@@ -262,7 +264,11 @@ impl Store for PgStore {
                 .filter(|us| runnable && *us >= 0)
                 .map(|us| Duration::from_micros(us as u64)))
         })?;
-        Ok(QueueActivity { queues, as_of })
+        Ok(QueueActivity {
+            queues,
+            recent: rows::recent_finished(&counts)?,
+            settled_until,
+        })
     }
 
     async fn listen(&self) -> Result<Wakeups, StoreError> {

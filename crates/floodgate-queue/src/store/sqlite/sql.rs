@@ -233,14 +233,14 @@ impl Sql {
                                       AND o.priority = p.value
                                     ORDER BY o.run_at LIMIT 1))
                         FROM json_each('[1,2,3,4,5,6,7,8,9,10]') AS p)
-                    END AS oldest
+                    END AS oldest, 0 AS recent
                 FROM q, (SELECT 'pending' AS state UNION ALL SELECT 'failed'
                          UNION ALL SELECT 'running') AS s
                 WHERE q.name IS NOT NULL
                 UNION ALL
-                SELECT queue, state, count(*), NULL FROM {{t}}jobs INDEXED BY {{t}}jobs_finished
-                WHERE state IN ('succeeded', 'dead', 'cancelled')
-                  AND finished_at >= ?1 AND finished_at < ?2
+                SELECT queue, state, sum(finished_at < ?2), NULL, sum(finished_at >= ?2)
+                FROM {{t}}jobs INDEXED BY {{t}}jobs_finished
+                WHERE state IN ('succeeded', 'dead', 'cancelled') AND finished_at >= ?1
                 GROUP BY queue, state"
             )),
             paused_queues: r("SELECT name, paused FROM {t}queues"),

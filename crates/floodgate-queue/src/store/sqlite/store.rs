@@ -261,12 +261,14 @@ impl Store for SqliteStore {
     async fn queue_activity(
         &self,
         finished_since: DateTime<Utc>,
+        settle: Duration,
     ) -> Result<QueueActivity, StoreError> {
         let now = now_micros();
-        // Finished in [since, as_of): a job finishing while this runs is the next call's.
+        let since = finished_since.timestamp_micros();
+        let settled_until = now.saturating_sub(micros(settle)).max(since);
         let counts = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.activity.as_str()))
-            .bind(finished_since.timestamp_micros())
-            .bind(now)
+            .bind(since)
+            .bind(settled_until)
             .fetch_all(&self.inner.reader)
             .await?;
         let paused = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.paused_queues.as_str()))
@@ -284,7 +286,8 @@ impl Store for SqliteStore {
         })?;
         Ok(QueueActivity {
             queues,
-            as_of: micros_to_time(now)?,
+            recent: rows::recent_finished(&counts)?,
+            settled_until: micros_to_time(settled_until)?,
         })
     }
 
