@@ -144,6 +144,15 @@ impl Deliverer {
         self.waiting.open_breakers()
     }
 
+    /// The destinations whose jobs this node's worker leaves unclaimed: open breakers, and
+    /// those disabled as far as this node knows (at once after its own 410, before the worker
+    /// re-reads the store's paused groups).
+    pub fn waiting_destinations(&self) -> Vec<String> {
+        let mut all = self.waiting.open_breakers();
+        all.extend(self.waiting.disabled());
+        all
+    }
+
     /// Whether `destination` was disabled by a `410 Gone` (as this process last read it).
     pub fn is_disabled(&self, destination: &str) -> bool {
         self.waiting.is_disabled(destination)

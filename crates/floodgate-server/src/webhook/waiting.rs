@@ -78,6 +78,11 @@ impl Waiting {
         *lock(&self.disabled) = destinations.into_iter().collect();
     }
 
+    /// The destinations disabled, as far as this process knows.
+    pub fn disabled(&self) -> Vec<String> {
+        lock(&self.disabled).iter().cloned().collect()
+    }
+
     /// Whether `destination` is disabled, as far as this process knows.
     pub fn is_disabled(&self, destination: &str) -> bool {
         lock(&self.disabled).contains(destination)

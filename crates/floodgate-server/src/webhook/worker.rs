@@ -52,7 +52,7 @@ pub fn start(
         .concurrency(concurrency.max(1))
         // A destination whose breaker is open keeps its jobs pending (disabled destinations
         // are paused groups, which the worker skips by itself).
-        .skip_groups(move || waiting.open_breakers())
+        .skip_groups(move || waiting.waiting_destinations())
         .handler(KIND, KindOptions::new(), move |job: Job, _ctx| {
             let (deliverer, store) = (deliverer.clone(), recorder.clone());
             async move {
