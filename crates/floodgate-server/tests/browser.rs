@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: headless Chromium driven through Debian's chromedriver
 //! (WebDriver, with `fantoccini`). It opens the page on a server with tokens, enqueues jobs
-//! through the store and sees the counts change without a reload, makes a job dead and
+//! through the store and sees the counts change without a reload (and stop while the tab is
+//! hidden, then catch up when it is shown), makes a job dead and
 //! retries it from the page (confirming the dialog) and sees it run, and checks that a
 //! read-only session has no action buttons. Screenshots of the overview and the failures view
 //! go to `target/dashboard/`.
@@ -185,6 +186,35 @@ async fn the_dashboard_in_headless_chromium() {
         client.screenshot().await.unwrap(),
     )
     .unwrap();
+
+    // A hidden tab stops the stream; shown again, it catches up without a reload.
+    let visibility = |hidden: bool| {
+        format!(
+            "Object.defineProperty(document, 'hidden', {{configurable: true, get: () => {hidden}}}); \
+             document.dispatchEvent(new Event('visibilitychange'));"
+        )
+    };
+    client.execute(&visibility(true), vec![]).await.unwrap();
+    until(&client, "paused while hidden", &text_of("#live"), |v| {
+        v == "paused"
+    })
+    .await;
+    store
+        .enqueue(NewJob::new("email", json!({ "n": 5 })))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let still = client
+        .execute(&format!("return {};", pending), vec![])
+        .await
+        .unwrap();
+    assert_eq!(still, json!("5"), "no updates while hidden");
+    client.execute(&visibility(false), vec![]).await.unwrap();
+    until(&client, "six pending after the catch-up", &pending, |v| {
+        v == "6"
+    })
+    .await;
+    until(&client, "live again", &text_of("#live"), |v| v == "live").await;
 
     // A job goes dead; the failures view groups it.
     let dead = store
