@@ -398,3 +398,18 @@ async fn http_claims_skip_paused_groups() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_bulk_action_with_a_bad_payload_path_is_refused_before_it_starts() {
+    let (app, _) = test_app().await;
+    let bad = post(
+        &app,
+        "/v1/jobs/retry",
+        json!({"state": "pending", "path": "a..b", "value": "1"}),
+    )
+    .await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED")
+    );
+}

@@ -232,8 +232,9 @@ pub struct ListJobs {
 const MAX_PATH_KEYS: usize = 16;
 
 impl ListJobs {
-    /// Checks the payload filter: a path and a value together, the path well formed.
-    pub(crate) fn check_filter(&self) -> Result<(), StoreError> {
+    /// Checks the payload filter: a path and a value together, the path well formed (`list`
+    /// and `count` check it too; callers about to do more than one call check it first).
+    pub fn check_filter(&self) -> Result<(), StoreError> {
         let path = match (&self.payload_path, &self.payload_value) {
             (None, None) => return Ok(()),
             (Some(path), Some(_)) => path,

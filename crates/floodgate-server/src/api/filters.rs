@@ -71,8 +71,8 @@ async fn act(
 ) -> ApiResult<Json<Affected>> {
     let Json(filter) = body?;
     let list = filter.to_list()?;
-    // The filter is checked before the walk starts (a bad payload path is a 422, not 0).
-    state.store().count(&list).await?;
+    // Checked before the walk starts (a bad payload path is a 422, not 0), without a query.
+    list.check_filter()?;
     let affected = bulk::apply(state.store(), state.sampler(), action, list).await?;
     Ok(Json(Affected { affected }))
 }
