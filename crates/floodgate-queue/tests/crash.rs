@@ -32,17 +32,37 @@ fn spawn_child(backend: &str, db: &str, schema: &str, until_done: bool) -> Child
             "FLOODGATE_CRASH_UNTIL_DONE",
             if until_done { "1" } else { "0" },
         )
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
 }
 
+/// Reads the child's output until its worker says it runs (or the child ends).
+fn wait_until_ready(child: &mut Child) {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("piped");
+    let mut lines = std::io::BufReader::new(out).lines();
+    while let Some(Ok(line)) = lines.next() {
+        if line.contains(READY) {
+            break;
+        }
+    }
+    // Keep draining so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+}
+
+/// What a child prints once its worker runs.
+const READY: &str = "floodgate-crash-child-ready";
+
 /// Starts and SIGKILLs children at varied moments, then runs one to the end.
 fn crash_repeatedly(backend: &str, db: &str, schema: &str) {
     for kill in 0..KILLS {
         let mut child = spawn_child(backend, db, schema, false);
-        std::thread::sleep(Duration::from_millis(250 + 37 * (kill as u64 % 5)));
+        // The kill moment counts from the child's worker running, not from the spawn: on busy
+        // cores a child can take longer than the delay to connect and start.
+        wait_until_ready(&mut child);
+        std::thread::sleep(Duration::from_millis(100 + 37 * (kill as u64 % 5)));
         child.kill().unwrap(); // SIGKILL: no destructor, no shutdown, leases left behind
         child.wait().unwrap();
     }
@@ -117,6 +137,7 @@ async fn child_process() {
         ($store:expr, $insert:expr) => {{
             let store = $store;
             let (worker, maintenance) = child_worker!(store.clone(), $insert);
+            println!("{READY}");
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 if until_done && unfinished(&store).await == 0 {
