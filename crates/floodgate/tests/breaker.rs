@@ -76,12 +76,16 @@ async fn an_open_breaker_rejects_without_running_the_call() {
         .unwrap_err();
     assert_eq!(ran.load(SeqCst), 0);
     match &err {
-        BreakerError::Open { name, retry_after } => {
+        BreakerError::Open { name, until } => {
             assert_eq!(&**name, "dep");
-            assert_eq!(*retry_after, Some(Duration::from_secs(7)));
+            assert_eq!(
+                *until,
+                Some(tokio::time::Instant::now() + Duration::from_secs(7))
+            );
         }
         other => panic!("expected Open, got {other:?}"),
     }
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
     assert_eq!(err.to_string(), "circuit breaker dep is open; retry in 7s");
     assert_eq!(b.stats().rejected, 1);
 }
@@ -363,13 +367,7 @@ async fn manual_control_forces_and_resets() {
     assert_eq!(b.state(), State::ForcedOpen);
     sleep(Duration::from_secs(3600)).await;
     let err = ok(&b).await.unwrap_err();
-    assert!(matches!(
-        err,
-        BreakerError::Open {
-            retry_after: None,
-            ..
-        }
-    ));
+    assert!(matches!(err, BreakerError::Open { until: None, .. }));
     b.disable();
     for _ in 0..5 {
         fail(&b).await.unwrap_err();
@@ -548,4 +546,44 @@ fn a_transition_storm_never_leaves_the_breaker_stuck_half_open() {
         }
     }
     panic!("stuck in {:?}: {:?}", b.state(), b.stats());
+}
+
+/// Rejections while the open wait is far from over read no clock (a timer marks the period);
+/// the wait still ends on the nanosecond.
+#[tokio::test(start_paused = true)]
+async fn the_open_wait_ends_exactly_on_time_though_rejections_skip_the_clock() {
+    let b = rate_breaker(1, OpenWait::fixed(TEN_S), 1);
+    fail(&b).await.unwrap_err();
+    let opened = tokio::time::Instant::now();
+    for _ in 0..1_000 {
+        assert!(ok(&b).await.unwrap_err().is_open());
+    }
+    // `advance`, not `sleep`: timers round up to the millisecond.
+    tokio::time::advance(TEN_S - Duration::from_micros(1)).await;
+    let err = ok(&b).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_micros(1)));
+    tokio::time::advance(Duration::from_micros(1)).await;
+    assert_eq!(tokio::time::Instant::now(), opened + TEN_S);
+    ok(&b).await.unwrap();
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(b.stats().rejected, 1_001);
+}
+
+/// A breaker opened on a runtime that is no longer driven (its timer never fires) still lets
+/// a call through within a bounded number of calls once the wait has passed.
+#[test]
+fn a_breaker_opened_on_an_idle_runtime_still_half_opens_after_its_wait() {
+    let b = rate_breaker(1, OpenWait::fixed(Duration::from_millis(20)), 1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async { fail(&b).await.unwrap_err() });
+    assert_eq!(b.state(), State::Open);
+    std::thread::sleep(Duration::from_millis(40));
+    let rejected = (0..1_000)
+        .take_while(|_| b.try_acquire().is_err())
+        .count();
+    assert!(rejected < 64, "{rejected} calls rejected after the wait");
+    drop(rt);
 }

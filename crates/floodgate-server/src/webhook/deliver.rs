@@ -278,8 +278,9 @@ impl Deliverer {
         let breaker = self.breakers.get(&name).map_err(JobError::retry)?;
         let permit = match breaker.try_acquire() {
             Ok(p) => p,
-            Err(BreakerError::Open { retry_after, .. }) => {
-                let wait = retry_after
+            Err(e @ BreakerError::Open { .. }) => {
+                let wait = e
+                    .retry_after()
                     .unwrap_or(Duration::from_secs(1))
                     .max(Duration::from_millis(100));
                 self.waiting.breaker_open(&name, wait);

@@ -2,7 +2,6 @@
 
 use std::fmt::Display;
 use std::future::Future;
-use std::time::Duration;
 
 use tokio::sync::broadcast;
 
@@ -145,7 +144,7 @@ impl CircuitBreaker {
         let ticket = self
             .engine
             .admit()
-            .map_err(|retry_after| self.open_error(retry_after))?;
+            .map_err(|until| self.open_error(until))?;
         let pending = Pending::new(&self.engine, ticket);
         let result = match self.engine.config.call_timeout {
             None => op().await,
@@ -211,14 +210,14 @@ impl CircuitBreaker {
         let ticket = self
             .engine
             .admit()
-            .map_err(|retry_after| self.open_error(retry_after))?;
+            .map_err(|until| self.open_error(until))?;
         Ok(CallPermit::new(self.clone(), ticket))
     }
 
-    fn open_error<E>(&self, retry_after: Option<Duration>) -> BreakerError<E> {
+    fn open_error<E>(&self, until: Option<tokio::time::Instant>) -> BreakerError<E> {
         BreakerError::Open {
-            name: self.engine.name.clone(),
-            retry_after,
+            name: self.engine.error_name.clone(),
+            until,
         }
     }
 

@@ -37,6 +37,7 @@ use tokio::time::Instant;
 use super::config::{BreakerConfig, TripPolicy, WindowKind};
 use super::error::BreakerConfigError;
 use super::events::{BreakerEvent, State};
+use super::open_timer::OpenTimer;
 use super::outcome::Outcome;
 use super::stats::{BreakerStats, Counters};
 use super::window::{CountWindow, Rates, TimeWindow, Window};
@@ -98,10 +99,14 @@ struct Transitions {
 /// One breaker's state, window, counters and event channel.
 pub(crate) struct Engine {
     pub(crate) name: std::sync::Arc<str>,
+    /// The name as open errors carry it (inline when short).
+    pub(crate) error_name: super::BreakerName,
     pub(crate) config: BreakerConfig,
     base: Instant,
     state: AtomicU64,
     open_until: AtomicU64,
+    /// Lets rejections skip the clock while the open wait is known not to have ended.
+    timer: OpenTimer,
     /// Consecutive failures while closed, tagged with the closed period's epoch (high 32 bits)
     /// so that a stale failure cannot count towards a later period.
     consecutive: AtomicU64,
@@ -149,11 +154,13 @@ impl Engine {
             .map_or(0, |d| d.as_nanos() as u64);
         let counters = Counters::new(&name);
         Ok(Engine {
+            error_name: super::BreakerName::from(name.as_str()),
             name: name.into(),
             config,
             base: now,
             state: AtomicU64::new(word(0, State::Closed)),
             open_until: AtomicU64::new(0),
+            timer: OpenTimer::default(),
             consecutive: AtomicU64::new(0),
             window,
             counters,
@@ -182,6 +189,11 @@ impl Engine {
         at.saturating_duration_since(self.base).as_nanos() as u64
     }
 
+    /// When the current (or last) open wait ends.
+    fn open_until(&self) -> Instant {
+        self.base + Duration::from_nanos(self.open_until.load(Acquire))
+    }
+
     fn open_remaining(&self, now: Instant) -> Duration {
         Duration::from_nanos(
             self.open_until
@@ -190,8 +202,11 @@ impl Engine {
         )
     }
 
-    /// Admits a call, or says how long the breaker stays open (`None`: forced open).
-    pub(crate) fn admit(&self) -> Result<Ticket, Option<Duration>> {
+    /// Admits a call, or says until when the breaker stays open (`None`: forced open).
+    ///
+    /// A rejection while the open period is marked quiet by its [timer](OpenTimer) reads no
+    /// clock; otherwise the clock decides whether the wait has passed.
+    pub(crate) fn admit(&self) -> Result<Ticket, Option<Instant>> {
         loop {
             let w = self.state.load(Acquire);
             let epoch = epoch_of(w);
@@ -204,10 +219,12 @@ impl Engine {
                     });
                 }
                 State::Open => {
-                    let now = Instant::now();
-                    let remaining = self.open_remaining(now);
-                    if !remaining.is_zero() {
-                        return Err(self.reject(Some(remaining)));
+                    if self
+                        .timer
+                        .is_quiet(epoch, self.counters.rejected.load(Relaxed))
+                        || self.nanos(Instant::now()) < self.open_until.load(Acquire)
+                    {
+                        return Err(self.reject(Some(self.open_until())));
                     }
                     self.transition(
                         w,
@@ -218,7 +235,8 @@ impl Engine {
                 }
                 State::HalfOpen => {
                     if admitted_of(w) >= self.config.half_open_probes {
-                        return Err(self.reject(Some(Duration::ZERO)));
+                        // The wait is over: a retry may be let through at once.
+                        return Err(self.reject(Some(self.open_until())));
                     }
                     // Counted only if the word (and so the period) is unchanged.
                     if self
@@ -238,9 +256,9 @@ impl Engine {
         }
     }
 
-    fn reject(&self, retry_after: Option<Duration>) -> Option<Duration> {
+    fn reject(&self, until: Option<Instant>) -> Option<Instant> {
         self.counters.count_rejected();
-        retry_after
+        until
     }
 
     /// Records the outcome of the call admitted with `ticket`; `describe` tells what failed,
@@ -471,6 +489,7 @@ impl Engine {
                 };
                 let d = Duration::from_secs_f64((nominal * (1.0 + spread)).max(0.0));
                 self.open_until.store(self.nanos(now + d), Release);
+                self.timer.arm(epoch_of(from) + 1, now + d, now);
                 open_for = Some(d);
                 let failure = failure();
                 if !failure.is_empty() {

@@ -4,7 +4,7 @@
 //! A [`CircuitBreaker`] counts call outcomes over a sliding window (the last N calls, or the
 //! last T seconds) and opens when, after a minimum number of calls, the failure rate or the
 //! slow-call rate reaches its threshold, or after N failures in a row. While open, calls fail
-//! at once with [`BreakerError::Open`] and a `retry_after`. After the open wait, half-open
+//! at once with [`BreakerError::Open`], which tells when to retry ([`BreakerError::retry_after`]). After the open wait, half-open
 //! lets exactly `half_open_probes` calls through; if they all succeed the breaker closes, if
 //! one fails it re-opens for longer (`base * factor^n`, capped, with jitter), and a close
 //! resets the growth.
@@ -48,8 +48,10 @@
 mod circuit;
 mod config;
 mod engine;
+mod name;
 mod error;
 mod events;
+mod open_timer;
 mod outcome;
 mod permit;
 mod registry;
@@ -68,6 +70,7 @@ pub use config::{
 };
 pub use error::{BreakerConfigError, BreakerError};
 pub use events::{BreakerEvent, State};
+pub use name::BreakerName;
 pub use outcome::Outcome;
 pub use permit::CallPermit;
 pub use registry::{

@@ -169,10 +169,7 @@ fn start_job<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>, jo
     let breaker = kind.options.breaker.as_ref().map(|b| b.try_acquire());
     let refused = match (&global, &local, &breaker) {
         (Err(_), ..) | (_, Some(Err(_)), _) => Some(Duration::from_millis(50)),
-        (_, _, Some(Err(floodgate::breaker::BreakerError::Open { retry_after, .. }))) => {
-            Some(retry_after.unwrap_or(Duration::from_secs(1)))
-        }
-        (_, _, Some(Err(_))) => Some(Duration::from_secs(1)),
+        (_, _, Some(Err(e))) => Some(e.retry_after().unwrap_or(Duration::from_secs(1))),
         _ => None,
     };
     if let Some(delay) = refused {
