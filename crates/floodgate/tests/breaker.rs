@@ -581,9 +581,7 @@ fn a_breaker_opened_on_an_idle_runtime_still_half_opens_after_its_wait() {
     rt.block_on(async { fail(&b).await.unwrap_err() });
     assert_eq!(b.state(), State::Open);
     std::thread::sleep(Duration::from_millis(40));
-    let rejected = (0..1_000)
-        .take_while(|_| b.try_acquire().is_err())
-        .count();
+    let rejected = (0..1_000).take_while(|_| b.try_acquire().is_err()).count();
     assert!(rejected < 64, "{rejected} calls rejected after the wait");
     drop(rt);
 }

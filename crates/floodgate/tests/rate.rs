@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floodgate::rate::layer::RateLimitLayer;
-use floodgate::rate::{KeyedRateLimiter, NotUntil, Quota, RateError, RateLimiter};
+use floodgate::rate::{KeyedRateLimiter, NotUntil, Quota, RateClock, RateError, RateLimiter};
 use floodgate::retry::RetryDecision;
 use proptest::prelude::*;
 use tokio::time::{Instant, sleep};
@@ -15,9 +15,21 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// A limiter on tokio's (paused) clock.
+fn direct(quota: Quota) -> RateLimiter {
+    RateLimiter::new(quota).with_clock(RateClock::Tokio)
+}
+
+/// A keyed limiter on tokio's (paused) clock.
+fn keyed<K: std::hash::Hash + Eq + Clone>(quota: Quota, max_keys: usize) -> KeyedRateLimiter<K> {
+    KeyedRateLimiter::new(quota, max_keys)
+        .unwrap()
+        .with_clock(RateClock::Tokio)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_burst_then_one_cell_per_interval() {
-    let l = RateLimiter::new(Quota::per_second(10).unwrap().burst(3).unwrap());
+    let l = direct(Quota::per_second(10).unwrap().burst(3).unwrap());
     for _ in 0..3 {
         l.check().unwrap();
     }
@@ -31,7 +43,7 @@ async fn a_burst_then_one_cell_per_interval() {
 
 #[tokio::test(start_paused = true)]
 async fn over_time_the_rate_holds() {
-    let l = RateLimiter::new(Quota::per_second(50).unwrap().burst(5).unwrap());
+    let l = direct(Quota::per_second(50).unwrap().burst(5).unwrap());
     let start = Instant::now();
     let mut taken = 0;
     while start.elapsed() < Duration::from_secs(10) {
@@ -45,7 +57,7 @@ async fn over_time_the_rate_holds() {
 
 #[tokio::test(start_paused = true)]
 async fn check_n_takes_several_cells_and_refuses_more_than_the_burst() {
-    let l = RateLimiter::new(Quota::per_second(10).unwrap().burst(5).unwrap());
+    let l = direct(Quota::per_second(10).unwrap().burst(5).unwrap());
     l.check_n(4).unwrap();
     assert_eq!(l.check_n(2), Err(NotUntil::Wait(ms(100))));
     l.check_n(1).unwrap();
@@ -62,7 +74,7 @@ async fn check_n_takes_several_cells_and_refuses_more_than_the_burst() {
 
 #[tokio::test(start_paused = true)]
 async fn until_ready_waits_exactly_as_long_as_needed() {
-    let l = RateLimiter::per_second(4).unwrap();
+    let l = direct(Quota::per_second(4).unwrap());
     let start = Instant::now();
     for _ in 0..8 {
         l.until_ready().await;
@@ -83,7 +95,7 @@ fn invalid_quotas_are_errors() {
 
 #[tokio::test(start_paused = true)]
 async fn keys_have_their_own_buckets() {
-    let l = KeyedRateLimiter::new(Quota::per_second(2).unwrap(), 100).unwrap();
+    let l = keyed(Quota::per_second(2).unwrap(), 100);
     l.check(&"a").unwrap();
     l.check(&"a").unwrap();
     assert!(l.check(&"a").is_err());
@@ -98,7 +110,7 @@ async fn keys_have_their_own_buckets() {
 
 #[tokio::test(start_paused = true)]
 async fn the_key_set_stays_bounded_under_churn() {
-    let l = KeyedRateLimiter::new(Quota::per_second(1).unwrap(), 1_000).unwrap();
+    let l = keyed(Quota::per_second(1).unwrap(), 1_000);
     for k in 0..100_000u32 {
         let _ = l.check(&k);
     }
@@ -109,9 +121,7 @@ async fn the_key_set_stays_bounded_under_churn() {
 
 #[tokio::test(start_paused = true)]
 async fn the_layer_rejects_with_a_retry_after_or_waits() {
-    let limiter = Arc::new(RateLimiter::new(
-        Quota::per_second(2).unwrap().burst(1).unwrap(),
-    ));
+    let limiter = Arc::new(direct(Quota::per_second(2).unwrap().burst(1).unwrap()));
     let svc = RateLimitLayer::reject(limiter.clone()).layer(service_fn(|x: u8| async move {
         Ok::<_, tower::BoxError>(x)
     }));
@@ -122,9 +132,7 @@ async fn the_layer_rejects_with_a_retry_after_or_waits() {
         Some(&NotUntil::Wait(ms(500)))
     );
 
-    let limiter = Arc::new(RateLimiter::new(
-        Quota::per_second(2).unwrap().burst(1).unwrap(),
-    ));
+    let limiter = Arc::new(direct(Quota::per_second(2).unwrap().burst(1).unwrap()));
     let svc = RateLimitLayer::wait(limiter).layer(service_fn(|x: u8| async move {
         Ok::<_, tower::BoxError>(x)
     }));
@@ -147,7 +155,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         rt.block_on(async {
             let quota = Quota::per_second(rate).unwrap().burst(burst).unwrap();
-            let l = RateLimiter::new(quota);
+            let l = direct(quota);
             let start = Instant::now();
             let mut taken: Vec<Duration> = Vec::new();
             for gap in gaps {
@@ -167,4 +175,95 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// The default (fast) clock does not follow paused time, yet waiting on it never spins: each
+/// waiter reserves its cell and sleeps once, so the paused clock moves by the sum of the waits
+/// and no more (a retry loop would advance it far further, one rounded-up sleep per spin).
+#[tokio::test(start_paused = true)]
+async fn until_ready_on_the_fast_clock_sleeps_once_per_wait_under_paused_time() {
+    let l = RateLimiter::new(Quota::per_second(4).unwrap());
+    let start = Instant::now();
+    for _ in 0..8 {
+        l.until_ready().await;
+    }
+    // Real time barely moves, so the 4 cells after the burst wait 250, 500, 750 and 1,000 ms.
+    let elapsed = start.elapsed();
+    assert!(
+        (ms(2_490)..=ms(2_510)).contains(&elapsed),
+        "paused clock moved {elapsed:?}"
+    );
+    let keyed = KeyedRateLimiter::new(Quota::per_second(4).unwrap(), 10).unwrap();
+    let start = Instant::now();
+    for _ in 0..8 {
+        keyed.until_ready(&"k").await;
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        (ms(2_490)..=ms(2_510)).contains(&elapsed),
+        "paused clock moved {elapsed:?}"
+    );
+}
+
+fn poll_once<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+    f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
+/// A cancelled wait gives its cell back; waiters are served in arrival order.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_wait_gives_its_cell_back() {
+    let l = direct(Quota::per_second(1).unwrap());
+    l.check().unwrap();
+    {
+        let wait = l.until_ready();
+        tokio::pin!(wait);
+        assert!(poll_once(wait.as_mut()).is_pending()); // reserved the cell due at 1 s
+    } // dropped: the cell is given back
+    sleep(Duration::from_secs(1)).await;
+    l.check().unwrap(); // without the refund this cell would be due at 2 s
+
+    let k = keyed(Quota::per_second(1).unwrap(), 10);
+    k.check(&1).unwrap();
+    {
+        let wait = k.until_ready(&1);
+        tokio::pin!(wait);
+        assert!(poll_once(wait.as_mut()).is_pending());
+    }
+    sleep(Duration::from_secs(1)).await;
+    k.check(&1).unwrap();
+
+    // A waiting layer service dropped after its reservation gives the cell back too.
+    let limiter = Arc::new(direct(Quota::per_second(1).unwrap()));
+    limiter.check().unwrap();
+    let mut svc = RateLimitLayer::wait(limiter.clone()).layer(service_fn(|x: u8| async move {
+        Ok::<_, tower::BoxError>(x)
+    }));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(tower::Service::poll_ready(&mut svc, &mut cx).is_pending());
+    drop(svc);
+    sleep(Duration::from_secs(1)).await;
+    limiter.check().unwrap();
+}
+
+/// Waiters reserve in arrival order: the first to ask is the first served.
+#[tokio::test(start_paused = true)]
+async fn waiters_are_served_in_arrival_order() {
+    let l = Arc::new(direct(Quota::per_second(10).unwrap().burst(1).unwrap()));
+    l.check().unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let (l, order) = (l.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            l.until_ready().await;
+            order.lock().unwrap().push((i, Instant::now()));
+        }));
+        tokio::task::yield_now().await; // task i reserves before task i + 1 is spawned
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let order = order.lock().unwrap();
+    let ids: Vec<_> = order.iter().map(|(i, _)| *i).collect();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
 }

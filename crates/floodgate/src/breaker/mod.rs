@@ -48,9 +48,9 @@
 mod circuit;
 mod config;
 mod engine;
-mod name;
 mod error;
 mod events;
+mod name;
 mod open_timer;
 mod outcome;
 mod permit;

@@ -10,6 +10,11 @@
 //! Otherwise the caller must wait until `max(tat, now) + n * t - tau`. One atomic
 //! compare-and-swap per check; no background refill. A TAT in the past means a full bucket, so a
 //! key whose TAT has passed carries no information and can be forgotten (see the keyed limiter).
+//!
+//! Waiting ([`RateLimiter::until_ready`]) *reserves*: it takes the cells at once, moving the
+//! TAT past `now` if need be, and sleeps until they are due; if the wait is cancelled it gives
+//! them back (the TAT moves back by their cost). Waiters are therefore served in the order they
+//! arrived, one clock read and one sleep each, whichever clock the limiter reads.
 
 use std::sync::atomic::{
     AtomicU64,
@@ -17,8 +22,7 @@ use std::sync::atomic::{
 };
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use super::clock::{Clock, RateClock};
 use super::error::{NotUntil, RateError};
 
 /// The rate and burst of a limiter.
@@ -77,6 +81,7 @@ impl Quota {
         self.burst
     }
 
+    #[inline]
     fn tau(&self) -> u64 {
         self.interval.saturating_mul(u64::from(self.burst))
     }
@@ -108,36 +113,94 @@ impl Quota {
             }
         }
     }
-}
 
-/// The clock every limiter reads: nanoseconds since a base instant, on tokio's clock (so
-/// paused-time tests control it).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
-    base: Instant,
-}
-
-impl Clock {
-    pub(crate) fn new() -> Self {
-        Clock {
-            base: Instant::now(),
+    /// [`take`](Self::take) of one cell: the burst is at least 1, so there is no burst check
+    /// and the cost is one interval.
+    #[inline]
+    pub(crate) fn take_one(&self, tat: &AtomicU64, now: u64) -> Result<(), NotUntil> {
+        let tau = self.tau();
+        let mut cur = tat.load(Acquire);
+        loop {
+            let next = cur.max(now).saturating_add(self.interval);
+            if next - now > tau {
+                return Err(NotUntil::Wait(Duration::from_nanos(next - tau - now)));
+            }
+            match tat.compare_exchange_weak(cur, next, AcqRel, Acquire) {
+                Ok(_) => return Ok(()),
+                Err(actual) => cur = actual,
+            }
         }
     }
 
-    /// Never 0, so that a fresh TAT of 0 is always in the past.
-    pub(crate) fn now(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64 + 1
+    /// Takes `n` cells whatever the bucket holds: the new TAT and how long until the cells are
+    /// due (zero: now). [`NotUntil::Never`] if `n` exceeds the burst.
+    pub(crate) fn reserve_step(
+        &self,
+        tat: u64,
+        now: u64,
+        n: u32,
+    ) -> Result<(u64, Duration), NotUntil> {
+        if n > self.burst {
+            return Err(NotUntil::Never { burst: self.burst });
+        }
+        let next = tat
+            .max(now)
+            .saturating_add(self.interval.saturating_mul(u64::from(n)));
+        let wait = (next - now).saturating_sub(self.tau());
+        Ok((next, Duration::from_nanos(wait)))
+    }
+
+    /// [`reserve_step`](Self::reserve_step) on an atomic TAT; the wait.
+    pub(crate) fn reserve(&self, tat: &AtomicU64, now: u64, n: u32) -> Result<Duration, NotUntil> {
+        let mut cur = tat.load(Acquire);
+        loop {
+            let (next, wait) = self.reserve_step(cur, now, n)?;
+            match tat.compare_exchange_weak(cur, next, AcqRel, Acquire) {
+                Ok(_) => return Ok(wait),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// The TAT after giving back `n` reserved cells.
+    pub(crate) fn refund_step(&self, tat: u64, n: u32) -> u64 {
+        tat.saturating_sub(self.interval.saturating_mul(u64::from(n)))
+    }
+}
+
+/// Runs its closure when dropped, unless disarmed: gives back a reservation whose wait was
+/// cancelled.
+pub(crate) struct OnCancel<F: FnMut()>(Option<F>);
+
+impl<F: FnMut()> OnCancel<F> {
+    pub(crate) fn new(f: F) -> Self {
+        OnCancel(Some(f))
+    }
+
+    /// The wait completed: nothing to give back.
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnMut()> Drop for OnCancel<F> {
+    fn drop(&mut self) {
+        if let Some(f) = &mut self.0 {
+            f();
+        }
     }
 }
 
 /// A rate limiter for one stream of events (GCRA, like governor's direct limiter).
 ///
+/// Reads the [fast clock](RateClock::Fast) unless built [`with_clock`](Self::with_clock).
+///
 /// ```
-/// use floodgate::rate::{NotUntil, Quota, RateLimiter};
+/// use floodgate::rate::{NotUntil, Quota, RateClock, RateLimiter};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), floodgate::rate::RateError> {
-/// let limiter = RateLimiter::new(Quota::per_second(10)?.burst(2)?);
+/// let limiter = RateLimiter::new(Quota::per_second(10)?.burst(2)?).with_clock(RateClock::Tokio);
 /// assert!(limiter.check().is_ok());
 /// assert!(limiter.check().is_ok());
 /// let Err(NotUntil::Wait(wait)) = limiter.check() else { panic!() };
@@ -154,11 +217,20 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter with `quota`.
+    /// A limiter with `quota`, reading the fast clock.
     pub fn new(quota: Quota) -> Self {
         RateLimiter {
             quota,
-            clock: Clock::new(),
+            clock: Clock::new(RateClock::Fast),
+            tat: AtomicU64::new(0),
+        }
+    }
+
+    /// The same limiter, full, reading `clock` ([`RateClock::Tokio`] in paused-time tests).
+    pub fn with_clock(self, clock: RateClock) -> Self {
+        RateLimiter {
+            quota: self.quota,
+            clock: Clock::new(clock),
             tat: AtomicU64::new(0),
         }
     }
@@ -174,8 +246,9 @@ impl RateLimiter {
     }
 
     /// Takes one cell now, or says how long until one is available.
+    #[inline]
     pub fn check(&self) -> Result<(), NotUntil> {
-        self.quota.take(&self.tat, self.clock.now(), 1)
+        self.quota.take_one(&self.tat, self.clock.now())
     }
 
     /// Takes `n` cells at once; [`NotUntil::Never`] if `n` exceeds the burst.
@@ -185,12 +258,33 @@ impl RateLimiter {
 
     /// Waits until a cell is available and takes it.
     ///
+    /// The cell is reserved at once and the wait is one sleep until it is due, so waiters are
+    /// served in arrival order and nothing spins, whichever clock the limiter reads.
+    ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a cell is taken only when the future completes.
+    /// Cancel safe: a wait that is dropped gives its cell back.
     pub async fn until_ready(&self) {
-        while let Err(NotUntil::Wait(d)) = self.check() {
-            tokio::time::sleep(d).await;
+        let wait = self.reserve();
+        if wait.is_zero() {
+            return;
         }
+        let refund = OnCancel::new(|| self.refund());
+        tokio::time::sleep(wait).await;
+        refund.disarm();
+    }
+
+    /// Takes one cell whatever the bucket holds; how long until it is due.
+    pub(crate) fn reserve(&self) -> Duration {
+        self.quota
+            .reserve(&self.tat, self.clock.now(), 1)
+            .unwrap_or_default()
+    }
+
+    /// Gives back a cell taken by [`reserve`](Self::reserve) and not used.
+    pub(crate) fn refund(&self) {
+        let _ = self
+            .tat
+            .fetch_update(AcqRel, Acquire, |t| Some(self.quota.refund_step(t, 1)));
     }
 }

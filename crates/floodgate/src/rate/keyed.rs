@@ -1,12 +1,13 @@
 //! [`KeyedRateLimiter`]: one GCRA per key, with a bounded key set.
 
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
+use super::clock::{Clock, RateClock};
 use super::error::{NotUntil, RateError};
-use super::gcra::{Clock, Quota};
+use super::gcra::{OnCancel, Quota};
 use crate::sync::{Mutex, lock};
 
 const SHARDS: usize = 16;
@@ -20,6 +21,8 @@ const SHARDS: usize = 16;
 /// idle enough to be the least recently used. Hostile churn through millions of keys therefore
 /// costs a fixed amount of memory.
 ///
+/// Reads the [fast clock](RateClock::Fast) unless built [`with_clock`](Self::with_clock).
+///
 /// ```
 /// use floodgate::rate::{KeyedRateLimiter, Quota};
 /// let per_client = KeyedRateLimiter::new(Quota::per_second(1).unwrap(), 10_000).unwrap();
@@ -31,7 +34,8 @@ const SHARDS: usize = 16;
 pub struct KeyedRateLimiter<K: Hash + Eq> {
     quota: Quota,
     clock: Clock,
-    hasher: RandomState,
+    /// Picks the shard; the same fast keyed hash (foldhash) the shards' maps use.
+    hasher: lru::DefaultHasher,
     shards: Box<[Mutex<LruCache<K, u64>>]>,
 }
 
@@ -44,12 +48,24 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         let per_shard = NonZeroUsize::new(max_keys.div_ceil(SHARDS)).expect("at least 1");
         Ok(KeyedRateLimiter {
             quota,
-            clock: Clock::new(),
-            hasher: RandomState::new(),
+            clock: Clock::new(RateClock::Fast),
+            hasher: lru::DefaultHasher::default(),
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(LruCache::new(per_shard)))
                 .collect(),
         })
+    }
+
+    /// The same limiter, with no key remembered, reading `clock` ([`RateClock::Tokio`] in
+    /// paused-time tests).
+    pub fn with_clock(self, clock: RateClock) -> Self {
+        for shard in self.shards.iter() {
+            lock(shard).clear();
+        }
+        KeyedRateLimiter {
+            clock: Clock::new(clock),
+            ..self
+        }
     }
 
     /// The quota of each key.
@@ -65,8 +81,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     /// Takes `n` cells for `key`.
     pub fn check_n(&self, key: &K, n: u32) -> Result<(), NotUntil> {
         let now = self.clock.now();
-        let shard = &self.shards[self.hasher.hash_one(key) as usize % SHARDS];
-        let mut map = lock(shard);
+        let mut map = lock(self.shard(key));
         match map.get_mut(key) {
             Some(tat) => {
                 *tat = self.quota.step(*tat, now, n)?;
@@ -82,13 +97,37 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
 
     /// Waits until `key` has a cell and takes it.
     ///
+    /// The cell is reserved at once and the wait is one sleep until it is due (see
+    /// [`RateLimiter::until_ready`](super::RateLimiter::until_ready)).
+    ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a cell is taken only when the future completes.
+    /// Cancel safe: a wait that is dropped gives its cell back.
     pub async fn until_ready(&self, key: &K) {
-        while let Err(NotUntil::Wait(d)) = self.check(key) {
-            tokio::time::sleep(d).await;
+        let now = self.clock.now();
+        let wait = {
+            let mut map = lock(self.shard(key));
+            let tat = map.get(key).copied().unwrap_or(0);
+            let Ok((next, wait)) = self.quota.reserve_step(tat, now, 1) else {
+                return; // a burst of at least 1 always holds one cell
+            };
+            map.put(key.clone(), next);
+            wait
+        };
+        if wait.is_zero() {
+            return;
         }
+        let refund = OnCancel::new(|| {
+            if let Some(tat) = lock(self.shard(key)).get_mut(key) {
+                *tat = self.quota.refund_step(*tat, 1);
+            }
+        });
+        tokio::time::sleep(wait).await;
+        refund.disarm();
+    }
+
+    fn shard(&self, key: &K) -> &Mutex<LruCache<K, u64>> {
+        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 
     /// Keys remembered now.

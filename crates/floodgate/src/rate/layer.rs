@@ -1,15 +1,16 @@
 //! [`RateLimitLayer`]: rate-limits a Tower service, rejecting or waiting.
 //!
 //! In reject mode a call over the rate fails at once with [`NotUntil`] (boxed), whose wait is a
-//! Retry-After hint. In wait mode `poll_ready` waits until a cell is free.
+//! Retry-After hint. In wait mode `poll_ready` reserves a cell and waits until it is due; a
+//! service dropped with a reserved cell it did not use gives the cell back.
 //!
 //! ```
-//! use floodgate::rate::{Quota, RateLimiter, NotUntil, layer::RateLimitLayer};
+//! use floodgate::rate::{Quota, RateClock, RateLimiter, NotUntil, layer::RateLimitLayer};
 //! use tower::{Layer, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
-//! let limiter = std::sync::Arc::new(RateLimiter::new(Quota::per_second(1).unwrap()));
+//! let limiter = std::sync::Arc::new(RateLimiter::new(Quota::per_second(1).unwrap()).with_clock(RateClock::Tokio));
 //! let svc = RateLimitLayer::reject(limiter).layer(service_fn(|x: u8| async move { Ok::<_, tower::BoxError>(x) }));
 //! assert_eq!(svc.clone().oneshot(1).await.unwrap(), 1);
 //! let err = svc.oneshot(2).await.unwrap_err();
@@ -25,7 +26,7 @@ use std::task::{Context, Poll, ready};
 use tokio::time::Sleep;
 use tower::{BoxError, Layer, Service};
 
-use super::{NotUntil, RateLimiter};
+use super::RateLimiter;
 
 /// Wraps services in [`RateLimitService`].
 #[derive(Debug, Clone)]
@@ -72,8 +73,17 @@ pub struct RateLimitService<S> {
     inner: S,
     limiter: Arc<RateLimiter>,
     wait: bool,
+    /// A cell taken by `poll_ready` and not yet used by `call` (due once `sleep` is done).
     reserved: bool,
     sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> Drop for RateLimitService<S> {
+    fn drop(&mut self) {
+        if self.reserved {
+            self.limiter.refund();
+        }
+    }
 }
 
 impl<S: Clone> Clone for RateLimitService<S> {
@@ -101,16 +111,16 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        while self.wait && !self.reserved {
-            if let Some(sleep) = &mut self.sleep {
-                ready!(sleep.as_mut().poll(cx));
-                self.sleep = None;
+        if self.wait && !self.reserved {
+            let wait = self.limiter.reserve();
+            self.reserved = true;
+            if !wait.is_zero() {
+                self.sleep = Some(Box::pin(tokio::time::sleep(wait)));
             }
-            match self.limiter.check() {
-                Ok(()) => self.reserved = true,
-                Err(NotUntil::Wait(d)) => self.sleep = Some(Box::pin(tokio::time::sleep(d))),
-                Err(never) => return Poll::Ready(Err(never.into())),
-            }
+        }
+        if let Some(sleep) = &mut self.sleep {
+            ready!(sleep.as_mut().poll(cx));
+            self.sleep = None;
         }
         self.inner.poll_ready(cx).map_err(Into::into)
     }
@@ -118,7 +128,7 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         if self.wait {
             assert!(
-                self.reserved,
+                self.reserved && self.sleep.is_none(),
                 "RateLimitService::call without poll_ready: call poll_ready first"
             );
             self.reserved = false;

@@ -5,6 +5,10 @@
 //! state per limiter or key and no refill task. A refusal says how long to wait
 //! ([`NotUntil::Wait`]), which converts into a Retry-After hint for [`crate::retry`].
 //!
+//! Limiters read a fast clock (the CPU's time-stamp counter) by default; tests that pause
+//! Tokio's clock build them [`with_clock(RateClock::Tokio)`](RateLimiter::with_clock) (see
+//! [`RateClock`]).
+//!
 //! ```
 //! use floodgate::rate::{Quota, RateLimiter};
 //! use floodgate::retry::RetryDecision;
@@ -17,6 +21,7 @@
 //! assert!(matches!(RetryDecision::from(&refused), RetryDecision::RetryAfter(_)));
 //! ```
 
+mod clock;
 mod error;
 mod gcra;
 mod keyed;
@@ -26,6 +31,7 @@ pub mod layer;
 #[cfg(feature = "redis")]
 pub mod redis;
 
+pub use clock::RateClock;
 pub use error::{NotUntil, RateError};
 pub use gcra::{Quota, RateLimiter};
 pub use keyed::KeyedRateLimiter;
