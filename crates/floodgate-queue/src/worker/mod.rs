@@ -116,6 +116,7 @@ pub struct WorkerBuilder<S: Store + Clone> {
     limiter: Option<Limiter>,
     concurrency: usize,
     claim_batch: u32,
+    claim_ahead: Option<u32>,
     lease_ttl: Duration,
     poll_interval: Duration,
     memory: Option<MemoryWatch>,
@@ -138,6 +139,7 @@ impl<S: Store + Clone> Worker<S> {
             limiter: None,
             concurrency: 10,
             claim_batch: 100,
+            claim_ahead: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             poll_interval: DEFAULT_POLL_INTERVAL,
             memory: None,
@@ -181,6 +183,20 @@ impl<S: Store + Clone> WorkerBuilder<S> {
     /// At most this many jobs per claim statement (default 100).
     pub fn claim_batch(mut self, n: u32) -> Self {
         self.claim_batch = n;
+        self
+    }
+
+    /// At most this many jobs claimed beyond the free permits (default: the claim batch);
+    /// 0 turns claiming ahead off.
+    ///
+    /// The worker claims ahead only what it expects to start within about one claim round
+    /// trip, from the rate it starts jobs at: short jobs are claimed in full batches, jobs of
+    /// a second or more not ahead at all. Jobs claimed ahead start in priority order, hold
+    /// leases (extended by the heartbeat, rescued after a crash like running jobs) and are put
+    /// back to `pending` at shutdown without spending an attempt. Kinds with a per-kind or
+    /// cluster-wide limit are never claimed ahead.
+    pub fn claim_ahead(mut self, n: u32) -> Self {
+        self.claim_ahead = Some(n);
         self
     }
 
@@ -302,6 +318,11 @@ impl<S: Store + Clone> WorkerBuilder<S> {
                 format!("{} is outside 1..=10000", self.claim_batch),
             ));
         }
+        if let Some(n) = self.claim_ahead
+            && n > 10_000
+        {
+            return Err(invalid("claim_ahead", format!("{n} is over 10000")));
+        }
         if let Some(m) = self.memory
             && (m.low > m.high || m.every.is_zero())
         {
@@ -333,6 +354,7 @@ impl<S: Store + Clone> WorkerBuilder<S> {
                 kinds: self.kinds.into_values().map(Arc::new).collect(),
                 limiter,
                 claim_batch: self.claim_batch,
+                claim_ahead: self.claim_ahead.unwrap_or(self.claim_batch),
                 lease_ttl: self.lease_ttl,
                 poll_interval: self.poll_interval,
                 memory: self.memory,
@@ -358,6 +380,9 @@ pub struct ShutdownSummary {
     /// Jobs still running at the deadline: stopped, and put back to `pending` for another
     /// worker to take at once.
     pub released: usize,
+    /// Jobs claimed ahead that had not started: put back to `pending` at once, their attempt
+    /// not spent.
+    pub returned: usize,
 }
 
 impl WorkerHandle {

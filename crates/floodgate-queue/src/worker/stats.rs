@@ -33,6 +33,9 @@ pub struct WorkerStats {
     pub store_errors: u64,
     /// Jobs running now.
     pub running: u64,
+    /// Jobs claimed ahead of a free permit, waiting to start now (see
+    /// [`WorkerBuilder::claim_ahead`](super::WorkerBuilder::claim_ahead)).
+    pub prefetched: u64,
 }
 
 /// The live counters behind [`WorkerStats`].
@@ -66,12 +69,17 @@ impl Counters {
         counter.fetch_add(1, Relaxed);
     }
 
+    /// Handler runs started so far.
+    pub(super) fn started(&self) -> u64 {
+        self.started.load(Relaxed)
+    }
+
     /// Counts `n` claimed jobs.
     pub(super) fn claimed(&self, n: usize) {
         self.claimed.fetch_add(n as u64, Relaxed);
     }
 
-    pub(super) fn snapshot(&self, running: usize) -> WorkerStats {
+    pub(super) fn snapshot(&self, running: usize, prefetched: usize) -> WorkerStats {
         WorkerStats {
             claimed: self.claimed.load(Relaxed),
             started: self.started.load(Relaxed),
@@ -83,6 +91,7 @@ impl Counters {
             lease_lost: self.lease_lost.load(Relaxed),
             store_errors: self.store_errors.load(Relaxed),
             running: running as u64,
+            prefetched: prefetched as u64,
         }
     }
 }

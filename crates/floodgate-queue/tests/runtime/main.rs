@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod claim_ahead;
 mod cluster_limit;
 mod inbox;
 mod leader;

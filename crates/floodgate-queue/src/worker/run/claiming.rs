@@ -1,8 +1,15 @@
-//! The claim loop: claims only what the global and per-kind limits leave room for, grouped
-//! by kind, and starts one task per claimed job.
+//! The claim loop: claims what the global and per-kind limits leave room for, grouped by
+//! kind (and for unlimited kinds a bounded number more, see [`prefetch`](super::prefetch)),
+//! and starts one task per job.
 
 use super::executing::{Run, execute, finish_store};
+use super::prefetch::Estimate;
 use super::*;
+
+/// Whether every kind is claimed in one group of unlimited kinds (see `Shared::handoff`).
+pub(super) fn one_group(kinds: &[Arc<Kind>]) -> bool {
+    kinds.iter().all(|k| !k.limited())
+}
 
 /// Kinds grouped for claiming: each limited kind alone, the unlimited ones together; highest
 /// kind priority first.
@@ -56,6 +63,7 @@ pub(super) async fn dispatch<S: Store + Clone>(config: Arc<Config<S>>, shared: A
         names: Vec::new(),
         read_at: None,
     };
+    let mut estimate = Estimate::new(config.claim_ahead as usize);
     let mut wakeups = match config.store.listen().await {
         Ok(w) => Some(w.poll_interval(config.poll_interval)),
         Err(e) => {
@@ -68,19 +76,19 @@ pub(super) async fn dispatch<S: Store + Clone>(config: Arc<Config<S>>, shared: A
     shared.ready.send_replace(true);
     let mut tick = tokio::time::interval(config.poll_interval);
     loop {
-        if claim_round(&config, &shared, &groups, &mut paused)
+        if claim_round(&config, &shared, &groups, &mut paused, &mut estimate)
             .await
             .is_err()
         {
             // The store is unreachable: back off one poll interval before trying again.
             tokio::select! {
-                _ = shared.stop_claiming.cancelled() => return,
+                _ = shared.stop_claiming.cancelled() => break,
                 _ = tokio::time::sleep(config.poll_interval) => continue,
             }
         }
         tokio::select! {
             biased;
-            _ = shared.stop_claiming.cancelled() => return,
+            _ = shared.stop_claiming.cancelled() => break,
             _ = shared.freed.notified() => {
                 // Jobs started together tend to end together: let the others that are ending
                 // free their permits too, so one claim takes them all.
@@ -96,6 +104,45 @@ pub(super) async fn dispatch<S: Store + Clone>(config: Arc<Config<S>>, shared: A
             } => {}
         }
     }
+    return_buffered(&config, &shared).await;
+}
+
+/// Puts the jobs claimed ahead back to `pending` without spending their attempt.
+async fn return_buffered<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>) {
+    let jobs = shared.prefetched.take_all();
+    if jobs.is_empty() {
+        return;
+    }
+    let now = Utc::now();
+    let writes = jobs.iter().map(|job| async move {
+        let lease = job.lease().expect("a claimed job is leased");
+        let written = config.store.snooze(lease, now).await;
+        if written.is_ok() {
+            shared.returned.fetch_add(1, Ordering::Relaxed);
+        }
+        finish_store(shared, job, written.map(|()| JobState::Pending), || {
+            WorkerEvent::Snoozed {
+                id: job.id,
+                kind: job.kind.clone(),
+                until: now,
+            }
+        });
+    });
+    futures_util::future::join_all(writes).await;
+    tracing::info!(worker = %config.id, returned = jobs.len(), "jobs claimed ahead put back");
+}
+
+/// Starts buffered jobs, best first, while permits are free.
+pub(super) fn start_buffered<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>) {
+    while !shared.stop_claiming.is_cancelled() {
+        let Ok(permit) = config.limiter.try_acquire_owned() else {
+            return;
+        };
+        let Some(job) = shared.prefetched.pop() else {
+            return;
+        };
+        start_job(config, shared, job, Some(permit));
+    }
 }
 
 /// Claims and starts jobs while there is room and the claims come back full.
@@ -104,6 +151,7 @@ async fn claim_round<S: Store + Clone>(
     shared: &Arc<Shared>,
     groups: &[Vec<Arc<Kind>>],
     paused: &mut PausedGroups,
+    estimate: &mut Estimate,
 ) -> Result<(), StoreError> {
     loop {
         let mut full = false;
@@ -112,13 +160,23 @@ async fn claim_round<S: Store + Clone>(
             if shared.stop_claiming.is_cancelled() || shared.memory_high.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let global_free = config.limiter.available();
-            if global_free == 0 {
-                return Ok(());
+            let ahead_allowed = config.claim_ahead > 0 && group.iter().all(|k| !k.limited());
+            if ahead_allowed {
+                start_buffered(config, shared);
+                estimate.observe_starts(shared.counters.started());
             }
+            let global_free = config.limiter.available();
             let eligible: Vec<&Arc<Kind>> = group.iter().filter(|k| !k.blocked()).collect();
             let kind_free = eligible.iter().map(|k| k.free()).min().unwrap_or(0);
-            let limit = global_free.min(kind_free).min(config.claim_batch as usize) as u32;
+            let mut limit = global_free.min(kind_free);
+            if ahead_allowed {
+                // Top the buffer up once it is down to half of what should be at hand.
+                let (ahead, buffered) = (estimate.ahead(), shared.prefetched.len());
+                if limit > 0 || buffered * 2 <= ahead {
+                    limit = (limit + ahead).saturating_sub(buffered);
+                }
+            }
+            let limit = limit.min(config.claim_batch as usize) as u32;
             if limit == 0 {
                 continue;
             }
@@ -134,6 +192,7 @@ async fn claim_round<S: Store + Clone>(
                 },
                 skip_groups: skip_groups.clone(),
             };
+            let began = Instant::now();
             let jobs = match config.store.claim(&claim).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
@@ -146,8 +205,14 @@ async fn claim_round<S: Store + Clone>(
             };
             shared.counters.claimed(jobs.len());
             full |= jobs.len() == limit as usize;
-            for job in jobs {
-                start_job(config, shared, job);
+            if ahead_allowed {
+                estimate.observe_claim(began.elapsed());
+                shared.prefetched.push(jobs);
+                start_buffered(config, shared);
+            } else {
+                for job in jobs {
+                    start_job(config, shared, job, None);
+                }
             }
         }
         if !full {
@@ -156,7 +221,15 @@ async fn claim_round<S: Store + Clone>(
     }
 }
 
-fn start_job<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>, job: Job) {
+/// Starts `job` with `global` (a permit of the global limiter already taken) or else one
+/// taken now; a job that cannot start (no permit, a half-open breaker out of probes) is put
+/// back without spending its attempt.
+fn start_job<S: Store + Clone>(
+    config: &Arc<Config<S>>,
+    shared: &Arc<Shared>,
+    job: Job,
+    global: Option<floodgate::OwnedPermit>,
+) {
     let lease = job.lease().expect("a claimed job is leased");
     let kind = config
         .kinds
@@ -164,7 +237,7 @@ fn start_job<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>, jo
         .find(|k| k.name == job.kind)
         .expect("only registered kinds are claimed")
         .clone();
-    let global = config.limiter.try_acquire_owned();
+    let global = global.map_or_else(|| config.limiter.try_acquire_owned(), Ok);
     let local = kind.limiter.as_ref().map(Limiter::try_acquire_owned);
     let breaker = kind.options.breaker.as_ref().map(|b| b.try_acquire());
     let refused = match (&global, &local, &breaker) {

@@ -84,6 +84,9 @@ pub(super) async fn execute<S: Store + Clone, P: Send>(
     let took = started.elapsed();
     // The handler is done: its capacity goes to the next job while the outcome is written.
     drop(permits);
+    if shared.handoff {
+        start_buffered(config, shared);
+    }
     shared.freed.notify_one();
     running.decrement(1.0);
     metrics::histogram!("floodgate_jobs_duration_seconds", "kind" => job.kind.clone())

@@ -1,7 +1,7 @@
 //! The running worker, split along a job's data flow:
 //!
-//! * [`claiming`]: the claim loop, which takes only what the limits leave room for and starts
-//!   one task per job;
+//! * [`claiming`]: the claim loop, which takes what the limits leave room for (and, for short
+//!   jobs, a bounded number more: [`prefetch`]) and starts one task per job;
 //! * [`executing`]: one job's run (handler, timeout, panic, cancellation) and the writing of
 //!   its outcome;
 //! * [`completing`]: the batcher that writes successes together, with its retries;
@@ -36,12 +36,13 @@ use crate::store::{Claim, Completion, LeaseStatus, Store};
 mod claiming;
 mod completing;
 mod executing;
+mod prefetch;
 mod shutdown;
 mod watching;
 
 pub(super) use shutdown::shutdown;
 
-use claiming::dispatch;
+use claiming::{dispatch, start_buffered};
 use completing::complete_batches;
 use watching::{heartbeat, watch_memory};
 
@@ -59,6 +60,8 @@ pub(super) struct Config<S> {
     pub(super) kinds: Vec<Arc<Kind>>,
     pub(super) limiter: Limiter,
     pub(super) claim_batch: u32,
+    /// At most this many jobs claimed beyond the free permits (0: never).
+    pub(super) claim_ahead: u32,
     pub(super) lease_ttl: Duration,
     pub(super) poll_interval: Duration,
     pub(super) memory: Option<MemoryWatch>,
@@ -86,6 +89,13 @@ pub(super) struct Shared {
     memory_high: AtomicBool,
     finished_while_stopping: AtomicUsize,
     released: AtomicUsize,
+    /// Jobs claimed ahead and put back at shutdown without starting.
+    returned: AtomicUsize,
+    /// Jobs claimed ahead of a free permit, best first.
+    prefetched: prefetch::Buffer,
+    /// Whether a finishing job starts the next buffered one itself (when every kind is claimed
+    /// in one group, so no other kind's claim has a better right to the permit).
+    handoff: bool,
     summary: OnceCell<ShutdownSummary>,
     id: Arc<str>,
     /// Successful runs go to the completion batcher; taken (closed) at the end of shutdown.
@@ -118,7 +128,8 @@ impl Shared {
     }
 
     pub(super) fn stats(&self) -> WorkerStats {
-        self.counters.snapshot(self.running_count())
+        self.counters
+            .snapshot(self.running_count(), self.prefetched.len())
     }
 
     pub(super) async fn ready(&self) {
@@ -146,6 +157,9 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
         memory_high: AtomicBool::new(false),
         finished_while_stopping: AtomicUsize::new(0),
         released: AtomicUsize::new(0),
+        returned: AtomicUsize::new(0),
+        prefetched: prefetch::Buffer::default(),
+        handoff: claiming::one_group(&config.kinds) && config.claim_ahead > 0,
         summary: OnceCell::new(),
         id: config.id.clone(),
         completer: Mutex::new(None),

@@ -6,7 +6,9 @@
 //! driven by one of the [`Shared`] tokens or trackers:
 //!
 //! 1. **Stop claiming** (`stop_claiming`). The claim loop ends after the claim in flight, if
-//!    any; the jobs that claim returns still start as usual.
+//!    any; the jobs that claim returns still start as usual, up to the free permits, and the
+//!    jobs claimed ahead that have not started are put back to `pending` at once (a snooze to
+//!    now: their attempt is not spent).
 //! 2. **Wait for the claim loop** (`dispatcher`), **then for the jobs** (`jobs`), both until
 //!    the deadline. The order matters: a claim that landed after the jobs' wait returned
 //!    would start jobs nobody waits for, left `running` in the database after `shutdown`
@@ -52,6 +54,7 @@ pub(in crate::worker) async fn shutdown(
                 finished: shared.finished_while_stopping.load(Ordering::Relaxed)
                     - shared.released.load(Ordering::Relaxed),
                 released: shared.released.load(Ordering::Relaxed),
+                returned: shared.returned.load(Ordering::Relaxed),
             };
             tracing::info!(worker = %shared.id, ?summary, "worker stopped");
             summary

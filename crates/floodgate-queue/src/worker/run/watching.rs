@@ -11,11 +11,14 @@ pub(super) async fn heartbeat<S: Store + Clone>(config: Arc<Config<S>>, shared: 
             _ = shared.background_stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let leases: Vec<Lease> = lock(&shared.running)
+        let mut leases: Vec<Lease> = lock(&shared.running)
             .values()
             .filter(|r| !r.lost)
             .map(|r| r.lease)
             .collect();
+        // Jobs claimed ahead hold leases too; they come last.
+        let buffered_from = leases.len();
+        leases.extend(shared.prefetched.leases());
         if leases.is_empty() {
             continue;
         }
@@ -32,6 +35,17 @@ pub(super) async fn heartbeat<S: Store + Clone>(config: Arc<Config<S>>, shared: 
                 continue;
             }
         };
+        for (lease, status) in leases[buffered_from..]
+            .iter()
+            .zip(&statuses[buffered_from.min(statuses.len())..])
+        {
+            // A buffered job whose lease is lost is no longer this worker's to start; a cancel
+            // request is seen once it runs.
+            if *status == LeaseStatus::Lost {
+                shared.prefetched.remove(lease);
+                tracing::warn!(worker = %config.id, job = %lease.id, "lease of a job claimed ahead lost");
+            }
+        }
         let mut running = lock(&shared.running);
         for (lease, status) in leases.iter().zip(statuses) {
             let Some(r) = running.get_mut(&lease.id) else {
