@@ -8,7 +8,7 @@
 //!
 //! * throughput: the worker processes start first and go idle; then `--jobs` no-op jobs are
 //!   inserted in ONE transaction; the clock runs from that commit until the database shows
-//!   every job finished (start-up excluded). Global limit `--concurrency`, the worker's
+//!   no job left pending or running (counted every 20 ms; start-up excluded). Global limit `--concurrency`, the worker's
 //!   default settings otherwise.
 //! * `--latency`: one idle worker; 500 jobs enqueued one at a time 5 ms apart, each carrying
 //!   its enqueue time; the handler records start minus enqueue; nearest-rank p50 and p99.
@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use floodgate_queue::worker::{KindOptions, Outcome, Worker};
-use floodgate_queue::{JobState, NewJob, OutboxStore, PgStore, SqliteStore, Store};
+use floodgate_queue::{JobState, ListJobs, NewJob, OutboxStore, PgStore, SqliteStore, Store};
 use serde_json::json;
 
 const SCHEMA: &str = "floodgate_bench_worker";
@@ -48,6 +48,13 @@ struct Args {
     /// Worker processes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     processes: u64,
+    /// The worker's claim batch (default: the worker's own default, 100).
+    #[arg(long = "claim-batch")]
+    claim_batch: Option<u32>,
+    /// The worker's claim-ahead cap (default: the worker's own default, the claim batch;
+    /// 0 turns claiming ahead off).
+    #[arg(long = "claim-ahead")]
+    claim_ahead: Option<u32>,
     /// Measure enqueue-to-start latency instead: one idle worker, 500 jobs 5 ms apart.
     #[arg(long)]
     latency: bool,
@@ -74,9 +81,15 @@ fn micros_now() -> i64 {
 }
 
 /// A worker process: no-op handler (recording its start latency), default settings.
-async fn child<S: Store + Clone>(store: S, concurrency: usize) {
-    let handle = Worker::builder(store)
-        .concurrency(concurrency)
+async fn child<S: Store + Clone>(store: S, args: &Args) {
+    let mut builder = Worker::builder(store).concurrency(args.concurrency as usize);
+    if let Some(n) = args.claim_batch {
+        builder = builder.claim_batch(n);
+    }
+    if let Some(n) = args.claim_ahead {
+        builder = builder.claim_ahead(n);
+    }
+    let handle = builder
         .handler("noop", KindOptions::new(), |job, _| async move {
             let started = micros_now();
             let result = job.payload["enqueued_us"]
@@ -121,6 +134,8 @@ fn spawn_children(args: &Args, n: usize) -> Vec<Child> {
                 "--concurrency",
                 &args.concurrency.to_string(),
             ])
+            .args(args.claim_batch.map(|n| format!("--claim-batch={n}")))
+            .args(args.claim_ahead.map(|n| format!("--claim-ahead={n}")))
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn a worker process");
@@ -144,14 +159,18 @@ async fn throughput<S: OutboxStore + Clone>(store: &S, args: &Args) -> f64 {
     store.enqueue_many_in(&mut tx, jobs).await.unwrap();
     tx.commit().await.unwrap();
     let start = Instant::now();
-    loop {
-        let stats = store.queue_stats().await.unwrap();
-        if stats[0].counts.succeeded >= args.jobs {
-            break;
+    // Done when no job is left pending or running. Each look counts the jobs left in one
+    // state (an index range that shrinks as the run goes, like the peers' count of the rows
+    // left), every 20 ms, so the measuring competes little with the workers for the database
+    // (at most 20 ms of error).
+    for state in [JobState::Pending, JobState::Running] {
+        let left = ListJobs {
+            state: Some(state),
+            ..ListJobs::default()
+        };
+        while store.count(&left).await.unwrap() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // Counting scans the table: look every 20 ms so the measuring does not compete
-        // with the workers for the database (at most 20 ms of error).
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = args.jobs as f64 / start.elapsed().as_secs_f64();
     for c in &mut children {
@@ -208,8 +227,8 @@ async fn main() {
     let mut args = args();
     if args.child {
         match args.backend.as_str() {
-            "sqlite" => child(open_sqlite(&args.path).await, args.concurrency as usize).await,
-            _ => child(open_pg(&args.url).await, args.concurrency as usize).await,
+            "sqlite" => child(open_sqlite(&args.path).await, &args).await,
+            _ => child(open_pg(&args.url).await, &args).await,
         }
         return;
     }

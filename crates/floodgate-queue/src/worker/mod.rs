@@ -138,7 +138,7 @@ impl<S: Store + Clone> Worker<S> {
             kinds: HashMap::new(),
             limiter: None,
             concurrency: 10,
-            claim_batch: 100,
+            claim_batch: 500,
             claim_ahead: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             poll_interval: DEFAULT_POLL_INTERVAL,
@@ -180,7 +180,7 @@ impl<S: Store + Clone> WorkerBuilder<S> {
         self
     }
 
-    /// At most this many jobs per claim statement (default 100).
+    /// At most this many jobs per claim statement (default 500).
     pub fn claim_batch(mut self, n: u32) -> Self {
         self.claim_batch = n;
         self

@@ -27,33 +27,55 @@ pub(super) async fn complete<S: Store>(
     }
 }
 
-/// Writes successes in batches: whatever is waiting when the previous batch is done, up to
-/// 500, in one statement. No timer: an idle worker's lone success is written at once.
+/// Batches written at once: while one waits on the database (its round trip and commit),
+/// the next gathers and goes.
+const IN_FLIGHT: usize = 2;
+
+/// Writes successes in batches: whatever is waiting when a batch can go (fewer than
+/// [`IN_FLIGHT`] are being written), up to 500, in one statement. No timer: an idle worker's
+/// lone success is written at once.
 pub(super) async fn complete_batches<S: Store>(
     store: S,
     worker_id: Arc<str>,
     mut requests: mpsc::UnboundedReceiver<CompleteRequest>,
 ) {
-    while let Some(first) = requests.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < 500 {
-            match requests.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+    use futures_util::StreamExt;
+    let mut writing = futures_util::stream::FuturesUnordered::new();
+    let mut open = true;
+    while open || !writing.is_empty() {
+        tokio::select! {
+            first = requests.recv(), if open && writing.len() < IN_FLIGHT => {
+                let Some(first) = first else {
+                    open = false;
+                    continue;
+                };
+                let mut batch = vec![first];
+                while batch.len() < 500 {
+                    match requests.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                writing.push(write_batch(&store, &worker_id, batch));
+            }
+            Some(()) = writing.next(), if !writing.is_empty() => {}
+        }
+    }
+}
+
+/// Writes one batch and answers each of its requests.
+async fn write_batch<S: Store>(store: &S, worker_id: &str, batch: Vec<CompleteRequest>) {
+    let completions: Vec<Completion> = batch.iter().map(|(c, _)| c.clone()).collect();
+    match complete_with_retries(store, worker_id, completions).await {
+        Ok(lost) => {
+            for (c, reply) in batch {
+                let _ = reply.send(Ok(lost.contains(&c.lease.id)));
             }
         }
-        let completions: Vec<Completion> = batch.iter().map(|(c, _)| c.clone()).collect();
-        match complete_with_retries(&store, &worker_id, completions).await {
-            Ok(lost) => {
-                for (c, reply) in batch {
-                    let _ = reply.send(Ok(lost.contains(&c.lease.id)));
-                }
-            }
-            Err(e) => {
-                let e = e.to_string();
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(e.clone()));
-                }
+        Err(e) => {
+            let e = e.to_string();
+            for (_, reply) in batch {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }
