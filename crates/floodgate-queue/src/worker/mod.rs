@@ -1,9 +1,12 @@
 //! The worker runtime: claims jobs from a [`Store`] and runs their handlers under a global
 //! [`Limiter`], per-kind limits, priorities, timeouts, backoff and circuit breakers.
 //!
-//! * It claims only what it can start now: the global limiter's free permits, split among
-//!   the kinds with room (kinds with a `max_concurrency` are claimed on their own, highest
-//!   kind priority first), in batches. Nothing waits in the worker's memory.
+//! * It claims what it can start now: the global limiter's free permits, split among the kinds
+//!   with room (kinds with a `max_concurrency` are claimed on their own, highest kind priority
+//!   first), in batches; and for kinds without a limit of their own, a bounded number more,
+//!   the jobs it expects to start within about one claim round trip
+//!   ([`WorkerBuilder::claim_ahead`]), which wait leased in a priority-ordered buffer and go
+//!   back to `pending` at shutdown.
 //! * A kind whose breaker is open is not claimed; a job its half-open breaker refuses goes
 //!   back (snoozed) without spending an attempt. Outcomes feed the breaker.
 //! * A heartbeat extends the leases of everything running (every third of the lease); a job
