@@ -27,6 +27,8 @@ use tokio::time::Sleep;
 use tower::{BoxError, Layer, Service};
 
 use super::RateLimiter;
+#[cfg(doc)]
+use super::NotUntil;
 
 /// Wraps services in [`RateLimitService`].
 #[derive(Debug, Clone)]
