@@ -570,7 +570,8 @@ async fn the_open_wait_ends_exactly_on_time_though_rejections_skip_the_clock() {
 }
 
 /// A breaker opened on a runtime that is no longer driven (its timer never fires) still lets
-/// a call through within a bounded number of calls once the wait has passed.
+/// a call through within a bounded number of calls once the wait has passed: every 64th
+/// rejection reads the clock.
 #[test]
 fn a_breaker_opened_on_an_idle_runtime_still_half_opens_after_its_wait() {
     let b = rate_breaker(1, OpenWait::fixed(Duration::from_millis(20)), 1);
@@ -580,8 +581,12 @@ fn a_breaker_opened_on_an_idle_runtime_still_half_opens_after_its_wait() {
         .unwrap();
     rt.block_on(async { fail(&b).await.unwrap_err() });
     assert_eq!(b.state(), State::Open);
+    for _ in 0..10 {
+        assert!(b.try_acquire().is_err()); // rejections 0..=9, within the wait
+    }
     std::thread::sleep(Duration::from_millis(40));
     let rejected = (0..1_000).take_while(|_| b.try_acquire().is_err()).count();
-    assert!(rejected < 64, "{rejected} calls rejected after the wait");
+    // Rejections 10..=63 skip the clock (the mark is never cleared); the 64th reads it.
+    assert_eq!(rejected, 54, "{rejected} calls rejected after the wait");
     drop(rt);
 }

@@ -267,3 +267,30 @@ async fn waiters_are_served_in_arrival_order() {
     let ids: Vec<_> = order.iter().map(|(i, _)| *i).collect();
     assert_eq!(ids, [0, 1, 2, 3, 4]);
 }
+
+/// A cancelled wait behind a later reservation gives nothing back: the later waiter keeps its
+/// place and the next one queues behind it, so the burst of 1 is never exceeded.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_wait_behind_a_later_one_does_not_break_the_burst() {
+    let l = Arc::new(direct(Quota::per_second(1).unwrap().burst(1).unwrap()));
+    let start = Instant::now();
+    l.check().unwrap(); // the cell of second 0
+    let a = tokio::spawn({
+        let l = l.clone();
+        async move { l.until_ready().await }
+    });
+    tokio::task::yield_now().await; // a reserves the cell due at 1 s
+    let b = tokio::spawn({
+        let l = l.clone();
+        async move {
+            l.until_ready().await;
+            Instant::now()
+        }
+    });
+    tokio::task::yield_now().await; // b reserves the cell due at 2 s
+    a.abort();
+    let _ = a.await;
+    l.until_ready().await; // c: behind b, due at 3 s
+    assert_eq!(start.elapsed(), ms(3_000));
+    assert_eq!(b.await.unwrap() - start, ms(2_000));
+}

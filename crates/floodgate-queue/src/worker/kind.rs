@@ -149,6 +149,14 @@ impl Kind {
         self.limiter.as_ref().map_or(usize::MAX, Limiter::available)
     }
 
+    /// Whether the kind's breaker is half-open (only its probes may start).
+    pub(crate) fn probing(&self) -> bool {
+        self.options
+            .breaker
+            .as_ref()
+            .is_some_and(|b| b.state() == floodgate::breaker::State::HalfOpen)
+    }
+
     /// Whether the breaker keeps this kind from being claimed.
     pub(crate) fn blocked(&self) -> bool {
         self.options.breaker.as_ref().is_some_and(|b| {

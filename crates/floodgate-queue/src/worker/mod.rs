@@ -193,8 +193,8 @@ impl<S: Store + Clone> WorkerBuilder<S> {
     /// 0 turns claiming ahead off.
     ///
     /// The worker claims ahead only what it expects to start within about one claim round
-    /// trip, from the rate it starts jobs at: short jobs are claimed in full batches, jobs of
-    /// a second or more not ahead at all. Jobs claimed ahead start in priority order, hold
+    /// trip, from the rate it starts jobs at: short jobs are claimed in full batches, slow ones
+    /// (a second each at a limit of 10) not ahead at all. Jobs claimed ahead start in priority order, hold
     /// leases (extended by the heartbeat, rescued after a crash like running jobs) and are put
     /// back to `pending` at shutdown without spending an attempt. Kinds with a per-kind or
     /// cluster-wide limit are never claimed ahead.
@@ -377,6 +377,7 @@ pub struct WorkerHandle {
 
 /// What [`WorkerHandle::shutdown`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShutdownSummary {
     /// Jobs running when shutdown began that finished before the deadline.
     pub finished: usize,

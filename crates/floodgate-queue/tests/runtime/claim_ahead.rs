@@ -207,7 +207,61 @@ async fn shutdown_gives_buffered_jobs_back_at_once<S: Store + Clone>(store: &S) 
     }
 }
 
+/// A worker whose every kind is blocked by an open breaker claims nothing, however high its
+/// claim-ahead estimate (a claim naming no kind would take every kind, even ones it has no
+/// handler for).
+async fn a_worker_whose_kinds_are_all_blocked_claims_nothing<S: Store + Clone>(store: &S) {
+    let breaker = floodgate::breaker::CircuitBreaker::new("fast");
+    let handle = Worker::builder(store.clone())
+        .concurrency(2)
+        .handler(
+            "fast",
+            KindOptions::new().breaker(breaker.clone()),
+            |_, _| async { Ok(Outcome::done()) },
+        )
+        .build()
+        .unwrap()
+        .start();
+    store
+        .enqueue_many((0..FAST).map(|n| NewJob::new("fast", json!(n))).collect())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while handle.stats().succeeded < FAST as u64 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    breaker.force_open();
+    let foreign = store
+        .enqueue(NewJob::new("not_mine", json!(null)))
+        .await
+        .unwrap()
+        .id;
+    let more = store
+        .enqueue(NewJob::new("fast", json!(null)))
+        .await
+        .unwrap()
+        .id;
+    // Nothing signals a claim not made: give a wrong one the time to happen.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for id in [foreign, more] {
+        assert_eq!(
+            store.job(id).await.unwrap().unwrap().state,
+            JobState::Pending
+        );
+    }
+    assert_eq!(handle.stats().prefetched, 0);
+    breaker.reset();
+    eventually(store, more, JobState::Succeeded).await;
+    handle.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        store.job(foreign).await.unwrap().unwrap().state,
+        JobState::Pending
+    );
+}
+
 crate::support::backends!(
+    a_worker_whose_kinds_are_all_blocked_claims_nothing,
     the_buffer_stays_within_its_cap_and_its_leases_are_extended,
     claim_ahead_zero_turns_it_off,
     buffered_jobs_start_in_priority_order,

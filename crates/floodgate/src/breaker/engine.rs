@@ -9,8 +9,9 @@
 //!  u64:  [ epoch (37 bits) | probes ok (12) | probes admitted (12) | state (3) ]
 //! ```
 //!
-//! Admission reads it: closed and disabled admit at once; open compares the clock with
-//! `open_until`; half-open admits with a compare-and-swap that adds one admitted probe while
+//! Admission reads it: closed and disabled admit at once; open rejects without a clock read
+//! while the period is marked quiet by its [timer](super::open_timer), and otherwise compares
+//! the clock with `open_until`; half-open admits with a compare-and-swap that adds one admitted probe while
 //! the count is below `half_open_probes`, so exactly that many probes get through however many
 //! callers race. Each admitted call remembers the epoch it was admitted in, and its outcome
 //! only counts if the epoch is still current: a slow call admitted while closed cannot re-open

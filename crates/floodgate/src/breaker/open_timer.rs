@@ -6,18 +6,20 @@
 //! as *quiet* and sets a timer that clears the mark [`SLACK`] before the wait ends. A
 //! rejection that finds its period marked reads no clock; from the timer's firing to the end
 //! of the wait rejections read the clock as before, so the moment the breaker lets probes
-//! through is exactly what it was (the slack covers the timer's millisecond resolution and a
-//! wake-up that comes a little late).
+//! through is what it was, to the nanosecond, as long as the timer fires no more than the
+//! slack late (its millisecond resolution takes up to 1 ms of it).
 //!
-//! Two guards keep a mark from outliving its wait. The timer's task clears the mark when it is
-//! dropped as well as when it fires, so a runtime that shuts down takes its marks with it.
-//! And every [`CHECK_EVERY`]th rejection reads the clock anyway ([`OpenTimer::is_quiet`] is
-//! given the rejection count), so a breaker opened in a runtime that is no longer driven (its
-//! timer never fires) still half-opens after at most that many calls past the wait.
+//! When the timer is later than that (a runtime too busy to run it, or one no longer driven),
+//! two guards bound the overrun. Every [`CHECK_EVERY`]th rejection reads the clock anyway
+//! ([`OpenTimer::is_quiet`] is given the rejection count), so at most that many calls past the
+//! wait are rejected; and the timer's task clears the mark when it is dropped as well as when
+//! it fires, so a runtime that shuts down takes its marks with it.
 //!
 //! Without a runtime, or on one built without `enable_time`, nothing is armed and every
-//! rejection reads the clock. (Tokio reports the missing timer driver as a panic, which is
-//! caught; its message is printed once per breaker.) Under a paused Tokio clock the timer is a
+//! rejection reads the clock. Tokio reports a missing timer driver as a panic, which is caught
+//! and remembered (its message is printed once per breaker); under `panic = "abort"` it would
+//! abort instead, so build runtimes that use breakers with timers (`#[tokio::main]` does, and
+//! the breaker's call timeouts need them anyway). Under a paused Tokio clock the timer is a
 //! pending timer like any other: auto-advance may jump to it.
 
 use std::sync::Arc;

@@ -12,9 +12,12 @@
 //! key whose TAT has passed carries no information and can be forgotten (see the keyed limiter).
 //!
 //! Waiting ([`RateLimiter::until_ready`]) *reserves*: it takes the cells at once, moving the
-//! TAT past `now` if need be, and sleeps until they are due; if the wait is cancelled it gives
-//! them back (the TAT moves back by their cost). Waiters are therefore served in the order they
-//! arrived, one clock read and one sleep each, whichever clock the limiter reads.
+//! TAT past `now` if need be, and sleeps until they are due. Waiters are therefore served in
+//! the order they arrived, one clock read and one sleep each, whichever clock the limiter
+//! reads. A cancelled wait gives its cells back only while its reservation is still the last
+//! one taken (the TAT is still the value it set, and moves back by their cost); behind a later
+//! reservation the cells are lost rather than handed to a caller who would then run at the same
+//! time as that later one, beyond the burst.
 
 use std::sync::atomic::{
     AtomicU64,
@@ -150,21 +153,26 @@ impl Quota {
         Ok((next, Duration::from_nanos(wait)))
     }
 
-    /// [`reserve_step`](Self::reserve_step) on an atomic TAT; the wait.
-    pub(crate) fn reserve(&self, tat: &AtomicU64, now: u64, n: u32) -> Result<Duration, NotUntil> {
+    /// [`reserve_step`](Self::reserve_step) on an atomic TAT: the TAT it set and the wait.
+    pub(crate) fn reserve(
+        &self,
+        tat: &AtomicU64,
+        now: u64,
+        n: u32,
+    ) -> Result<(u64, Duration), NotUntil> {
         let mut cur = tat.load(Acquire);
         loop {
             let (next, wait) = self.reserve_step(cur, now, n)?;
             match tat.compare_exchange_weak(cur, next, AcqRel, Acquire) {
-                Ok(_) => return Ok(wait),
+                Ok(_) => return Ok((next, wait)),
                 Err(actual) => cur = actual,
             }
         }
     }
 
-    /// The TAT after giving back `n` reserved cells.
-    pub(crate) fn refund_step(&self, tat: u64, n: u32) -> u64 {
-        tat.saturating_sub(self.interval.saturating_mul(u64::from(n)))
+    /// The TAT after giving back `n` cells of the reservation that set it.
+    pub(crate) fn refund_step(&self, reserved: u64, n: u32) -> u64 {
+        reserved.saturating_sub(self.interval.saturating_mul(u64::from(n)))
     }
 }
 
@@ -265,26 +273,32 @@ impl RateLimiter {
     ///
     /// Cancel safe: a wait that is dropped gives its cell back.
     pub async fn until_ready(&self) {
-        let wait = self.reserve();
+        let (reserved, wait) = self.reserve();
         if wait.is_zero() {
             return;
         }
-        let refund = OnCancel::new(|| self.refund());
+        let refund = OnCancel::new(|| self.refund(reserved));
         tokio::time::sleep(wait).await;
         refund.disarm();
     }
 
-    /// Takes one cell whatever the bucket holds; how long until it is due.
-    pub(crate) fn reserve(&self) -> Duration {
+    /// Takes one cell whatever the bucket holds: the TAT the reservation set, and how long
+    /// until the cell is due.
+    pub(crate) fn reserve(&self) -> (u64, Duration) {
+        // One cell never exceeds a burst (at least 1).
         self.quota
             .reserve(&self.tat, self.clock.now(), 1)
             .unwrap_or_default()
     }
 
-    /// Gives back a cell taken by [`reserve`](Self::reserve) and not used.
-    pub(crate) fn refund(&self) {
-        let _ = self
-            .tat
-            .fetch_update(AcqRel, Acquire, |t| Some(self.quota.refund_step(t, 1)));
+    /// Gives back the unused cell of the reservation that set the TAT to `reserved`, if no
+    /// cell has been taken since.
+    pub(crate) fn refund(&self, reserved: u64) {
+        let _ = self.tat.compare_exchange(
+            reserved,
+            self.quota.refund_step(reserved, 1),
+            AcqRel,
+            Acquire,
+        );
     }
 }

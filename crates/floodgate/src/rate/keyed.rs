@@ -105,21 +105,24 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     /// Cancel safe: a wait that is dropped gives its cell back.
     pub async fn until_ready(&self, key: &K) {
         let now = self.clock.now();
-        let wait = {
+        let (reserved, wait) = {
             let mut map = lock(self.shard(key));
             let tat = map.get(key).copied().unwrap_or(0);
             let Ok((next, wait)) = self.quota.reserve_step(tat, now, 1) else {
                 return; // a burst of at least 1 always holds one cell
             };
             map.put(key.clone(), next);
-            wait
+            (next, wait)
         };
         if wait.is_zero() {
             return;
         }
+        // Given back only while this reservation is still the key's last (see `gcra.rs`).
         let refund = OnCancel::new(|| {
-            if let Some(tat) = lock(self.shard(key)).get_mut(key) {
-                *tat = self.quota.refund_step(*tat, 1);
+            if let Some(tat) = lock(self.shard(key)).get_mut(key)
+                && *tat == reserved
+            {
+                *tat = self.quota.refund_step(reserved, 1);
             }
         });
         tokio::time::sleep(wait).await;

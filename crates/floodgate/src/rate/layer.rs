@@ -26,9 +26,9 @@ use std::task::{Context, Poll, ready};
 use tokio::time::Sleep;
 use tower::{BoxError, Layer, Service};
 
-use super::RateLimiter;
 #[cfg(doc)]
 use super::NotUntil;
+use super::RateLimiter;
 
 /// Wraps services in [`RateLimitService`].
 #[derive(Debug, Clone)]
@@ -63,7 +63,7 @@ impl<S> Layer<S> for RateLimitLayer {
             inner,
             limiter: self.limiter.clone(),
             wait: self.wait,
-            reserved: false,
+            reserved: None,
             sleep: None,
         }
     }
@@ -75,15 +75,16 @@ pub struct RateLimitService<S> {
     inner: S,
     limiter: Arc<RateLimiter>,
     wait: bool,
-    /// A cell taken by `poll_ready` and not yet used by `call` (due once `sleep` is done).
-    reserved: bool,
+    /// The reservation `poll_ready` took (the TAT it set) and `call` has not used yet; its
+    /// cell is due once `sleep` is done.
+    reserved: Option<u64>,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Drop for RateLimitService<S> {
     fn drop(&mut self) {
-        if self.reserved {
-            self.limiter.refund();
+        if let Some(reserved) = self.reserved {
+            self.limiter.refund(reserved);
         }
     }
 }
@@ -95,7 +96,7 @@ impl<S: Clone> Clone for RateLimitService<S> {
             inner: self.inner.clone(),
             limiter: self.limiter.clone(),
             wait: self.wait,
-            reserved: false,
+            reserved: None,
             sleep: None,
         }
     }
@@ -113,9 +114,9 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.wait && !self.reserved {
-            let wait = self.limiter.reserve();
-            self.reserved = true;
+        if self.wait && self.reserved.is_none() {
+            let (reserved, wait) = self.limiter.reserve();
+            self.reserved = Some(reserved);
             if !wait.is_zero() {
                 self.sleep = Some(Box::pin(tokio::time::sleep(wait)));
             }
@@ -130,10 +131,10 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         if self.wait {
             assert!(
-                self.reserved && self.sleep.is_none(),
+                self.reserved.is_some() && self.sleep.is_none(),
                 "RateLimitService::call without poll_ready: call poll_ready first"
             );
-            self.reserved = false;
+            self.reserved = None;
         } else if let Err(refused) = self.limiter.check() {
             return Box::pin(std::future::ready(Err(refused.into())));
         }

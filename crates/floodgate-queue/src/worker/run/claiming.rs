@@ -167,9 +167,14 @@ async fn claim_round<S: Store + Clone>(
             }
             let global_free = config.limiter.available();
             let eligible: Vec<&Arc<Kind>> = group.iter().filter(|k| !k.blocked()).collect();
+            if eligible.is_empty() {
+                // (A claim naming no kind would take every kind.)
+                continue;
+            }
             let kind_free = eligible.iter().map(|k| k.free()).min().unwrap_or(0);
             let mut limit = global_free.min(kind_free);
-            if ahead_allowed {
+            // A kind probing a half-open breaker gets what can start now, not more.
+            if ahead_allowed && !eligible.iter().any(|k| k.probing()) {
                 // Top the buffer up once it is down to half of what should be at hand.
                 let (ahead, buffered) = (estimate.ahead(), shared.prefetched.len());
                 if limit > 0 || buffered * 2 <= ahead {
@@ -242,7 +247,12 @@ fn start_job<S: Store + Clone>(
     let breaker = kind.options.breaker.as_ref().map(|b| b.try_acquire());
     let refused = match (&global, &local, &breaker) {
         (Err(_), ..) | (_, Some(Err(_)), _) => Some(Duration::from_millis(50)),
-        (_, _, Some(Err(e))) => Some(e.retry_after().unwrap_or(Duration::from_secs(1))),
+        // (A half-open breaker out of probes says "now": wait a little before the next try.)
+        (_, _, Some(Err(e))) => Some(
+            e.retry_after()
+                .unwrap_or(Duration::from_secs(1))
+                .max(Duration::from_millis(50)),
+        ),
         _ => None,
     };
     if let Some(delay) = refused {

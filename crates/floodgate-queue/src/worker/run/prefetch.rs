@@ -8,20 +8,23 @@
 //! estimated from the observed rate of job starts times the claim round trip (doubled, so the
 //! next claim lands before the buffer runs dry), capped by `WorkerBuilder::claim_ahead`
 //! (default: the claim batch). A queue of no-op jobs is soon claimed in full batches; a queue
-//! of one-second jobs is not claimed ahead at all (10 starts a second times a millisecond's
-//! round trip rounds down to nothing).
+//! of one-second jobs at a limit of 10 is not claimed ahead at all (10 starts a second times a
+//! millisecond's round trip rounds down to nothing; at a limit of 1,000 it would be a few).
 //!
 //! The rules that keep it honest:
 //!
-//! * **Bounded.** Never more than `ahead` jobs wait in the buffer, and only kinds without a
-//!   per-kind or cluster-wide limit are claimed ahead (a buffered job counts as running in
-//!   the database, so it would hold a cluster-wide slot it is not using).
+//! * **Bounded.** A claim tops the buffer up to `ahead` (at most the cap; a permit taken while
+//!   the claim is in flight can leave a few more), and only kinds without a per-kind or
+//!   cluster-wide limit are claimed ahead (a buffered job counts as running in the database,
+//!   so it would hold a cluster-wide slot it is not using), and none while a kind's breaker is
+//!   half-open.
 //! * **Priority order.** Buffered jobs start best first (priority, then due time, then id),
 //!   merged with each new claim, the moment a permit frees (the finishing job's task starts the
 //!   next one itself).
 //! * **Leased like running jobs.** Buffered jobs hold a lease, which the heartbeat extends; one
 //!   whose lease is lost is dropped from the buffer. After a crash they are rescued when their
-//!   leases run out, like any running job.
+//!   leases run out, like any running job (their claim counted an attempt, so one on its last
+//!   attempt is rescued as `dead`, as a running one would be).
 //! * **Given back at shutdown.** When the worker stops claiming, the buffer is put back to
 //!   `pending` at once without spending an attempt (a snooze to now).
 
@@ -106,9 +109,9 @@ impl Buffer {
             .collect()
     }
 
-    /// Drops the buffered job with a lost lease.
+    /// Drops the buffered job holding `lease` (lost).
     pub(super) fn remove(&self, lease: &Lease) {
-        lock(&self.jobs).retain(|a| a.0.id != lease.id);
+        lock(&self.jobs).retain(|a| a.0.lease().as_ref() != Some(lease));
     }
 }
 

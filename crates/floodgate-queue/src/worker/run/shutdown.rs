@@ -6,9 +6,9 @@
 //! driven by one of the [`Shared`] tokens or trackers:
 //!
 //! 1. **Stop claiming** (`stop_claiming`). The claim loop ends after the claim in flight, if
-//!    any; the jobs that claim returns still start as usual, up to the free permits, and the
-//!    jobs claimed ahead that have not started are put back to `pending` at once (a snooze to
-//!    now: their attempt is not spent).
+//!    any. The jobs that claim returns start as usual for kinds claimed directly; for kinds
+//!    claimed ahead they join the buffer, and the buffer's jobs, none of which has started,
+//!    are put back to `pending` at once (a snooze to now: their attempt is not spent).
 //! 2. **Wait for the claim loop** (`dispatcher`), **then for the jobs** (`jobs`), both until
 //!    the deadline. The order matters: a claim that landed after the jobs' wait returned
 //!    would start jobs nobody waits for, left `running` in the database after `shutdown`
@@ -21,7 +21,8 @@
 //!    writes go directly to the store), then the heartbeat, the memory watch and the event
 //!    forwarders stop.
 //!
-//! The summary counts the jobs that finished after shutdown began and the jobs released.
+//! The summary counts the jobs that finished after shutdown began, the jobs released at the
+//! deadline and the buffered jobs returned.
 
 use super::*;
 

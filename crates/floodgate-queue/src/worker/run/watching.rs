@@ -11,14 +11,16 @@ pub(super) async fn heartbeat<S: Store + Clone>(config: Arc<Config<S>>, shared: 
             _ = shared.background_stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
+        // Jobs claimed ahead hold leases too. They are read first: a job that starts between
+        // the two reads is then in both lists (extended twice) rather than in neither.
+        let buffered = shared.prefetched.leases();
         let mut leases: Vec<Lease> = lock(&shared.running)
             .values()
             .filter(|r| !r.lost)
             .map(|r| r.lease)
             .collect();
-        // Jobs claimed ahead hold leases too; they come last.
         let buffered_from = leases.len();
-        leases.extend(shared.prefetched.leases());
+        leases.extend(buffered);
         if leases.is_empty() {
             continue;
         }
