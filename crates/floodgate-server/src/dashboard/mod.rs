@@ -96,7 +96,9 @@ impl Dashboard {
         *started = true;
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(TICK);
+            // The first tick one period from now: whoever started the sampler has just
+            // computed (or is computing) an overview.
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
