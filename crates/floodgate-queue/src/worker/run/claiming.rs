@@ -134,7 +134,8 @@ async fn return_buffered<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc
 
 /// Starts buffered jobs, best first, while permits are free.
 pub(super) fn start_buffered<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>) {
-    while !shared.stop_claiming.is_cancelled() {
+    // (An empty buffer, the usual case when jobs come one at a time: no permit taken.)
+    while !shared.stop_claiming.is_cancelled() && shared.prefetched.len() > 0 {
         let Ok(permit) = config.limiter.try_acquire_owned() else {
             return;
         };
