@@ -89,54 +89,10 @@ impl Quota {
         self.interval.saturating_mul(u64::from(self.burst))
     }
 
-    /// The GCRA step: the new TAT after taking `n` cells at `now` (nanoseconds), or how long
-    /// to wait.
-    pub(crate) fn step(&self, tat: u64, now: u64, n: u32) -> Result<u64, NotUntil> {
-        if n > self.burst {
-            return Err(NotUntil::Never { burst: self.burst });
-        }
-        let cost = self.interval.saturating_mul(u64::from(n));
-        let next = tat.max(now).saturating_add(cost);
-        let tau = self.tau();
-        if next - now > tau {
-            Err(NotUntil::Wait(Duration::from_nanos(next - tau - now)))
-        } else {
-            Ok(next)
-        }
-    }
-
-    /// [`step`](Self::step) on an atomic TAT.
-    pub(crate) fn take(&self, tat: &AtomicU64, now: u64, n: u32) -> Result<(), NotUntil> {
-        let mut cur = tat.load(Acquire);
-        loop {
-            let next = self.step(cur, now, n)?;
-            match tat.compare_exchange_weak(cur, next, AcqRel, Acquire) {
-                Ok(_) => return Ok(()),
-                Err(actual) => cur = actual,
-            }
-        }
-    }
-
-    /// [`take`](Self::take) of one cell: the burst is at least 1, so there is no burst check
-    /// and the cost is one interval.
+    /// The GCRA step, whatever the bucket holds: the TAT after taking `n` cells at `now`
+    /// (nanoseconds), and how long until they are due (zero: now). [`NotUntil::Never`] if `n`
+    /// exceeds the burst.
     #[inline]
-    pub(crate) fn take_one(&self, tat: &AtomicU64, now: u64) -> Result<(), NotUntil> {
-        let tau = self.tau();
-        let mut cur = tat.load(Acquire);
-        loop {
-            let next = cur.max(now).saturating_add(self.interval);
-            if next - now > tau {
-                return Err(NotUntil::Wait(Duration::from_nanos(next - tau - now)));
-            }
-            match tat.compare_exchange_weak(cur, next, AcqRel, Acquire) {
-                Ok(_) => return Ok(()),
-                Err(actual) => cur = actual,
-            }
-        }
-    }
-
-    /// Takes `n` cells whatever the bucket holds: the new TAT and how long until the cells are
-    /// due (zero: now). [`NotUntil::Never`] if `n` exceeds the burst.
     pub(crate) fn reserve_step(
         &self,
         tat: u64,
@@ -153,6 +109,39 @@ impl Quota {
         Ok((next, Duration::from_nanos(wait)))
     }
 
+    /// The GCRA step for a caller that does not wait: the new TAT if the cells are due now,
+    /// otherwise how long to wait.
+    #[inline]
+    pub(crate) fn step(&self, tat: u64, now: u64, n: u32) -> Result<u64, NotUntil> {
+        match self.reserve_step(tat, now, n)? {
+            (next, wait) if wait.is_zero() => Ok(next),
+            (_, wait) => Err(NotUntil::Wait(wait)),
+        }
+    }
+
+    /// Applies `step` to an atomic TAT (one compare-and-swap, retried on a race): what it
+    /// returned beside the new TAT, or its refusal.
+    #[inline]
+    fn update<T>(
+        tat: &AtomicU64,
+        step: impl Fn(u64) -> Result<(u64, T), NotUntil>,
+    ) -> Result<T, NotUntil> {
+        let mut cur = tat.load(Acquire);
+        loop {
+            let (next, out) = step(cur)?;
+            match tat.compare_exchange_weak(cur, next, AcqRel, Acquire) {
+                Ok(_) => return Ok(out),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// [`step`](Self::step) on an atomic TAT.
+    #[inline]
+    pub(crate) fn take(&self, tat: &AtomicU64, now: u64, n: u32) -> Result<(), NotUntil> {
+        Self::update(tat, |cur| Ok((self.step(cur, now, n)?, ())))
+    }
+
     /// [`reserve_step`](Self::reserve_step) on an atomic TAT: the TAT it set and the wait.
     pub(crate) fn reserve(
         &self,
@@ -160,14 +149,10 @@ impl Quota {
         now: u64,
         n: u32,
     ) -> Result<(u64, Duration), NotUntil> {
-        let mut cur = tat.load(Acquire);
-        loop {
+        Self::update(tat, |cur| {
             let (next, wait) = self.reserve_step(cur, now, n)?;
-            match tat.compare_exchange_weak(cur, next, AcqRel, Acquire) {
-                Ok(_) => return Ok((next, wait)),
-                Err(actual) => cur = actual,
-            }
-        }
+            Ok((next, (next, wait)))
+        })
     }
 
     /// The TAT after giving back `n` cells of the reservation that set it.
@@ -256,7 +241,7 @@ impl RateLimiter {
     /// Takes one cell now, or says how long until one is available.
     #[inline]
     pub fn check(&self) -> Result<(), NotUntil> {
-        self.quota.take_one(&self.tat, self.clock.now())
+        self.quota.take(&self.tat, self.clock.now(), 1)
     }
 
     /// Takes `n` cells at once; [`NotUntil::Never`] if `n` exceeds the burst.
