@@ -6,9 +6,11 @@ use super::executing::{Run, execute, finish_store};
 use super::prefetch::Estimate;
 use super::*;
 
-/// Whether every kind is claimed in one group of unlimited kinds (see `Shared::handoff`).
-pub(super) fn one_group(kinds: &[Arc<Kind>]) -> bool {
-    kinds.iter().all(|k| !k.limited())
+/// Whether `kinds` are claimed ahead: claiming ahead is on and none of them has a per-kind or
+/// cluster-wide limit. (For all of a worker's kinds: whether finishing jobs hand their permit
+/// to the buffer, see `Shared::handoff`.)
+pub(super) fn claimed_ahead<S>(config: &Config<S>, kinds: &[Arc<Kind>]) -> bool {
+    config.claim_ahead > 0 && kinds.iter().all(|k| !k.limited())
 }
 
 /// Kinds grouped for claiming: each limited kind alone, the unlimited ones together; highest
@@ -161,7 +163,7 @@ async fn claim_round<S: Store + Clone>(
             if shared.stop_claiming.is_cancelled() || shared.memory_high.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let ahead_allowed = config.claim_ahead > 0 && group.iter().all(|k| !k.limited());
+            let ahead_allowed = claimed_ahead(config, group);
             if ahead_allowed {
                 start_buffered(config, shared);
                 estimate.observe_starts(shared.counters.started());

@@ -159,7 +159,7 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
         released: AtomicUsize::new(0),
         returned: AtomicUsize::new(0),
         prefetched: prefetch::Buffer::default(),
-        handoff: claiming::one_group(&config.kinds) && config.claim_ahead > 0,
+        handoff: claiming::claimed_ahead(&config, &config.kinds),
         summary: OnceCell::new(),
         id: config.id.clone(),
         completer: Mutex::new(None),
