@@ -165,23 +165,16 @@ impl QueueSampler {
             .iter()
             .map(|q| (q.queue.clone(), finished_of(q)))
             .collect();
-        for (queue, total) in &held.counts {
+        let named: std::collections::BTreeSet<&String> =
+            held.counts.keys().chain(recent.keys()).collect();
+        for queue in named {
+            let total = held.counts.get(queue).copied().unwrap_or_default();
+            let settling = recent.get(queue).copied().unwrap_or_default();
             let q = queues
                 .entry(queue.clone())
                 .or_insert_with(|| QueueStats::empty(queue.clone()));
-            let settling = recent.get(queue).copied().unwrap_or_default();
-            for ((state, n), r) in FINISHED.into_iter().zip(*total).zip(settling) {
+            for ((state, n), r) in FINISHED.into_iter().zip(total).zip(settling) {
                 q.counts.set(state, n + r);
-            }
-        }
-        for (queue, settling) in &recent {
-            if !held.counts.contains_key(queue) {
-                let q = queues
-                    .entry(queue.clone())
-                    .or_insert_with(|| QueueStats::empty(queue.clone()));
-                for (state, r) in FINISHED.into_iter().zip(*settling) {
-                    q.counts.set(state, r);
-                }
             }
         }
         let queues: Vec<QueueStats> = queues.into_values().collect();
