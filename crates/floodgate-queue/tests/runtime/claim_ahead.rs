@@ -98,7 +98,12 @@ async fn the_buffer_stays_within_its_cap_and_its_leases_are_extended<S: Store + 
         store.rescue_expired(1_000).await.unwrap().is_empty(),
         "no lease ran out: running and buffered jobs are both heartbeaten"
     );
-    assert_eq!(handle.stats().prefetched, buffered);
+    // Nothing leaves the buffer (both permits are held), and a top-up stays within the cap.
+    let now_buffered = handle.stats().prefetched;
+    assert!(
+        (buffered..=5).contains(&now_buffered),
+        "{now_buffered} buffered, was {buffered}, cap 5"
+    );
     handle.shutdown(Duration::from_millis(100)).await;
     for id in slow {
         assert_eq!(
@@ -195,7 +200,12 @@ async fn shutdown_gives_buffered_jobs_back_at_once<S: Store + Clone>(store: &S) 
     let handle = scenario_worker(store, None);
     let buffered = until_slow_jobs_wait_in_the_buffer(store, &handle).await;
     let summary = handle.shutdown(Duration::from_millis(200)).await;
-    assert_eq!(summary.returned as u64, buffered);
+    // (The buffer may have been topped up since it was counted.)
+    assert!(
+        (buffered..=SLOW as u64 - 2).contains(&(summary.returned as u64)),
+        "{} returned, {buffered} seen buffered",
+        summary.returned
+    );
     assert_eq!(
         summary.released, 2,
         "the two running slow jobs, at the deadline"
