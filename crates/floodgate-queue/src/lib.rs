@@ -67,8 +67,8 @@ pub use store::postgres::{PgStore, PgStoreBuilder};
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::{SqliteStore, SqliteStoreBuilder};
 pub use store::{
-    Claim, Completion, DEFAULT_LEASE_TTL, DEFAULT_MAX_PAYLOAD_BYTES, FailureGroup, JobPage,
-    LeaseStatus, ListJobs, MAX_JSON_DEPTH, MAX_SKIP_GROUPS, OutboxStore, PausedGroup,
+    Claim, Completion, DEFAULT_LEASE_TTL, DEFAULT_MAX_PAYLOAD_BYTES, FailureGroup, HeldStatus,
+    JobPage, LeaseStatus, ListJobs, MAX_JSON_DEPTH, MAX_SKIP_GROUPS, OutboxStore, PausedGroup,
     QueueActivity, QueueStats, Rescued, Retention, RetryAt, StateCounts, Store,
 };
 pub use wakeup::{DEFAULT_POLL_INTERVAL, Wakeup, Wakeups};

@@ -8,7 +8,8 @@ use super::postgres::PgStore;
 #[cfg(feature = "sqlite")]
 use super::sqlite::SqliteStore;
 use super::{
-    Claim, Completion, JobPage, LeaseStatus, ListJobs, QueueStats, Rescued, Retention, Store,
+    Claim, Completion, HeldStatus, JobPage, LeaseStatus, ListJobs, QueueStats, Rescued, Retention,
+    Store,
 };
 use crate::error::StoreError;
 use crate::job::{Enqueued, Job, JobId, JobState, Lease, NewJob};
@@ -209,6 +210,14 @@ impl Store for AnyStore {
 
     async fn claim(&self, claim: &Claim) -> Result<Vec<Job>, StoreError> {
         dispatch!(self, s => s.claim(claim).await)
+    }
+
+    async fn start_held(&self, leases: &[Lease]) -> Result<Vec<HeldStatus>, StoreError> {
+        dispatch!(self, s => s.start_held(leases).await)
+    }
+
+    async fn release_held(&self, leases: &[Lease]) -> Result<Vec<HeldStatus>, StoreError> {
+        dispatch!(self, s => s.release_held(leases).await)
     }
 
     async fn extend_leases(

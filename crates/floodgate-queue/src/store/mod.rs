@@ -68,7 +68,7 @@ use serde_json::Value;
 
 pub(crate) use params::QueueStatsBuilder;
 pub use params::{
-    Claim, Completion, DEFAULT_LEASE_TTL, FailureGroup, JobPage, LeaseStatus, ListJobs,
+    Claim, Completion, DEFAULT_LEASE_TTL, FailureGroup, HeldStatus, JobPage, LeaseStatus, ListJobs,
     MAX_SKIP_GROUPS, PausedGroup, QueueActivity, QueueStats, Rescued, Retention, RetryAt,
     StateCounts,
 };
@@ -120,6 +120,23 @@ pub trait Store: Send + Sync + 'static {
     /// then lowest id, in one statement. Each becomes `running` with a new lease token, one
     /// more attempt and a lease until now + `lease_ttl`. Returned in that order.
     fn claim(&self, claim: &Claim) -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send;
+
+    /// Starts held jobs (claimed with [`Claim::hold`]): records the start (`started_at`) of
+    /// each job its lease still holds, in one statement. From then on the job is `running` to
+    /// every reader and a cancel only asks it to stop. One status per lease, in input order: a
+    /// job cancelled while held is [`HeldStatus::Cancelled`] and must not run.
+    fn start_held(
+        &self,
+        leases: &[Lease],
+    ) -> impl Future<Output = Result<Vec<HeldStatus>, StoreError>> + Send;
+
+    /// Gives held jobs back (claimed with [`Claim::hold`], not started): `pending` again in
+    /// their place (`run_at` unchanged), their attempt not spent, in one statement; idle
+    /// workers are woken. One status per lease, in input order.
+    fn release_held(
+        &self,
+        leases: &[Lease],
+    ) -> impl Future<Output = Result<Vec<HeldStatus>, StoreError>> + Send;
 
     /// Heartbeat: extends the leases `worker_id` still holds to now + `ttl`, in one statement.
     /// One status per lease, in input order.

@@ -36,6 +36,16 @@ pub struct Claim {
     /// [`NewJob::group`](crate::NewJob::group)) where they are: a caller whose downstream for
     /// a group is known to be down (an open breaker) claims everything else instead.
     pub skip_groups: Vec<String>,
+    /// Hold the jobs instead of starting them: each is leased (and spends its attempt) as
+    /// usual, but not started (`started_at` stays empty) until [`Store::start_held`] says it
+    /// has. Until then it is reported as `pending`, a cancel ends it at once, and
+    /// [`Store::release_held`] gives it back in its place without spending its attempt. A
+    /// worker that claims ahead of its free permits holds what it claims, so that a job it
+    /// merely holds is never shown running and never starts after a cancel.
+    ///
+    /// [`Store::start_held`]: super::Store::start_held
+    /// [`Store::release_held`]: super::Store::release_held
+    pub hold: bool,
 }
 
 impl Claim {
@@ -49,6 +59,7 @@ impl Claim {
             lease_ttl: DEFAULT_LEASE_TTL,
             cluster_limit: None,
             skip_groups: Vec::new(),
+            hold: false,
         }
     }
 
@@ -79,6 +90,12 @@ impl Claim {
     /// Claim only while fewer than `max` jobs of the (one) kind run across all workers.
     pub fn cluster_limit(mut self, max: u32) -> Self {
         self.cluster_limit = Some(max);
+        self
+    }
+
+    /// Hold the jobs instead of starting them (see [`Claim::hold`](Claim#structfield.hold)).
+    pub fn hold(mut self) -> Self {
+        self.hold = true;
         self
     }
 
@@ -154,6 +171,21 @@ pub enum LeaseStatus {
     /// Extended, but cancellation was asked for: stop the work and report it failed or done.
     CancelRequested,
     /// No longer held under this token (rescued, taken over or finished): stop, write nothing.
+    Lost,
+}
+
+/// What became of one held job (claimed with [`Claim::hold`]) that a worker started or gave
+/// back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldStatus {
+    /// Done: started ([`Store::start_held`](super::Store::start_held)) or given back
+    /// ([`Store::release_held`](super::Store::release_held)).
+    Done,
+    /// Cancelled while held: it never started, and never will.
+    Cancelled,
+    /// No longer held under this lease (rescued after its lease ran out, or already started
+    /// or given back): leave it alone.
     Lost,
 }
 
@@ -321,6 +353,8 @@ impl JobPage {
 #[derive(Debug, Default)]
 pub(crate) struct QueueStatsBuilder {
     queues: std::collections::BTreeMap<String, QueueStats>,
+    /// Held jobs per queue: counted `running` by state, reported `pending` (`Claim::hold`).
+    held: Vec<(String, u64)>,
 }
 
 impl QueueStatsBuilder {
@@ -349,8 +383,20 @@ impl QueueStatsBuilder {
         }
     }
 
+    /// `n` of `queue`'s running jobs are held (claimed ahead, not started): they are reported
+    /// `pending`.
+    pub(crate) fn held(&mut self, queue: String, n: i64) {
+        self.held.push((queue, n.max(0) as u64));
+    }
+
     /// The stats, by queue name.
-    pub(crate) fn build(self) -> Vec<QueueStats> {
+    pub(crate) fn build(mut self) -> Vec<QueueStats> {
+        for (queue, n) in std::mem::take(&mut self.held) {
+            let counts = &mut self.entry(queue).counts;
+            let n = n.min(counts.running);
+            counts.running -= n;
+            counts.pending += n;
+        }
         self.queues.into_values().collect()
     }
 }

@@ -234,6 +234,10 @@ pub(crate) fn queue_stats<R: Columns>(
         stats.paused(row.text("name")?, row.flag("paused")?);
     }
     for row in counts {
+        if row.text("state")? == "held" {
+            stats.held(row.text("queue")?, row.int("n")?);
+            continue;
+        }
         stats.count(
             row.text("queue")?,
             row.state("state")?,

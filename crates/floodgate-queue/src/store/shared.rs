@@ -11,7 +11,9 @@ use crate::error::StoreError;
 use crate::job::{Enqueued, Job, Lease, NewJob, validate_name};
 use crate::observe::Observe;
 use crate::store::rows::{self, Columns};
-use crate::store::{Claim, JobPage, LeaseStatus, ListJobs, Rescued, Retention, Store, json};
+use crate::store::{
+    Claim, HeldStatus, JobPage, LeaseStatus, ListJobs, Rescued, Retention, Store, json,
+};
 
 /// Validates a batch before any of it is written, so a bad job rejects the whole batch.
 pub(crate) fn validate_all(jobs: &[NewJob], max_payload_bytes: usize) -> Result<(), StoreError> {
@@ -136,6 +138,52 @@ pub(crate) async fn extend_leases<R: Columns>(
         return Ok(Vec::new());
     }
     rows::lease_statuses(leases, &extend().await?)
+}
+
+/// A `start_held` or `release_held`: `change` runs the one statement and returns the (id,
+/// queue) of each job it changed; for the rest, `states` reads their states (cancelled while
+/// held, or no longer held). One status per lease, in input order.
+pub(crate) async fn held(
+    leases: &[Lease],
+    change: impl AsyncFnOnce() -> Result<Vec<(i64, String)>, StoreError>,
+    states: impl AsyncFnOnce(Vec<i64>) -> Result<Vec<(i64, String)>, StoreError>,
+) -> Result<(Vec<HeldStatus>, Vec<String>), StoreError> {
+    if leases.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let changed = change().await?;
+    let done: std::collections::HashSet<i64> = changed.iter().map(|(id, _)| *id).collect();
+    let mut queues: Vec<String> = changed.into_iter().map(|(_, q)| q).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    let missing: Vec<i64> = leases
+        .iter()
+        .map(|l| l.id.0)
+        .filter(|id| !done.contains(id))
+        .collect();
+    let cancelled: std::collections::HashSet<i64> = if missing.is_empty() {
+        Default::default()
+    } else {
+        states(missing)
+            .await?
+            .into_iter()
+            .filter(|(_, state)| state == "cancelled")
+            .map(|(id, _)| id)
+            .collect()
+    };
+    let statuses = leases
+        .iter()
+        .map(|l| {
+            if done.contains(&l.id.0) {
+                HeldStatus::Done
+            } else if cancelled.contains(&l.id.0) {
+                HeldStatus::Cancelled
+            } else {
+                HeldStatus::Lost
+            }
+        })
+        .collect();
+    Ok((statuses, queues))
 }
 
 /// A rescue: the jobs the statement took back, counted and logged.

@@ -27,6 +27,11 @@ support::backends!(
     claim_skips_the_named_groups_and_takes_them_later,
     ordering_key_lets_only_the_oldest_unfinished_job_run,
     ordering_key_holds_through_retry_rescue_and_snooze,
+    // held jobs (claimed ahead)
+    held_jobs_are_reported_pending_until_they_start,
+    a_cancelled_held_job_ends_at_once_and_never_starts,
+    a_released_held_job_goes_back_in_its_place,
+    a_held_job_is_rescued_with_its_attempt_unspent,
     // leases and completion
     a_stale_lease_token_cannot_finish_the_job,
     heartbeat_extends_held_leases_and_reports_lost_and_cancelled,

@@ -10,6 +10,7 @@ mod support;
 
 mod claim_ahead;
 mod cluster_limit;
+mod held_jobs;
 mod inbox;
 mod leader;
 mod maintenance;

@@ -114,7 +114,7 @@ impl PgStore {
             _ => sql.claim_queues.as_str(),
         };
         // $1 owner, $2 lease in µs, $3 the queue (or queues), $4 kinds, $5 limit, then the
-        // cursor's $6 priority, $7 run_at, $8 id, and last the groups to skip.
+        // cursor's $6 priority, $7 run_at, $8 id, and last the groups to skip and the hold.
         let query = sqlx::query(sqlx::AssertSqlSafe(text))
             .bind(&claim.worker_id)
             .bind(micros(claim.lease_ttl));
@@ -129,7 +129,11 @@ impl PgStore {
             None => query,
         };
         let skip = (!claim.skip_groups.is_empty()).then_some(&claim.skip_groups);
-        let rows = query.bind(skip).fetch_all(&mut *conn).await?;
+        let rows = query
+            .bind(skip)
+            .bind(claim.hold)
+            .fetch_all(&mut *conn)
+            .await?;
         let (jobs, unreadable) = decode_claimed(&rows, job_from_row)?;
         out.extend(unreadable);
         Ok(jobs)

@@ -34,6 +34,16 @@ fn columns(alias: &str) -> String {
     .join(", ")
 }
 
+/// A job's state as readers see it: a held job (claimed ahead, leased, not started) is
+/// `pending` (see `Claim::hold`).
+const REPORTED_STATE: &str =
+    "CASE WHEN j.state = 'running' AND j.started_at IS NULL THEN 'pending' ELSE j.state END";
+
+/// [`columns`] of `j` for readers: the state as reported.
+fn read_columns() -> String {
+    columns("j").replace("j.state,", &format!("{REPORTED_STATE} AS state,"))
+}
+
 #[derive(Debug)]
 pub(super) struct Sql {
     pub(super) insert_one: String,
@@ -42,6 +52,9 @@ pub(super) struct Sql {
     pub(super) claim_one_queue: String,
     pub(super) claim_queues: String,
     pub(super) claim_after_cursor: String,
+    pub(super) start_held: String,
+    pub(super) release_held: String,
+    pub(super) held_states: String,
     pub(super) extend: String,
     pub(super) complete: String,
     pub(super) complete_many: String,
@@ -77,7 +90,8 @@ pub(super) struct Sql {
 
 /// The claim: lock the next runnable rows, skipping rows other claimers hold, and lease them
 /// in the same statement. `{queue}` is the queue condition, `{not_paused}` the pause check,
-/// `{skip}` the parameter of the groups to leave (after every other parameter).
+/// `{skip}` the parameter of the groups to leave and `{hold}` whether the jobs are held, not
+/// started (the last two parameters).
 /// The states are literals so the planner matches the partial index `jobs_runnable`. The
 /// pause check does not refer to `j`, so it runs once (an InitPlan), not per row: as a
 /// per-row anti-join its row estimate made generic plans sort the whole backlog.
@@ -101,7 +115,7 @@ const CLAIM: &str = "WITH next AS (
     SET state = 'running', attempt = u.attempt + 1, lease_owner = $1,
         lease_token = (random() * 9.2e18)::bigint,
         lease_expires_at = now() + $2::bigint * interval '1 microsecond', updated_at = now(),
-        started_at = now()
+        started_at = CASE WHEN {hold}::boolean THEN NULL ELSE now() END
     FROM next WHERE u.id = next.id
     RETURNING {columns_u}";
 
@@ -111,10 +125,13 @@ const CLAIM: &str = "WITH next AS (
 const REQUEUE: &str = "ordering_seq = CASE WHEN ordering_key IS NULL THEN NULL
         ELSE nextval(pg_get_serial_sequence('{t}jobs', 'id')) END";
 
-/// The filters of a listing: $1 queue, $2 kind, $3 state, $4 before this id, ($5 the limit),
+/// The filters of a listing: $1 queue, $2 kind, $3 state (as reported: held jobs are
+/// `pending`), $4 before this id, ($5 the limit),
 /// $6 last error, $7 payload path (dotted, checked), $8 the value there as text.
 const LIST_FILTER: &str = "($1::text IS NULL OR j.queue = $1) AND ($2::text IS NULL OR j.kind = $2)
-      AND ($3::text IS NULL OR j.state = $3) AND ($4::bigint IS NULL OR j.id < $4)
+      AND ($3::text IS NULL OR (j.state = $3 AND ($3 <> 'running' OR j.started_at IS NOT NULL))
+           OR ($3 = 'pending' AND j.state = 'running' AND j.started_at IS NULL))
+      AND ($4::bigint IS NULL OR j.id < $4)
       AND ($6::text IS NULL OR j.last_error = $6)
       AND ($7::text IS NULL OR j.payload #>> string_to_array($7, '.') = $8::text)";
 
@@ -136,14 +153,16 @@ impl Sql {
             names.render(
                 &sql.replace("{columns_u}", &columns("u"))
                     .replace("{columns_j}", &columns("j"))
+                    .replace("{columns_read}", &read_columns())
                     .replace("{requeue}", REQUEUE),
             )
         };
-        let claim = |queue: &str, not_paused: &str, skip: &str| {
+        let claim = |queue: &str, not_paused: &str, skip: &str, hold: &str| {
             r(&CLAIM
                 .replace("{queue}", queue)
                 .replace("{not_paused}", not_paused)
-                .replace("{skip}", skip))
+                .replace("{skip}", skip)
+                .replace("{hold}", hold))
         };
         Sql {
             insert_one: r(
@@ -176,6 +195,7 @@ impl Sql {
                 "j.queue = $3::text",
                 "NOT EXISTS (SELECT 1 FROM {t}queues AS q WHERE q.name = $3::text AND q.paused)",
                 "$6",
+                "$7",
             ),
             // $6 priority, $7 run_at, $8 id of the cursor (see `cursor.rs`): an index range
             // from the cursor within its priority, while no higher priority is runnable.
@@ -187,12 +207,28 @@ impl Sql {
                        AND h.priority > $6::smallint AND h.run_at <= now())",
                 "NOT EXISTS (SELECT 1 FROM {t}queues AS q WHERE q.name = $3::text AND q.paused)",
                 "$9",
+                "$10",
             ),
             claim_queues: claim(
                 "j.queue = ANY($3::text[])",
                 "j.queue <> ALL (ARRAY(SELECT q.name FROM {t}queues AS q WHERE q.paused))",
                 "$6",
+                "$7",
             ),
+            // A held job starts: its start recorded, if its lease still holds it. (Only
+            // `started_at` changes, which no index covers: a heap-only update.)
+            start_held: r("UPDATE {t}jobs AS j SET started_at = now()
+                FROM UNNEST($1::bigint[], $2::bigint[]) AS l(id, token)
+                WHERE j.id = l.id AND j.lease_token = l.token AND j.started_at IS NULL
+                RETURNING j.id, j.queue"),
+            // A held job goes back in its place (`run_at` kept), its attempt not spent.
+            release_held: r("UPDATE {t}jobs AS j SET state = 'pending',
+                    attempt = greatest(j.attempt - 1, 0), lease_token = NULL,
+                    lease_expires_at = NULL, updated_at = now()
+                FROM UNNEST($1::bigint[], $2::bigint[]) AS l(id, token)
+                WHERE j.id = l.id AND j.lease_token = l.token AND j.started_at IS NULL
+                RETURNING j.id, j.queue"),
+            held_states: r("SELECT id, state FROM {t}jobs WHERE id = ANY($1::bigint[])"),
             extend: r("UPDATE {t}jobs AS j
                 SET lease_expires_at = now() + $4::bigint * interval '1 microsecond',
                     updated_at = now()
@@ -236,12 +272,19 @@ impl Sql {
                     lease_expires_at = NULL, updated_at = now() {FENCE}
                 RETURNING state"
             )),
+            // A held job (never started) goes back with its attempt unspent.
             rescue: r("UPDATE {t}jobs AS j SET
                     state = CASE WHEN j.cancel_requested THEN 'cancelled'
+                                 WHEN j.started_at IS NULL THEN 'pending'
                                  WHEN j.attempt >= j.max_attempts THEN 'dead' ELSE 'pending' END,
-                    finished_at = CASE WHEN j.cancel_requested OR j.attempt >= j.max_attempts
+                    attempt = CASE WHEN j.started_at IS NULL THEN greatest(j.attempt - 1, 0)
+                                   ELSE j.attempt END,
+                    finished_at = CASE WHEN j.cancel_requested
+                                         OR (j.attempt >= j.max_attempts
+                                             AND j.started_at IS NOT NULL)
                                        THEN now() END,
                     last_error = CASE WHEN j.attempt >= j.max_attempts AND NOT j.cancel_requested
+                                       AND j.started_at IS NOT NULL
                         THEN 'lease expired (worker ' || coalesce(j.lease_owner, '?')
                              || ' stopped heartbeating) and no attempts remain'
                         ELSE j.last_error END,
@@ -266,14 +309,20 @@ impl Sql {
                     finished_at = NULL, cancel_requested = false, updated_at = now(), {requeue}
                 WHERE queue = $1 AND state = 'dead' AND ($2::text IS NULL OR kind = $2)",
             ),
-            cancel: r("UPDATE {t}jobs SET
-                    state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
-                    cancel_requested = (state = 'running') OR cancel_requested,
-                    finished_at = CASE WHEN state = 'running' THEN finished_at ELSE now() END,
-                    lease_token = CASE WHEN state = 'running' THEN lease_token END,
+            // A started job is asked to stop; any other, held ones included, ends at once (a
+            // held job's attempt is given back: it never ran).
+            cancel: r(&"UPDATE {t}jobs SET
+                    state = CASE WHEN {started} THEN state ELSE 'cancelled' END,
+                    cancel_requested = ({started}) OR cancel_requested,
+                    finished_at = CASE WHEN {started} THEN finished_at ELSE now() END,
+                    lease_token = CASE WHEN {started} THEN lease_token END,
+                    lease_expires_at = CASE WHEN {started} THEN lease_expires_at END,
+                    attempt = CASE WHEN state = 'running' AND started_at IS NULL
+                                   THEN greatest(attempt - 1, 0) ELSE attempt END,
                     updated_at = now()
                 WHERE id = $1 AND state IN ('pending', 'failed', 'running')
-                RETURNING state"),
+                RETURNING state"
+                .replace("{started}", "state = 'running' AND started_at IS NOT NULL")),
             set_paused: r(
                 "INSERT INTO {t}queues (name, paused, updated_at) VALUES ($1, $2, now())
                 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
@@ -284,7 +333,10 @@ impl Sql {
                     (extract(epoch FROM now() - min(run_at)
                         FILTER (WHERE state IN ('pending', 'failed') AND run_at <= now()))
                      * 1000000)::bigint AS oldest_age_us
-                FROM {t}jobs GROUP BY queue, state"),
+                FROM {t}jobs GROUP BY queue, state
+                UNION ALL
+                SELECT queue, 'held', count(*), NULL FROM {t}jobs
+                WHERE state = 'running' AND started_at IS NULL GROUP BY queue"),
             // See `ACTIVITY`.
             activity: r("SELECT queue, state, count(*) AS n,
                     (extract(epoch FROM now() - min(run_at)) * 1000000)::bigint AS oldest_age_us,
@@ -303,7 +355,10 @@ impl Sql {
                 UNION ALL
                 SELECT queue, 'cancelled', count(*) FILTER (WHERE finished_at < $2), NULL,
                     count(*) FILTER (WHERE finished_at >= $2)
-                FROM {t}jobs WHERE state = 'cancelled' AND finished_at >= $1 GROUP BY queue"),
+                FROM {t}jobs WHERE state = 'cancelled' AND finished_at >= $1 GROUP BY queue
+                UNION ALL
+                SELECT queue, 'held', count(*), NULL, 0 FROM {t}jobs
+                WHERE state = 'running' AND started_at IS NULL GROUP BY queue"),
             paused_queues: r("SELECT name, paused FROM {t}queues"),
             delete_finished: r("DELETE FROM {t}jobs WHERE id IN (
                     (SELECT id FROM {t}jobs WHERE state = 'succeeded'
@@ -312,9 +367,9 @@ impl Sql {
                     (SELECT id FROM {t}jobs WHERE state IN ('dead', 'cancelled')
                         AND finished_at < now() - $2::bigint * interval '1 microsecond' LIMIT $3)
                     LIMIT $3)"),
-            job: r("SELECT {columns_j} FROM {t}jobs AS j WHERE j.id = $1"),
+            job: r("SELECT {columns_read} FROM {t}jobs AS j WHERE j.id = $1"),
             list: r(&format!(
-                "SELECT {{columns_j}} FROM {{t}}jobs AS j WHERE {LIST_FILTER}
+                "SELECT {{columns_read}} FROM {{t}}jobs AS j WHERE {LIST_FILTER}
                 ORDER BY j.id DESC LIMIT $5"
             )),
             count: r(&format!(

@@ -16,8 +16,8 @@ use crate::error::StoreError;
 use crate::job::{Enqueued, Job, JobId, JobState, Lease, NewJob};
 use crate::store::shared::{self, micros};
 use crate::store::{
-    Claim, Completion, FailureGroup, JobPage, LeaseStatus, ListJobs, OutboxStore, PausedGroup,
-    QueueActivity, QueueStats, Rescued, Retention, Store, fence, rows, statements,
+    Claim, Completion, FailureGroup, HeldStatus, JobPage, LeaseStatus, ListJobs, OutboxStore,
+    PausedGroup, QueueActivity, QueueStats, Rescued, Retention, Store, fence, rows, statements,
 };
 use crate::wakeup::Wakeups;
 
@@ -51,6 +51,34 @@ impl PgStore {
     /// The state of job `id` (to explain an update that matched nothing).
     async fn state_of(&self, id: JobId) -> Result<Option<String>, sqlx::Error> {
         statements::state_of(&self.inner.pool, &self.inner.sql.state_of, id).await
+    }
+
+    /// `start_held` or `release_held` (`sql`): the statuses and the queues of the jobs changed.
+    async fn held(
+        &self,
+        sql: &str,
+        leases: &[Lease],
+    ) -> Result<(Vec<HeldStatus>, Vec<String>), StoreError> {
+        let ids: Vec<i64> = leases.iter().map(|l| l.id.0).collect();
+        let tokens: Vec<i64> = leases.iter().map(|l| l.token.0).collect();
+        shared::held(
+            leases,
+            async || {
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(&ids)
+                    .bind(&tokens)
+                    .fetch_all(&self.inner.pool)
+                    .await?)
+            },
+            async |missing| {
+                let sql = self.inner.sql.held_states.as_str();
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(missing)
+                    .fetch_all(&self.inner.pool)
+                    .await?)
+            },
+        )
+        .await
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
@@ -93,6 +121,18 @@ impl Store for PgStore {
             self.claim_jobs(claim, out).await
         })
         .await
+    }
+
+    async fn start_held(&self, leases: &[Lease]) -> Result<Vec<HeldStatus>, StoreError> {
+        Ok(self.held(&self.inner.sql.start_held, leases).await?.0)
+    }
+
+    async fn release_held(&self, leases: &[Lease]) -> Result<Vec<HeldStatus>, StoreError> {
+        let (statuses, queues) = self.held(&self.inner.sql.release_held, leases).await?;
+        for queue in queues {
+            self.notify(&queue).await?;
+        }
+        Ok(statuses)
     }
 
     async fn extend_leases(

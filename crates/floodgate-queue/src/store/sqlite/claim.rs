@@ -44,6 +44,7 @@ impl SqliteStore {
                 query
                     .bind(i64::from(claim.limit))
                     .bind(skip)
+                    .bind(claim.hold)
                     .fetch_all(&self.inner.writer)
                     .await?
             }
@@ -59,7 +60,12 @@ impl SqliteStore {
                 let rows = if room == 0 {
                     Vec::new()
                 } else {
-                    query.bind(room).bind(skip).fetch_all(&mut *tx).await?
+                    query
+                        .bind(room)
+                        .bind(skip)
+                        .bind(claim.hold)
+                        .fetch_all(&mut *tx)
+                        .await?
                 };
                 tx.commit().await?;
                 rows

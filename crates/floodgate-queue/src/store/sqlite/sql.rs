@@ -8,12 +8,23 @@ pub(super) const COLUMNS: &str = "id, queue, kind, payload, priority, run_at, st
     idempotency_key, ordering_key, last_error, result, created_at, updated_at, finished_at, \
     started_at, metadata";
 
+/// [`COLUMNS`] for readers: a held job (claimed ahead, leased, not started) is `pending` (see
+/// `Claim::hold`).
+const READ_COLUMNS: &str = "id, queue, kind, payload, priority, run_at, \
+    CASE WHEN state = 'running' AND started_at IS NULL THEN 'pending' ELSE state END AS state, \
+    attempt, max_attempts, lease_owner, lease_token, lease_expires_at, cancel_requested, \
+    idempotency_key, ordering_key, last_error, result, created_at, updated_at, finished_at, \
+    started_at, metadata";
+
 #[derive(Debug)]
 pub(super) struct Sql {
     pub(super) insert: String,
     pub(super) ids_by_key: String,
     pub(super) claim_one_queue: String,
     pub(super) claim_queues: String,
+    pub(super) start_held: String,
+    pub(super) release_held: String,
+    pub(super) held_states: String,
     pub(super) extend: String,
     pub(super) complete: String,
     pub(super) complete_many: String,
@@ -46,10 +57,11 @@ pub(super) struct Sql {
     pub(super) paused_groups: String,
 }
 
-/// The claim's candidate filter; `{queue}` is the queue condition.
+/// The claim's candidate filter; `{queue}` is the queue condition; ?8 whether the jobs are
+/// held, not started (`Claim::hold`).
 const CLAIM: &str = "UPDATE {t}jobs
     SET state = 'running', attempt = attempt + 1, lease_owner = ?1, lease_token = random(),
-        lease_expires_at = ?2, updated_at = ?3, started_at = ?3
+        lease_expires_at = ?2, updated_at = ?3, started_at = CASE WHEN ?8 THEN NULL ELSE ?3 END
     WHERE id IN (
         SELECT j.id FROM {t}jobs AS j
         WHERE j.state IN ('pending', 'failed') AND {queue} AND j.run_at <= ?3
@@ -73,10 +85,13 @@ const CLAIM: &str = "UPDATE {t}jobs
 const REQUEUE: &str = "ordering_seq = CASE WHEN ordering_key IS NULL THEN NULL
         ELSE (SELECT max(id) FROM {t}jobs) + 1 END";
 
-/// The filters of a listing: ?1 queue, ?2 kind, ?3 state, ?4 before this id, (?5 the limit),
+/// The filters of a listing: ?1 queue, ?2 kind, ?3 state (as reported: held jobs are
+/// `pending`), ?4 before this id, (?5 the limit),
 /// ?6 last error, ?7 payload path (dotted, checked: plain keys), ?8 the value there as text.
 const LIST_FILTER: &str = "(?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR kind = ?2)
-      AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR id < ?4)
+      AND (?3 IS NULL OR (state = ?3 AND (?3 <> 'running' OR started_at IS NOT NULL))
+           OR (?3 = 'pending' AND state = 'running' AND started_at IS NULL))
+      AND (?4 IS NULL OR id < ?4)
       AND (?6 IS NULL OR last_error = ?6)
       AND (?7 IS NULL OR CAST(json_extract(payload, '$.' || ?7) AS TEXT) = ?8)";
 
@@ -102,7 +117,8 @@ impl Sql {
     pub(super) fn new(names: &Names) -> Self {
         let r = |sql: &str| {
             names.render(
-                &sql.replace("{columns}", COLUMNS)
+                &sql.replace("{read_columns}", READ_COLUMNS)
+                    .replace("{columns}", COLUMNS)
                     .replace("{requeue}", REQUEUE),
             )
         };
@@ -128,6 +144,25 @@ impl Sql {
                   ON j.queue = wanted.q AND j.idempotency_key = wanted.k"),
             claim_one_queue: claim("j.queue = ?4"),
             claim_queues: claim("j.queue IN (SELECT value FROM json_each(?4))"),
+            // A held job starts: its start recorded, if its lease still holds it.
+            start_held: r("UPDATE {t}jobs SET started_at = ?2
+                FROM (SELECT json_extract(value, '$[0]') AS lid,
+                             json_extract(value, '$[1]') AS ltoken FROM json_each(?1)) AS l
+                WHERE {t}jobs.id = l.lid AND {t}jobs.lease_token = l.ltoken
+                  AND {t}jobs.started_at IS NULL
+                RETURNING id, queue"),
+            // A held job goes back in its place (`run_at` kept), its attempt not spent.
+            release_held: r(
+                "UPDATE {t}jobs SET state = 'pending', attempt = max(attempt - 1, 0),
+                    lease_token = NULL, lease_expires_at = NULL, updated_at = ?2
+                FROM (SELECT json_extract(value, '$[0]') AS lid,
+                             json_extract(value, '$[1]') AS ltoken FROM json_each(?1)) AS l
+                WHERE {t}jobs.id = l.lid AND {t}jobs.lease_token = l.ltoken
+                  AND {t}jobs.started_at IS NULL
+                RETURNING id, queue",
+            ),
+            held_states: r("SELECT id, state FROM {t}jobs
+                WHERE id IN (SELECT value FROM json_each(?1))"),
             extend: r("UPDATE {t}jobs SET lease_expires_at = ?3, updated_at = ?4
                 FROM (SELECT json_extract(value, '$[0]') AS lid,
                              json_extract(value, '$[1]') AS ltoken FROM json_each(?1)) AS l
@@ -175,12 +210,18 @@ impl Sql {
                     lease_expires_at = NULL, updated_at = ?4 {FENCE}
                 RETURNING state"
             )),
+            // A held job (never started) goes back with its attempt unspent.
             rescue: r("UPDATE {t}jobs SET
                     state = CASE WHEN cancel_requested THEN 'cancelled'
+                                 WHEN started_at IS NULL THEN 'pending'
                                  WHEN attempt >= max_attempts THEN 'dead' ELSE 'pending' END,
-                    finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts
+                    attempt = CASE WHEN started_at IS NULL THEN max(attempt - 1, 0)
+                                   ELSE attempt END,
+                    finished_at = CASE WHEN cancel_requested
+                                         OR (attempt >= max_attempts AND started_at IS NOT NULL)
                                        THEN ?1 END,
                     last_error = CASE WHEN attempt >= max_attempts AND NOT cancel_requested
+                                       AND started_at IS NOT NULL
                         THEN 'lease expired (worker ' || coalesce(lease_owner, '?')
                              || ' stopped heartbeating) and no attempts remain'
                         ELSE last_error END,
@@ -203,14 +244,20 @@ impl Sql {
                     finished_at = NULL, cancel_requested = 0, updated_at = ?3, {requeue}
                 WHERE queue = ?1 AND state = 'dead' AND (?2 IS NULL OR kind = ?2)",
             ),
-            cancel: r("UPDATE {t}jobs SET
-                    state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
-                    cancel_requested = CASE WHEN state = 'running' THEN 1 ELSE cancel_requested END,
-                    finished_at = CASE WHEN state = 'running' THEN finished_at ELSE ?2 END,
-                    lease_token = CASE WHEN state = 'running' THEN lease_token END,
+            // A started job is asked to stop; any other, held ones included, ends at once (a
+            // held job's attempt is given back: it never ran).
+            cancel: r(&"UPDATE {t}jobs SET
+                    state = CASE WHEN {started} THEN state ELSE 'cancelled' END,
+                    cancel_requested = CASE WHEN {started} THEN 1 ELSE cancel_requested END,
+                    finished_at = CASE WHEN {started} THEN finished_at ELSE ?2 END,
+                    lease_token = CASE WHEN {started} THEN lease_token END,
+                    lease_expires_at = CASE WHEN {started} THEN lease_expires_at END,
+                    attempt = CASE WHEN state = 'running' AND started_at IS NULL
+                                   THEN max(attempt - 1, 0) ELSE attempt END,
                     updated_at = ?2
                 WHERE id = ?1 AND state IN ('pending', 'failed', 'running')
-                RETURNING state"),
+                RETURNING state"
+                .replace("{started}", "state = 'running' AND started_at IS NOT NULL")),
             set_paused: r(
                 "INSERT INTO {t}queues (name, paused, updated_at) VALUES (?1, ?2, ?3)
                 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
@@ -220,7 +267,10 @@ impl Sql {
             stats: r("SELECT queue, state, count(*) AS n,
                     min(CASE WHEN state IN ('pending', 'failed') AND run_at <= ?1 THEN run_at END)
                         AS oldest
-                FROM {t}jobs GROUP BY queue, state"),
+                FROM {t}jobs GROUP BY queue, state
+                UNION ALL
+                SELECT queue, 'held', count(*), NULL FROM {t}jobs
+                WHERE state = 'running' AND started_at IS NULL GROUP BY queue"),
             // See `ACTIVITY_QUEUES`.
             activity: r(&format!(
                 "{ACTIVITY_QUEUES}
@@ -238,6 +288,11 @@ impl Sql {
                          UNION ALL SELECT 'running') AS s
                 WHERE q.name IS NOT NULL
                 UNION ALL
+                SELECT q.name, 'held', (SELECT count(*) FROM {{t}}jobs AS j
+                     WHERE j.queue = q.name AND j.state = 'running' AND j.started_at IS NULL),
+                    NULL, 0
+                FROM q WHERE q.name IS NOT NULL
+                UNION ALL
                 SELECT queue, state, sum(finished_at < ?2), NULL, sum(finished_at >= ?2)
                 FROM {{t}}jobs INDEXED BY {{t}}jobs_finished
                 WHERE state IN ('succeeded', 'dead', 'cancelled') AND finished_at >= ?1
@@ -250,9 +305,9 @@ impl Sql {
                     SELECT id FROM {t}jobs WHERE state IN ('dead', 'cancelled')
                         AND finished_at < ?2
                     LIMIT ?3)"),
-            job: r("SELECT {columns} FROM {t}jobs WHERE id = ?1"),
+            job: r("SELECT {read_columns} FROM {t}jobs WHERE id = ?1"),
             list: r(&format!(
-                "SELECT {{columns}} FROM {{t}}jobs WHERE {LIST_FILTER} ORDER BY id DESC LIMIT ?5"
+                "SELECT {{read_columns}} FROM {{t}}jobs WHERE {LIST_FILTER} ORDER BY id DESC LIMIT ?5"
             )),
             count: r(&format!(
                 "SELECT count(*) AS count FROM {{t}}jobs WHERE {LIST_FILTER} AND ?5 >= 0"

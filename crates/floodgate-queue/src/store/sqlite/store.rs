@@ -16,8 +16,8 @@ use crate::error::StoreError;
 use crate::job::{Enqueued, Job, JobId, JobState, Lease, NewJob};
 use crate::store::shared::{self, micros};
 use crate::store::{
-    Claim, Completion, FailureGroup, JobPage, LeaseStatus, ListJobs, OutboxStore, PausedGroup,
-    QueueActivity, QueueStats, Rescued, Retention, Store, fence, rows, statements,
+    Claim, Completion, FailureGroup, HeldStatus, JobPage, LeaseStatus, ListJobs, OutboxStore,
+    PausedGroup, QueueActivity, QueueStats, Rescued, Retention, Store, fence, rows, statements,
 };
 use crate::wakeup::Wakeups;
 
@@ -30,6 +30,33 @@ impl SqliteStore {
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(lease.id.0)
             .bind(lease.token.0)
+    }
+
+    /// `start_held` or `release_held` (`sql`): the statuses and the queues of the jobs changed.
+    async fn held(
+        &self,
+        sql: &str,
+        leases: &[Lease],
+    ) -> Result<(Vec<HeldStatus>, Vec<String>), StoreError> {
+        let wanted: Vec<(i64, i64)> = leases.iter().map(|l| (l.id.0, l.token.0)).collect();
+        shared::held(
+            leases,
+            async || {
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(serde_json::to_string(&wanted)?)
+                    .bind(now_micros())
+                    .fetch_all(&self.inner.writer)
+                    .await?)
+            },
+            async |missing| {
+                let sql = self.inner.sql.held_states.as_str();
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(serde_json::to_string(&missing)?)
+                    .fetch_all(&self.inner.reader)
+                    .await?)
+            },
+        )
+        .await
     }
 
     /// Runs a fenced update on the writer: `read` of the row it returned, `None` when it
@@ -91,6 +118,16 @@ impl Store for SqliteStore {
             self.claim_jobs(claim, out).await
         })
         .await
+    }
+
+    async fn start_held(&self, leases: &[Lease]) -> Result<Vec<HeldStatus>, StoreError> {
+        Ok(self.held(&self.inner.sql.start_held, leases).await?.0)
+    }
+
+    async fn release_held(&self, leases: &[Lease]) -> Result<Vec<HeldStatus>, StoreError> {
+        let (statuses, queues) = self.held(&self.inner.sql.release_held, leases).await?;
+        self.notify(queues.iter().map(String::as_str));
+        Ok(statuses)
     }
 
     async fn extend_leases(

@@ -3,8 +3,10 @@
 //! and starts one task per job.
 
 use super::executing::{Run, execute, finish_store};
+use super::held::{give_back_excess, return_buffered, start_buffered};
 use super::prefetch::Estimate;
 use super::*;
+use crate::wakeup::Wakeup;
 
 /// Whether `kinds` are claimed ahead: claiming ahead is on and none of them has a per-kind or
 /// cluster-wide limit. (For all of a worker's kinds: whether finishing jobs hand their permit
@@ -77,8 +79,10 @@ pub(super) async fn dispatch<S: Store + Clone>(config: Arc<Config<S>>, shared: A
     };
     shared.ready.send_replace(true);
     let mut tick = tokio::time::interval(config.poll_interval);
+    // Whether jobs may have been enqueued since the last round (the first round looks).
+    let mut fresh = true;
     loop {
-        if claim_round(&config, &shared, &groups, &mut paused, &mut estimate)
+        if claim_round(&config, &shared, &groups, &mut paused, &mut estimate, fresh)
             .await
             .is_err()
         {
@@ -88,7 +92,7 @@ pub(super) async fn dispatch<S: Store + Clone>(config: Arc<Config<S>>, shared: A
                 _ = tokio::time::sleep(config.poll_interval) => continue,
             }
         }
-        tokio::select! {
+        fresh = tokio::select! {
             biased;
             _ = shared.stop_claiming.cancelled() => break,
             _ = shared.freed.notified() => {
@@ -97,55 +101,17 @@ pub(super) async fn dispatch<S: Store + Clone>(config: Arc<Config<S>>, shared: A
                 for _ in 0..4 {
                     tokio::task::yield_now().await;
                 }
+                false
             }
-            _ = async {
+            enqueued = async {
                 match &mut wakeups {
-                    Some(w) => { w.next().await; }
-                    None => { tick.tick().await; }
+                    Some(w) => matches!(w.next().await, Wakeup::Enqueued { .. }),
+                    None => { tick.tick().await; false }
                 }
-            } => {}
-        }
+            } => enqueued,
+        };
     }
     return_buffered(&config, &shared).await;
-}
-
-/// Puts the jobs claimed ahead back to `pending` without spending their attempt.
-async fn return_buffered<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>) {
-    let jobs = shared.prefetched.take_all();
-    if jobs.is_empty() {
-        return;
-    }
-    let now = Utc::now();
-    let writes = jobs.iter().map(|job| async move {
-        let lease = job.lease().expect("a claimed job is leased");
-        let written = config.store.snooze(lease, now).await;
-        if written.is_ok() {
-            shared.returned.fetch_add(1, Ordering::Relaxed);
-        }
-        finish_store(shared, job, written.map(|()| JobState::Pending), || {
-            WorkerEvent::Snoozed {
-                id: job.id,
-                kind: job.kind.clone(),
-                until: now,
-            }
-        });
-    });
-    futures_util::future::join_all(writes).await;
-    tracing::info!(worker = %config.id, returned = jobs.len(), "jobs claimed ahead put back");
-}
-
-/// Starts buffered jobs, best first, while permits are free.
-pub(super) fn start_buffered<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>) {
-    // (An empty buffer, the usual case when jobs come one at a time: no permit taken.)
-    while !shared.stop_claiming.is_cancelled() && shared.prefetched.len() > 0 {
-        let Ok(permit) = config.limiter.try_acquire_owned() else {
-            return;
-        };
-        let Some(job) = shared.prefetched.pop() else {
-            return;
-        };
-        start_job(config, shared, job, Some(permit));
-    }
 }
 
 /// Claims and starts jobs while there is room and the claims come back full.
@@ -155,6 +121,7 @@ async fn claim_round<S: Store + Clone>(
     groups: &[Vec<Arc<Kind>>],
     paused: &mut PausedGroups,
     estimate: &mut Estimate,
+    fresh: bool,
 ) -> Result<(), StoreError> {
     loop {
         let mut full = false;
@@ -176,13 +143,26 @@ async fn claim_round<S: Store + Clone>(
             }
             let kind_free = eligible.iter().map(|k| k.free()).min().unwrap_or(0);
             let mut limit = global_free.min(kind_free);
+            let mut hold = false;
             // A kind probing a half-open breaker gets what can start now, not more.
             if ahead_allowed && !eligible.iter().any(|k| k.probing()) {
+                let ahead = estimate.ahead(config.limiter.limit(), shared.job_duration());
+                // Held jobs beyond what will start soon go back, for any worker to take.
+                let excess = shared.prefetched.len().saturating_sub(ahead);
+                give_back_excess(config, shared, excess, estimate.hold_limit()).await?;
                 // Top the buffer up once it is down to half of what should be at hand.
-                let (ahead, buffered) = (estimate.ahead(), shared.prefetched.len());
+                let buffered = shared.prefetched.len();
                 if limit > 0 || buffered * 2 <= ahead {
                     limit = (limit + ahead).saturating_sub(buffered);
                 }
+                // Newly enqueued jobs may beat every held one: hold the best of them too, so
+                // it starts at the next free permit (within `ahead`: past it, what is held goes
+                // back and the next claim takes the best there is).
+                if fresh && limit == 0 && buffered > 0 && buffered < ahead {
+                    limit = 1;
+                }
+                // Jobs beyond the free permits, or behind held ones, are held.
+                hold = buffered > 0 || limit > global_free;
             }
             let limit = limit.min(config.claim_batch as usize) as u32;
             if limit == 0 {
@@ -199,6 +179,7 @@ async fn claim_round<S: Store + Clone>(
                     _ => None,
                 },
                 skip_groups: skip_groups.clone(),
+                hold,
             };
             let began = Instant::now();
             let jobs = match config.store.claim(&claim).await {
@@ -215,6 +196,8 @@ async fn claim_round<S: Store + Clone>(
             full |= jobs.len() == limit as usize;
             if ahead_allowed {
                 estimate.observe_claim(began.elapsed());
+            }
+            if hold {
                 shared.prefetched.push(jobs);
                 start_buffered(config, shared);
             } else {
@@ -232,7 +215,7 @@ async fn claim_round<S: Store + Clone>(
 /// Starts `job` with `global` (a permit of the global limiter already taken) or else one
 /// taken now; a job that cannot start (no permit, a half-open breaker out of probes) is put
 /// back without spending its attempt.
-fn start_job<S: Store + Clone>(
+pub(super) fn start_job<S: Store + Clone>(
     config: &Arc<Config<S>>,
     shared: &Arc<Shared>,
     job: Job,
@@ -288,9 +271,11 @@ fn start_job<S: Store + Clone>(
         job.id,
         Running {
             lease,
+            started: Instant::now(),
             kind: job.kind.as_str().into(),
             stop: stop.clone(),
             lost: false,
+            finishing: false,
         },
     );
     let config = config.clone();

@@ -82,6 +82,10 @@ pub(super) async fn execute<S: Store + Clone, P: Send>(
         _ = shared.hard_stop.cancelled() => Ran::Stopped,
     };
     let took = started.elapsed();
+    shared.durations.record(took);
+    if let Some(r) = lock(&shared.running).get_mut(&job.id) {
+        r.finishing = true;
+    }
     // The handler is done: its capacity goes to the next job while the outcome is written.
     drop(permits);
     if shared.handoff {

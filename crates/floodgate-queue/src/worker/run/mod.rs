@@ -36,14 +36,16 @@ use crate::store::{Claim, Completion, LeaseStatus, Store};
 mod claiming;
 mod completing;
 mod executing;
+mod held;
 mod prefetch;
 mod shutdown;
 mod watching;
 
 pub(super) use shutdown::shutdown;
 
-use claiming::{dispatch, start_buffered};
+use claiming::dispatch;
 use completing::complete_batches;
+use held::start_buffered;
 use watching::{heartbeat, watch_memory};
 
 use super::WorkerStats;
@@ -91,8 +93,14 @@ pub(super) struct Shared {
     released: AtomicUsize,
     /// Jobs claimed ahead and put back at shutdown without starting.
     returned: AtomicUsize,
-    /// Jobs claimed ahead of a free permit, best first.
+    /// Jobs claimed ahead of a free permit (held, not started), best first.
     prefetched: prefetch::Buffer,
+    /// The recent handlers' run times (for how far ahead to claim).
+    durations: prefetch::Durations,
+    /// Whether a batch of held jobs is being started (one at a time, see `start_buffered`).
+    starting: AtomicBool,
+    /// Asked to start held jobs while a batch was out: one more round after it.
+    start_again: AtomicBool,
     /// Whether a finishing job starts the next buffered one itself (when every kind is claimed
     /// in one group, so no other kind's claim has a better right to the permit).
     handoff: bool,
@@ -112,9 +120,14 @@ type CompleteRequest = (Completion, oneshot::Sender<Result<bool, String>>);
 #[derive(Debug)]
 struct Running {
     lease: Lease,
+    /// When the handler started.
+    started: Instant,
     kind: Arc<str>,
     stop: CancellationToken,
     lost: bool,
+    /// The handler has returned and the outcome is being written: a heartbeat that finds the
+    /// lease gone raced the write, which reports a real loss itself.
+    finishing: bool,
 }
 
 impl Shared {
@@ -125,6 +138,23 @@ impl Shared {
     fn emit(&self, event: WorkerEvent) {
         self.counters.count(&event);
         let _ = self.events.send(event);
+    }
+
+    /// How long a job runs, as far as the worker knows: the longer of the recent handlers'
+    /// average and the average time the running ones have run so far (in seconds; 0 before
+    /// anything ran).
+    fn job_duration(&self) -> f64 {
+        let running = lock(&self.running);
+        let so_far = if running.is_empty() {
+            0.0
+        } else {
+            running
+                .values()
+                .map(|r| r.started.elapsed().as_secs_f64())
+                .sum::<f64>()
+                / running.len() as f64
+        };
+        self.durations.average().max(so_far)
     }
 
     pub(super) fn stats(&self) -> WorkerStats {
@@ -159,6 +189,9 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
         released: AtomicUsize::new(0),
         returned: AtomicUsize::new(0),
         prefetched: prefetch::Buffer::default(),
+        durations: prefetch::Durations::default(),
+        starting: AtomicBool::new(false),
+        start_again: AtomicBool::new(false),
         handoff: claiming::claimed_ahead(&config, &config.kinds),
         summary: OnceCell::new(),
         id: config.id.clone(),

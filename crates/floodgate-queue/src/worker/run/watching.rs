@@ -19,7 +19,6 @@ pub(super) async fn heartbeat<S: Store + Clone>(config: Arc<Config<S>>, shared: 
             .filter(|r| !r.lost)
             .map(|r| r.lease)
             .collect();
-        let buffered_from = leases.len();
         leases.extend(buffered);
         if leases.is_empty() {
             continue;
@@ -37,25 +36,19 @@ pub(super) async fn heartbeat<S: Store + Clone>(config: Arc<Config<S>>, shared: 
                 continue;
             }
         };
-        for (lease, status) in leases[buffered_from..]
-            .iter()
-            .zip(&statuses[buffered_from.min(statuses.len())..])
-        {
-            // A buffered job whose lease is lost is no longer this worker's to start; a cancel
-            // request is seen once it runs.
-            if *status == LeaseStatus::Lost {
-                shared.prefetched.remove(lease);
-                tracing::warn!(worker = %config.id, job = %lease.id, "lease of a job claimed ahead lost");
-            }
-        }
+        // (A held job whose lease is lost, or that was cancelled, stays in the buffer: starting
+        // it or giving it back finds out which, and counts it.)
         let mut running = lock(&shared.running);
         for (lease, status) in leases.iter().zip(statuses) {
-            let Some(r) = running.get_mut(&lease.id) else {
+            // (By token too: a held job given back and claimed again runs under a new one.)
+            let Some(r) = running.get_mut(&lease.id).filter(|r| r.lease == *lease) else {
                 continue;
             };
             match status {
                 LeaseStatus::Extended => {}
                 LeaseStatus::CancelRequested => r.stop.cancel(),
+                // (The outcome being written took the lease: nothing was lost.)
+                LeaseStatus::Lost if r.finishing => {}
                 LeaseStatus::Lost => {
                     r.lost = true;
                     r.stop.cancel();

@@ -3,6 +3,7 @@
 mod claim;
 mod concurrency;
 mod enqueue;
+mod held;
 mod inbox;
 mod leader;
 mod lease;
@@ -11,6 +12,7 @@ mod operations;
 pub use claim::*;
 pub use concurrency::*;
 pub use enqueue::*;
+pub use held::*;
 pub use inbox::*;
 pub use leader::*;
 pub use lease::*;
