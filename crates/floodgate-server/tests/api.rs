@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "api/held_jobs.rs"]
+mod held_jobs;
+
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};

@@ -130,9 +130,11 @@ pub trait Store: Send + Sync + 'static {
         leases: &[Lease],
     ) -> impl Future<Output = Result<Vec<HeldStatus>, StoreError>> + Send;
 
-    /// Gives held jobs back (claimed with [`Claim::hold`], not started): `pending` again in
-    /// their place (`run_at` unchanged), their attempt not spent, in one statement; idle
-    /// workers are woken. One status per lease, in input order.
+    /// Gives back jobs the caller holds and did not run (claimed with [`Claim::hold`], started
+    /// or not): `pending` again in their place (`run_at` unchanged), their attempt not spent,
+    /// in one statement; idle workers are woken. A job whose cancel was asked for after its
+    /// start ends `cancelled` ([`HeldStatus::Cancelled`]). One status per lease, in input
+    /// order.
     fn release_held(
         &self,
         leases: &[Lease],

@@ -141,36 +141,45 @@ pub(crate) async fn extend_leases<R: Columns>(
 }
 
 /// A `start_held` or `release_held`: `change` runs the one statement and returns the (id,
-/// queue) of each job it changed; for the rest, `states` reads their states (cancelled while
-/// held, or no longer held). One status per lease, in input order.
+/// queue, new state) of each job it changed (`cancelled`: a release that found a cancel
+/// asked for); for the rest, `states` reads their states (cancelled while held, or no longer
+/// held). One status per lease, in input order, and the queues of the jobs changed.
 pub(crate) async fn held(
     leases: &[Lease],
-    change: impl AsyncFnOnce() -> Result<Vec<(i64, String)>, StoreError>,
+    change: impl AsyncFnOnce() -> Result<Vec<(i64, String, String)>, StoreError>,
     states: impl AsyncFnOnce(Vec<i64>) -> Result<Vec<(i64, String)>, StoreError>,
 ) -> Result<(Vec<HeldStatus>, Vec<String>), StoreError> {
     if leases.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
     let changed = change().await?;
-    let done: std::collections::HashSet<i64> = changed.iter().map(|(id, _)| *id).collect();
-    let mut queues: Vec<String> = changed.into_iter().map(|(_, q)| q).collect();
+    let done: std::collections::HashSet<i64> = changed
+        .iter()
+        .filter(|(_, _, state)| state != "cancelled")
+        .map(|(id, ..)| *id)
+        .collect();
+    let mut cancelled: std::collections::HashSet<i64> = changed
+        .iter()
+        .filter(|(_, _, state)| state == "cancelled")
+        .map(|(id, ..)| *id)
+        .collect();
+    let mut queues: Vec<String> = changed.into_iter().map(|(_, q, _)| q).collect();
     queues.sort_unstable();
     queues.dedup();
     let missing: Vec<i64> = leases
         .iter()
         .map(|l| l.id.0)
-        .filter(|id| !done.contains(id))
+        .filter(|id| !done.contains(id) && !cancelled.contains(id))
         .collect();
-    let cancelled: std::collections::HashSet<i64> = if missing.is_empty() {
-        Default::default()
-    } else {
-        states(missing)
-            .await?
-            .into_iter()
-            .filter(|(_, state)| state == "cancelled")
-            .map(|(id, _)| id)
-            .collect()
-    };
+    if !missing.is_empty() {
+        cancelled.extend(
+            states(missing)
+                .await?
+                .into_iter()
+                .filter(|(_, state)| state == "cancelled")
+                .map(|(id, _)| id),
+        );
+    }
     let statuses = leases
         .iter()
         .map(|l| {

@@ -5,8 +5,9 @@
 //!   with room (kinds with a `max_concurrency` are claimed on their own, highest kind priority
 //!   first), in batches; and for kinds without a limit of their own, a bounded number more,
 //!   the jobs it expects to start within about one claim round trip
-//!   ([`WorkerBuilder::claim_ahead`]), which wait leased in a priority-ordered buffer and go
-//!   back to `pending` at shutdown.
+//!   ([`WorkerBuilder::claim_ahead`]). Those are *held*: leased, waiting in a priority-ordered
+//!   buffer, but not started in the store (reported `pending`; a cancel ends one at once and
+//!   it never starts), given back when they would not start soon and at shutdown.
 //! * A kind whose breaker is open is not claimed; a job its half-open breaker refuses goes
 //!   back (snoozed) without spending an attempt. Outcomes feed the breaker.
 //! * A heartbeat extends the leases of everything running (every third of the lease); a job
@@ -193,11 +194,14 @@ impl<S: Store + Clone> WorkerBuilder<S> {
     /// 0 turns claiming ahead off.
     ///
     /// The worker claims ahead only what it expects to start within about one claim round
-    /// trip, from the rate it starts jobs at: short jobs are claimed in full batches, slow ones
-    /// (a second each at a limit of 10) not ahead at all. Jobs claimed ahead start in priority order, hold
-    /// leases (extended by the heartbeat, rescued after a crash like running jobs) and are put
-    /// back to `pending` at shutdown without spending an attempt. Kinds with a per-kind or
-    /// cluster-wide limit are never claimed ahead.
+    /// trip, from the rate it starts jobs at and how long its running jobs take: short jobs
+    /// are claimed in full batches, slow ones (a second each at a limit of 10) not ahead at
+    /// all. Jobs claimed ahead are held, not started ([`Claim::hold`](crate::Claim::hold)):
+    /// every reader reports them `pending`, and a cancel ends one at once, before it can
+    /// start. They start in priority order, hold leases (extended by the heartbeat, rescued
+    /// after a crash with their attempt unspent), and go back to `pending` in their place,
+    /// without spending an attempt, when they would not start soon and at shutdown. Kinds
+    /// with a per-kind or cluster-wide limit are never claimed ahead.
     pub fn claim_ahead(mut self, n: u32) -> Self {
         self.claim_ahead = Some(n);
         self

@@ -62,7 +62,7 @@ fn scenario_worker<S: Store + Clone>(store: &S, cap: Option<u32>) -> WorkerHandl
 
 /// Waits until the worker holds jobs while the fast jobs run; the number held then.
 async fn until_jobs_are_held(handle: &WorkerHandle) -> u64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let stats = handle.stats();
         if stats.prefetched > 0 && stats.succeeded > 100 {
@@ -93,8 +93,8 @@ async fn all_jobs<S: Store>(store: &S) -> Vec<floodgate_queue::Job> {
     }
 }
 
-/// The buffer never holds more than the cap, give or take the permits' worth a claim tops up
-/// for and a batch being started holds (not the claim batch of 500), and is used.
+/// The jobs held never exceed what the cap allows (held: the cap plus the permits' worth a claim
+/// tops up for; recorded to start: the same again), not the claim batch of 500, and are used.
 async fn the_buffer_stays_within_its_cap<S: Store + Clone>(store: &S) {
     enqueue_scenario(store).await;
     let handle = scenario_worker(store, Some(5));
@@ -108,7 +108,7 @@ async fn the_buffer_stays_within_its_cap<S: Store + Clone>(store: &S) {
             }
         })
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while handle.stats().succeeded < FAST as u64 {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -116,7 +116,7 @@ async fn the_buffer_stays_within_its_cap<S: Store + Clone>(store: &S) {
     watch.abort();
     let most = most.load(Ordering::Relaxed);
     assert!(
-        (1..=5 + 2 * 2).contains(&most),
+        (1..=2 * (5 + 2)).contains(&most),
         "{most} held at most, cap 5, 2 permits: {:?}",
         handle.stats()
     );
@@ -137,7 +137,8 @@ async fn claim_ahead_zero_turns_it_off<S: Store + Clone>(store: &S) {
             }
         })
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // (A bound for a stuck run, not a timing: 3,000 claims of two jobs on a loaded machine.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while handle.stats().succeeded < FAST as u64 || handle.stats().running < 2 {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -182,7 +183,7 @@ async fn buffered_jobs_start_in_priority_order<S: Store + Clone>(store: &S) {
         .unwrap()
         .start();
     let _ = handle_cell.set(handle.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while handle.stats().succeeded < 2_000 {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -196,7 +197,11 @@ async fn buffered_jobs_start_in_priority_order<S: Store + Clone>(store: &S) {
     assert_eq!(order.len(), 2_000);
     assert!(
         order.windows(2).all(|w| w[0] >= w[1]),
-        "started out of priority order"
+        "started out of priority order: {:?}",
+        order
+            .windows(2)
+            .position(|w| w[0] < w[1])
+            .map(|i| &order[i.saturating_sub(3)..(i + 4).min(order.len())])
     );
     assert!(
         most_buffered.load(Ordering::Relaxed) > 0,
@@ -246,7 +251,7 @@ async fn a_worker_whose_kinds_are_all_blocked_claims_nothing<S: Store + Clone>(s
         .enqueue_many((0..FAST).map(|n| NewJob::new("fast", json!(n))).collect())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while handle.stats().succeeded < FAST as u64 {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -320,6 +325,8 @@ where
     })
     .await
     .unwrap();
+    // Statements the crashed worker had sent (a completion batch) may still commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let jobs = all_jobs(store).await;
     let held: Vec<JobId> = jobs
         .iter()

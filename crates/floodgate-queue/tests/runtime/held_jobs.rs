@@ -90,13 +90,16 @@ async fn until_settled<S: Store>(store: &S, ids: &[JobId]) -> HashMap<JobId, Job
     states
 }
 
-/// Concurrency 1: as soon as the first slow job starts, the other slow jobs are cancelled one
-/// by one. No job starts after its cancel returned; every job that never started ends
-/// `cancelled` at once; the worker counts none of them as a lost lease or a store error.
+/// Concurrency 1: as soon as the first slow job (100 ms) starts, the other slow jobs are
+/// cancelled one by one. A job whose cancel answered `cancelled` never starts; one that
+/// answered `running` had its start recorded as its permit freed, and begins within a round
+/// trip of the answer, not a slow job later (before the fix, 58-59 of 59 began after their
+/// cancel, held until a permit freed); every job that never started ends `cancelled`; the
+/// worker counts none of them as a lost lease or a store error.
 async fn a_held_job_cancelled_before_it_starts_never_starts<S: Store + Clone>(store: &S) {
-    let slow = enqueue_fast_then_slow(store, 60).await;
+    let slow = enqueue_fast_then_slow(store, 30).await;
     let (starts, first_slow) = (Starts::default(), Arc::new(Notify::new()));
-    let handle = worker(store, 1, Duration::from_millis(25), &starts, &first_slow)
+    let handle = worker(store, 1, Duration::from_millis(100), &starts, &first_slow)
         .build()
         .unwrap()
         .start();
@@ -105,7 +108,12 @@ async fn a_held_job_cancelled_before_it_starts_never_starts<S: Store + Clone>(st
         .expect("a slow job starts");
     let mut cancelled_at = Vec::new();
     for &id in &slow {
-        let state = store.cancel(id).await.unwrap();
+        // (One that ran to its end before its turn cannot be cancelled: it started before.)
+        let state = match store.cancel(id).await {
+            Ok(state) => state,
+            Err(floodgate_queue::StoreError::InvalidState { state, .. }) => state,
+            Err(e) => panic!("cancel {id}: {e}"),
+        };
         cancelled_at.push((id, state, Instant::now()));
     }
     let settled = until_settled(store, &slow).await;
@@ -113,24 +121,37 @@ async fn a_held_job_cancelled_before_it_starts_never_starts<S: Store + Clone>(st
     handle.shutdown(Duration::from_secs(5)).await;
     let starts = starts.lock().unwrap().clone();
     let mut never_started = 0;
+    let mut started_after = Vec::new();
     for (id, state, returned) in cancelled_at {
         match starts.get(&id) {
-            Some(&(began, _)) => assert!(
-                began < returned,
-                "job {id} started {:?} after its cancel returned {state}",
-                began - returned
-            ),
+            Some(&(began, _)) => {
+                if began > returned {
+                    // Only a job whose start the store recorded before the cancel (`running`)
+                    // may begin after it: the one whose permit was freeing.
+                    assert_eq!(state, JobState::Running, "job {id}");
+                    started_after.push((id, began - returned));
+                }
+            }
             None => {
+                // Its cancel answered `cancelled`, or `running` for a job whose start was
+                // recorded just ahead of a permit; either way it never ran and ends cancelled.
                 never_started += 1;
-                assert_eq!(
-                    state,
-                    JobState::Cancelled,
-                    "job {id} never started, so its cancel ends it at once"
+                assert!(
+                    matches!(state, JobState::Cancelled | JobState::Running),
+                    "job {id}: {state}"
                 );
-                assert_eq!(settled[&id], JobState::Cancelled);
+                assert_eq!(settled[&id], JobState::Cancelled, "job {id}");
             }
         }
     }
+    // A job held when its cancel came would begin when a permit frees, a slow job (100 ms)
+    // later; one whose start was recorded begins within that statement's round trip.
+    assert!(
+        started_after
+            .iter()
+            .all(|(_, late)| *late < Duration::from_millis(50)),
+        "jobs began long after their cancel was answered: {started_after:?}"
+    );
     assert!(
         never_started >= slow.len() / 2,
         "most slow jobs were cancelled before they could start: {never_started} of {}",
@@ -150,7 +171,8 @@ async fn a_held_job_cancelled_before_it_starts_never_starts<S: Store + Clone>(st
 
 /// Concurrency 2: an urgent job (priority 10) enqueued while slow jobs are held starts at the
 /// next free permit, ahead of every held job. Counted in slow jobs started between its enqueue
-/// and its start (not in time, which a loaded machine stretches): at most one per permit.
+/// and its start (not in time, which a loaded machine stretches): at most two per permit (one
+/// running into its start, one recorded as the permit freed), where it was 98 before the fix.
 async fn an_urgent_job_overtakes_the_held_ones<S: Store + Clone>(store: &S) {
     enqueue_fast_then_slow(store, 100).await;
     let (starts, first_slow) = (Starts::default(), Arc::new(Notify::new()));
@@ -183,7 +205,7 @@ async fn an_urgent_job_overtakes_the_held_ones<S: Store + Clone>(store: &S) {
         .filter(|(t, _)| *t > enqueued && *t < began)
         .count();
     assert!(
-        overtaken_by <= 2,
+        overtaken_by <= 2 * 2,
         "{overtaken_by} slow jobs started after the urgent job was enqueued and before it \
          started ({:?} later)",
         began - enqueued

@@ -89,6 +89,13 @@ impl Cursors {
         }
     }
 
+    /// Forgets the cursors of `queue`: jobs went back behind them (held jobs given back), and
+    /// the next claim starts from the queue's start.
+    pub(super) fn forget(&self, queue: &str) {
+        let mut map = self.by_claim.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|(q, _), _| q != queue);
+    }
+
     /// After a claim that started at a cursor and filled its limit: move the cursor forward
     /// (never back, when claimers of one store race), keeping the time of the last full claim.
     pub(super) fn after_fast(&self, queue: &str, kinds: &[String], last: &Job) {

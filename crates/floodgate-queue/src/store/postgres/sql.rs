@@ -216,18 +216,24 @@ impl Sql {
                 "$7",
             ),
             // A held job starts: its start recorded, if its lease still holds it. (Only
-            // `started_at` changes, which no index covers: a heap-only update.)
+            // `started_at` changes, which no index covers: a heap-only update.) The commit
+            // does not wait for the disk: a start lost in a crash of PostgreSQL leaves the job
+            // held, and it is rescued with its attempt unspent.
             start_held: r("UPDATE {t}jobs AS j SET started_at = now()
-                FROM UNNEST($1::bigint[], $2::bigint[]) AS l(id, token)
+                FROM UNNEST($1::bigint[], $2::bigint[]) AS l(id, token),
+                     (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
                 WHERE j.id = l.id AND j.lease_token = l.token AND j.started_at IS NULL
-                RETURNING j.id, j.queue"),
-            // A held job goes back in its place (`run_at` kept), its attempt not spent.
-            release_held: r("UPDATE {t}jobs AS j SET state = 'pending',
+                RETURNING j.id, j.queue, j.state"),
+            // A job the worker did not run goes back in its place (`run_at` kept), its attempt
+            // not spent; one whose cancel was asked for meanwhile ends cancelled.
+            release_held: r("UPDATE {t}jobs AS j SET
+                    state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END,
+                    finished_at = CASE WHEN j.cancel_requested THEN now() END,
                     attempt = greatest(j.attempt - 1, 0), lease_token = NULL,
-                    lease_expires_at = NULL, updated_at = now()
+                    lease_expires_at = NULL, started_at = NULL, updated_at = now()
                 FROM UNNEST($1::bigint[], $2::bigint[]) AS l(id, token)
-                WHERE j.id = l.id AND j.lease_token = l.token AND j.started_at IS NULL
-                RETURNING j.id, j.queue"),
+                WHERE j.id = l.id AND j.lease_token = l.token
+                RETURNING j.id, j.queue, j.state"),
             held_states: r("SELECT id, state FROM {t}jobs WHERE id = ANY($1::bigint[])"),
             extend: r("UPDATE {t}jobs AS j
                 SET lease_expires_at = now() + $4::bigint * interval '1 microsecond',

@@ -130,6 +130,8 @@ impl Store for PgStore {
     async fn release_held(&self, leases: &[Lease]) -> Result<Vec<HeldStatus>, StoreError> {
         let (statuses, queues) = self.held(&self.inner.sql.release_held, leases).await?;
         for queue in queues {
+            // Back in their place, behind this store's claim cursor.
+            self.inner.cursors.forget(&queue);
             self.notify(&queue).await?;
         }
         Ok(statuses)

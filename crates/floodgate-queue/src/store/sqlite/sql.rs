@@ -150,17 +150,18 @@ impl Sql {
                              json_extract(value, '$[1]') AS ltoken FROM json_each(?1)) AS l
                 WHERE {t}jobs.id = l.lid AND {t}jobs.lease_token = l.ltoken
                   AND {t}jobs.started_at IS NULL
-                RETURNING id, queue"),
-            // A held job goes back in its place (`run_at` kept), its attempt not spent.
-            release_held: r(
-                "UPDATE {t}jobs SET state = 'pending', attempt = max(attempt - 1, 0),
-                    lease_token = NULL, lease_expires_at = NULL, updated_at = ?2
+                RETURNING id, queue, state"),
+            // A job the worker did not run goes back in its place (`run_at` kept), its attempt
+            // not spent; one whose cancel was asked for meanwhile ends cancelled.
+            release_held: r("UPDATE {t}jobs SET
+                    state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+                    finished_at = CASE WHEN cancel_requested THEN ?2 END,
+                    attempt = max(attempt - 1, 0), lease_token = NULL, lease_expires_at = NULL,
+                    started_at = NULL, updated_at = ?2
                 FROM (SELECT json_extract(value, '$[0]') AS lid,
                              json_extract(value, '$[1]') AS ltoken FROM json_each(?1)) AS l
                 WHERE {t}jobs.id = l.lid AND {t}jobs.lease_token = l.ltoken
-                  AND {t}jobs.started_at IS NULL
-                RETURNING id, queue",
-            ),
+                RETURNING id, queue, state"),
             held_states: r("SELECT id, state FROM {t}jobs
                 WHERE id IN (SELECT value FROM json_each(?1))"),
             extend: r("UPDATE {t}jobs SET lease_expires_at = ?3, updated_at = ?4

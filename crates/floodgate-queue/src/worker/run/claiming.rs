@@ -146,7 +146,13 @@ async fn claim_round<S: Store + Clone>(
             let mut hold = false;
             // A kind probing a half-open breaker gets what can start now, not more.
             if ahead_allowed && !eligible.iter().any(|k| k.probing()) {
-                let ahead = estimate.ahead(config.limiter.limit(), shared.job_duration());
+                let (limit_all, duration) = (config.limiter.limit(), shared.job_duration());
+                let ahead = estimate.ahead(limit_all, duration);
+                let start_trip = shared.start_round_trip.average();
+                shared.confirm_ahead.store(
+                    estimate.ahead_within(start_trip, limit_all, duration),
+                    Ordering::Relaxed,
+                );
                 // Held jobs beyond what will start soon go back, for any worker to take.
                 let excess = shared.prefetched.len().saturating_sub(ahead);
                 give_back_excess(config, shared, excess, estimate.hold_limit()).await?;
@@ -271,7 +277,7 @@ pub(super) fn start_job<S: Store + Clone>(
         job.id,
         Running {
             lease,
-            started: Instant::now(),
+            began: None,
             kind: job.kind.as_str().into(),
             stop: stop.clone(),
             lost: false,
@@ -280,6 +286,7 @@ pub(super) fn start_job<S: Store + Clone>(
     );
     let config = config.clone();
     let shared = shared.clone();
+    let spawned = Instant::now();
     shared.clone().jobs.spawn(async move {
         let run = Run {
             kind,
@@ -288,6 +295,7 @@ pub(super) fn start_job<S: Store + Clone>(
             stop,
             breaker,
             permits,
+            spawned,
         };
         execute(&config, &shared, run).await;
         lock(&shared.running).remove(&lease.id);

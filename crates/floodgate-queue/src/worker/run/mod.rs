@@ -97,8 +97,21 @@ pub(super) struct Shared {
     prefetched: prefetch::Buffer,
     /// The recent handlers' run times (for how far ahead to claim).
     durations: prefetch::Durations,
-    /// Whether a batch of held jobs is being started (one at a time, see `start_buffered`).
-    starting: AtomicBool,
+    /// Held jobs whose start is recorded, waiting for a permit (see `held.rs`), and when
+    /// their start was recorded.
+    recorded: Mutex<std::collections::VecDeque<(Job, Instant)>>,
+    /// Ready jobs that waited too long: to give back.
+    stale: Mutex<Vec<Job>>,
+    /// How many held jobs to record ahead of the free permits (set by the claim loop).
+    confirm_ahead: AtomicUsize,
+    /// The round trip of `start_held`.
+    start_round_trip: prefetch::Durations,
+    /// Held jobs whose start is being recorded.
+    recording: AtomicUsize,
+    /// Wakes the stall watch when jobs are recorded ready.
+    recorded_some: Notify,
+    /// Whether each lane of `start_buffered` has a round out.
+    starting: [AtomicBool; held::LANES],
     /// Asked to start held jobs while a batch was out: one more round after it.
     start_again: AtomicBool,
     /// Whether a finishing job starts the next buffered one itself (when every kind is claimed
@@ -120,8 +133,8 @@ type CompleteRequest = (Completion, oneshot::Sender<Result<bool, String>>);
 #[derive(Debug)]
 struct Running {
     lease: Lease,
-    /// When the handler started.
-    started: Instant,
+    /// When its handler began (its task may wait for a thread first).
+    began: Option<Instant>,
     kind: Arc<str>,
     stop: CancellationToken,
     lost: bool,
@@ -141,25 +154,39 @@ impl Shared {
     }
 
     /// How long a job runs, as far as the worker knows: the longer of the recent handlers'
-    /// average and the average time the running ones have run so far (in seconds; 0 before
-    /// anything ran).
+    /// average and the time the running handlers have all run so far (the youngest one's:
+    /// when every running job has run that long, jobs take at least that long), in seconds;
+    /// 0 before anything ran.
     fn job_duration(&self) -> f64 {
-        let running = lock(&self.running);
-        let so_far = if running.is_empty() {
-            0.0
-        } else {
-            running
-                .values()
-                .map(|r| r.started.elapsed().as_secs_f64())
-                .sum::<f64>()
-                / running.len() as f64
-        };
-        self.durations.average().max(so_far)
+        let so_far = self.youngest_running().unwrap_or_default();
+        self.durations.average().max(so_far.as_secs_f64())
+    }
+
+    /// How long the youngest running handler has run (a finished one, waiting for its
+    /// outcome's write, does not count); `None` when none runs.
+    fn youngest_running(&self) -> Option<Duration> {
+        lock(&self.running)
+            .values()
+            .filter(|r| !r.finishing)
+            .map(|r| r.began.map_or(Duration::ZERO, |b| b.elapsed()))
+            .min()
     }
 
     pub(super) fn stats(&self) -> WorkerStats {
-        self.counters
-            .snapshot(self.running_count(), self.prefetched.len())
+        let held = self.prefetched.len() + lock(&self.recorded).len() + lock(&self.stale).len();
+        self.counters.snapshot(self.running_count(), held)
+    }
+
+    /// The leases of the held jobs, recorded or not (for the heartbeat).
+    fn held_leases(&self) -> Vec<Lease> {
+        let mut leases = self.prefetched.leases();
+        leases.extend(
+            lock(&self.recorded)
+                .iter()
+                .filter_map(|(job, _)| job.lease()),
+        );
+        leases.extend(lock(&self.stale).iter().filter_map(Job::lease));
+        leases
     }
 
     pub(super) async fn ready(&self) {
@@ -190,7 +217,13 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
         returned: AtomicUsize::new(0),
         prefetched: prefetch::Buffer::default(),
         durations: prefetch::Durations::default(),
-        starting: AtomicBool::new(false),
+        recorded: Mutex::new(std::collections::VecDeque::new()),
+        stale: Mutex::new(Vec::new()),
+        confirm_ahead: AtomicUsize::new(0),
+        start_round_trip: prefetch::Durations::default(),
+        recording: AtomicUsize::new(0),
+        recorded_some: Notify::new(),
+        starting: Default::default(),
         start_again: AtomicBool::new(false),
         handoff: claiming::claimed_ahead(&config, &config.kinds),
         summary: OnceCell::new(),
@@ -209,6 +242,9 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
     shared
         .background
         .spawn(heartbeat(config.clone(), shared.clone()));
+    shared
+        .background
+        .spawn(held::watch_stalls(config.clone(), shared.clone()));
     shared.background.spawn(complete_batches(
         config.store.clone(),
         config.id.clone(),

@@ -101,21 +101,12 @@ impl Buffer {
         lock(&self.jobs).pop().map(|a| a.0)
     }
 
-    /// Up to `n` of the best buffered jobs, best first, each with what `take` gave for it;
-    /// stops at the first `None` of `take` (no permit left).
-    pub(super) fn take_best<T>(
-        &self,
-        n: usize,
-        mut take: impl FnMut() -> Option<T>,
-    ) -> Vec<(Job, T)> {
+    /// Up to `n` of the best buffered jobs, best first.
+    pub(super) fn take_best(&self, n: usize) -> Vec<Job> {
         let mut jobs = lock(&self.jobs);
-        let mut out = Vec::new();
-        while out.len() < n && !jobs.is_empty() {
-            let Some(t) = take() else { break };
-            let job = jobs.pop().expect("not empty").0;
-            out.push((job, t));
-        }
-        out
+        std::iter::from_fn(|| jobs.pop().map(|a| a.0))
+            .take(n)
+            .collect()
     }
 
     /// The `n` worst buffered jobs, if the oldest buffered job was claimed more than `older`
@@ -236,11 +227,19 @@ impl Estimate {
     /// How many jobs to hold beyond the free permits now, for `limit` permits whose jobs run
     /// `duration` seconds each (0: not known yet).
     pub(super) fn ahead(&self, limit: usize, duration: f64) -> usize {
-        let mut rate = self.rate;
-        if duration > 0.0 {
-            rate = rate.min(limit as f64 / duration);
-        }
-        let expected = (rate * self.round_trip * 2.0).floor();
+        self.ahead_within(self.round_trip, limit, duration)
+    }
+
+    /// How many jobs the worker expects to start within two `round_trip`s (seconds), capped:
+    /// at the rate its permits free, `limit / duration`, once a duration is known (the start
+    /// rate observed until then).
+    pub(super) fn ahead_within(&self, round_trip: f64, limit: usize, duration: f64) -> usize {
+        let rate = if duration > 0.0 {
+            limit as f64 / duration
+        } else {
+            self.rate
+        };
+        let expected = (rate * round_trip * 2.0).floor();
         (expected as usize).min(self.cap)
     }
 
@@ -289,7 +288,8 @@ mod tests {
         );
         e.rate = 10_000.0;
         e.round_trip = 0.001;
-        assert_eq!(e.ahead(10, 0.0), 20);
+        assert_eq!(e.ahead(10, 0.0), 20, "no duration known: the start rate");
+        assert_eq!(e.ahead(10, 0.001), 20, "10 permits of 1 ms jobs");
         e.rate = 10.0; // one-second jobs at a limit of 10
         assert_eq!(e.ahead(10, 0.0), 0);
         e.rate = 1_000_000.0;
@@ -303,9 +303,9 @@ mod tests {
         e.rate = 100_000.0; // no-op jobs a moment ago
         e.round_trip = 0.002;
         assert_eq!(
-            e.ahead(4, 0.000_01),
-            400,
-            "no-op jobs: the start rate decides"
+            e.ahead(4, 0.000_032),
+            500,
+            "32 µs jobs at a limit of 4: capped"
         );
         assert_eq!(
             e.ahead(4, 0.025),
@@ -339,15 +339,10 @@ mod tests {
     }
 
     #[test]
-    fn take_best_stops_when_the_permits_run_out() {
+    fn take_best_takes_the_best() {
         let buffer = Buffer::default();
         buffer.push([job(1, 5, 10), job(2, 9, 10), job(3, 1, 10)]);
-        let mut permits = 2;
-        let taken: Vec<i64> = buffer
-            .take_best(10, || (permits > 0).then(|| permits -= 1))
-            .into_iter()
-            .map(|(j, ())| j.id.0)
-            .collect();
+        let taken: Vec<i64> = buffer.take_best(2).into_iter().map(|j| j.id.0).collect();
         assert_eq!(taken, [2, 1]);
         assert_eq!(buffer.len(), 1);
     }

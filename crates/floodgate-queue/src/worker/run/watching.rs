@@ -13,7 +13,7 @@ pub(super) async fn heartbeat<S: Store + Clone>(config: Arc<Config<S>>, shared: 
         }
         // Jobs claimed ahead hold leases too. They are read first: a job that starts between
         // the two reads is then in both lists (extended twice) rather than in neither.
-        let buffered = shared.prefetched.leases();
+        let buffered = shared.held_leases();
         let mut leases: Vec<Lease> = lock(&shared.running)
             .values()
             .filter(|r| !r.lost)

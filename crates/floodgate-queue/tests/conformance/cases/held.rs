@@ -1,7 +1,8 @@
 //! Held jobs (`Claim::hold`): claimed ahead by a worker, leased, not started. Readers report
 //! them `pending`; a cancel ends one at once and its start then fails; a start makes it
-//! `running`; a release gives it back in its place with its attempt unspent; a rescue after a
-//! crash does the same.
+//! `running`; a release gives back a job the worker did not run (held, or started and not
+//! run) in its place with its attempt unspent; a rescue after a crash does the same for a
+//! held job.
 
 use std::time::Duration;
 
@@ -137,16 +138,30 @@ pub async fn a_released_held_job_goes_back_in_its_place<S: Store>(store: &S) {
         [HeldStatus::Lost],
         "a lease given back starts nothing"
     );
-    // A started job is not held: it cannot be given back this way.
-    let claimed = store.claim(&Claim::new("w", 1)).await.unwrap();
-    assert!(claimed[0].started_at.is_some());
+    // A job whose start was recorded but which the worker did not run goes back too; one
+    // whose cancel was asked for since ends cancelled, never having run.
+    let b = store.enqueue(job("k", 2).queue("q")).await.unwrap().id;
+    let c = store.enqueue(job("k", 3).queue("q")).await.unwrap().id;
+    let held = store
+        .claim(&Claim::new("w", 2).queues(["q"]).hold())
+        .await
+        .unwrap();
+    let leases: Vec<_> = held.iter().map(|j| j.lease().unwrap()).collect();
     assert_eq!(
-        store
-            .release_held(&[claimed[0].lease().unwrap()])
-            .await
-            .unwrap(),
-        [HeldStatus::Lost]
+        store.start_held(&leases).await.unwrap(),
+        [HeldStatus::Done, HeldStatus::Done]
     );
+    assert_eq!(store.cancel(c).await.unwrap(), JobState::Running);
+    assert_eq!(
+        store.release_held(&leases).await.unwrap(),
+        [HeldStatus::Done, HeldStatus::Cancelled]
+    );
+    let (b, c) = (get(store, b).await, get(store, c).await);
+    assert_eq!(
+        (b.state, b.attempt, b.started_at),
+        (JobState::Pending, 0, None)
+    );
+    assert_eq!((c.state, c.attempt), (JobState::Cancelled, 0));
 }
 
 pub async fn a_held_job_is_rescued_with_its_attempt_unspent<S: Store>(store: &S) {
