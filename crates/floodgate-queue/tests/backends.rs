@@ -327,6 +327,49 @@ mod postgres {
         crate::support::pg_builder(schema).connect().await.unwrap()
     }
 
+    /// Regression (performance round 3): sqlx 0.9.0 left Nagle's algorithm on, so the last
+    /// bytes of a statement larger than one TCP segment waited for the server's delayed ACK
+    /// (40 ms) before they went out: a bulk enqueue ran at a fifth of its speed. Ten 200 KB
+    /// statements over TCP: without `TCP_NODELAY` each waits about 40 ms; with it, a few
+    /// milliseconds. The median is held far below the stall, far above a loaded machine's
+    /// round trip.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_statements_over_tcp_never_wait_for_a_delayed_ack() {
+        let Some(schema) = floodgate_testing::postgres_schema("nodelay").await else {
+            return;
+        };
+        let options = schema.connect_options();
+        if options.get_host().starts_with('/') {
+            eprintln!("skipped: DATABASE_URL names a Unix socket; this test is about TCP");
+            return;
+        }
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let big = "x".repeat(200_000);
+        let mut took = Vec::new();
+        for _ in 0..11 {
+            let began = std::time::Instant::now();
+            let n: i32 = sqlx::query_scalar("SELECT length($1)")
+                .bind(&big)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(n, 200_000);
+            took.push(began.elapsed());
+        }
+        took.sort();
+        assert!(
+            took[5] < Duration::from_millis(20),
+            "the median 200 KB statement took {:?} over TCP (all: {took:?}): Nagle's algorithm \
+             is on again (TCP_NODELAY unset)",
+            took[5]
+        );
+        pool.close().await;
+    }
+
     /// Nothing listens: the real cause, at once (not "pool timed out" after 10 s).
     #[tokio::test]
     async fn an_unreachable_server_fails_fast_with_the_cause() {
