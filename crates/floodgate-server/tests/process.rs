@@ -20,6 +20,9 @@ use serde_json::{Value, json};
 mod support;
 use support::process::*;
 
+#[path = "process/webhook_answers.rs"]
+mod webhook_answers;
+
 /// The Python example worker drains a queue: emails succeed with their result, resizes
 /// succeed after sleeping, and jobs that always fail go dead with their error.
 #[test]

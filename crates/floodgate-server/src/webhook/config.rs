@@ -5,7 +5,8 @@
 //! [webhooks]
 //! secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 //! max_concurrency = 16          # deliveries in flight per destination
-//! timeout = 30                  # seconds, the whole request
+//! timeout = 30                  # seconds, the whole request, the answer's body included
+//! max_response_bytes = 4096     # of each answer's body kept; the rest is never read
 //!
 //! [webhooks.destinations."hooks.partner.example"]
 //! secrets = ["whsec_..."]       # several: each request is signed with each (rotation)
@@ -24,6 +25,12 @@ use super::schedule::RetrySchedule;
 use super::signature::Secret;
 use super::ssrf::AddressPolicy;
 
+/// Bytes of an answer's body kept unless `max_response_bytes` says otherwise.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4096;
+
+/// The most `max_response_bytes` may be.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
 /// Settings of webhook delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,8 +41,11 @@ pub struct WebhookConfig {
     pub max_concurrency: usize,
     /// Seconds to connect (default 5).
     pub connect_timeout: f64,
-    /// Seconds for the whole request (default 30).
+    /// Seconds for the whole request, the answer's body included (default 30).
     pub timeout: f64,
+    /// Bytes of each answer's body read and kept with the attempt (default 4096, at most
+    /// 1 MiB); the rest is never read: the connection is dropped.
+    pub max_response_bytes: usize,
     /// The longest `Retry-After` honoured, in seconds (default 3600).
     pub max_retry_after: f64,
     /// Retry delays in seconds (default: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h).
@@ -89,6 +99,7 @@ impl Default for WebhookConfig {
             max_concurrency: 16,
             connect_timeout: 5.0,
             timeout: 30.0,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_retry_after: 3600.0,
             schedule: None,
             allow_private: false,
@@ -196,6 +207,12 @@ impl WebhookConfig {
         }
         if self.breaker_failures == 0 {
             return Err("webhooks breaker_failures: at least 1".to_owned());
+        }
+        if self.max_response_bytes > MAX_RESPONSE_BYTES {
+            return Err(format!(
+                "webhooks max_response_bytes: {} is over {MAX_RESPONSE_BYTES} (1 MiB)",
+                self.max_response_bytes
+            ));
         }
         Ok(())
     }

@@ -42,8 +42,11 @@ pub struct Attempt {
     pub status: Option<u16>,
     /// How long the request took.
     pub duration: Duration,
-    /// The first 4 KiB of the answer's body.
+    /// The start of the answer's body (`max_response_bytes`, 4 KiB by default).
     pub body: String,
+    /// Why the body kept is not the whole answer (longer than kept, cut off at the timeout,
+    /// broken off), if it is not.
+    pub body_error: Option<String>,
 }
 
 /// One destination's live state.
@@ -319,7 +322,7 @@ impl Deliverer {
         let mut record = attempt_json(&attempt);
         if verdict != Verdict::Delivered {
             record["attempt"] = json!(job.attempt);
-            record["error"] = json!(error);
+            record["error"] = json!(error.clone().or_else(|| attempt.body_error.clone()));
             *failed = Some(record.clone());
         }
         let describe = || match (&error, attempt.status) {
@@ -398,11 +401,14 @@ impl Deliverer {
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
-                let text = response.text().await.unwrap_or_default();
+                let deadline = tokio::time::Instant::from_std(started) + dest.settings.timeout;
+                let (body, body_error) =
+                    read_capped(response, self.config.max_response_bytes, deadline).await;
                 let attempt = Attempt {
                     status: Some(status),
                     duration: started.elapsed(),
-                    body: truncate(text, 4096),
+                    body,
+                    body_error,
                 };
                 let max = Duration::from_secs_f64(self.config.max_retry_after);
                 (
@@ -416,6 +422,7 @@ impl Deliverer {
                     status: None,
                     duration: started.elapsed(),
                     body: String::new(),
+                    body_error: None,
                 };
                 match Refused::find_in(&e) {
                     Some(refused) => (attempt, Verdict::Permanent, Some(refused.to_string())),
@@ -438,22 +445,83 @@ impl Deliverer {
 }
 
 fn attempt_json(a: &Attempt) -> Value {
-    json!({
+    let mut record = json!({
         "status": a.status,
         "duration_ms": a.duration.as_millis() as u64,
         "body": a.body,
-    })
+    });
+    if let Some(e) = &a.body_error {
+        record["body_error"] = json!(e);
+    }
+    record
 }
 
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
+/// Reads at most `cap` bytes of an answer's body, until `deadline`, and drops the rest unread
+/// (the connection closes with the response): a receiver's answer never grows memory beyond
+/// the cap and one chunk, and a body that drips is cut off at the request's timeout. The kept
+/// bytes (as text, cut at a character boundary) and why they are not the whole body, if not.
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+    deadline: tokio::time::Instant,
+) -> (String, Option<String>) {
+    let mut kept: Vec<u8> = Vec::with_capacity(cap.min(4096));
+    let error = loop {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                let room = cap - kept.len();
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if chunk.len() > room {
+                    break Some(format!(
+                        "the answer's body is longer than {cap} bytes: the first {} are kept, \
+                         the rest was not read",
+                        kept.len()
+                    ));
+                }
+            }
+            Ok(Ok(None)) => break None,
+            // (The client's own deadline for the whole request, the same one as below.)
+            Ok(Err(e)) if e.is_timeout() => {
+                break Some(format!(
+                    "the answer's body did not end within the request's timeout: {} bytes \
+                     kept",
+                    kept.len()
+                ));
+            }
+            Ok(Err(e)) => {
+                break Some(format!(
+                    "the answer's body broke off after {} bytes: {e}",
+                    kept.len()
+                ));
+            }
+            Err(_) => {
+                break Some(format!(
+                    "the answer's body did not end within the request's timeout: {} bytes \
+                     kept",
+                    kept.len()
+                ));
+            }
         }
-        s.truncate(cut);
+    };
+    (text_of(kept), error)
+}
+
+/// `bytes` as text: invalid UTF-8 replaced, a character cut at the end dropped.
+fn text_of(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.into_bytes();
+            match std::str::from_utf8(&bytes[valid..]) {
+                // Only an incomplete character at the end: the cut.
+                Err(tail) if tail.error_len().is_none() => {
+                    String::from_utf8_lossy(&bytes[..valid]).into_owned()
+                }
+                _ => String::from_utf8_lossy(&bytes).into_owned(),
+            }
+        }
     }
-    s
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

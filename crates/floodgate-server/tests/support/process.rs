@@ -28,6 +28,11 @@ pub struct Server {
 impl Server {
     /// Starts a server on a free port and waits (up to 20 s) for `/health/ready` to answer 200.
     pub fn start(database_url: &str, dir: &Path) -> Server {
+        Server::start_with(database_url, dir, &[])
+    }
+
+    /// [`Server::start`] with more arguments (`--config PATH`, say).
+    pub fn start_with(database_url: &str, dir: &Path, extra: &[&str]) -> Server {
         let mut why = String::new();
         // Three tries, in case another process takes the free port before the server does.
         for _ in 0..3 {
@@ -37,6 +42,7 @@ impl Server {
             command
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
                 .args(["--database-url", database_url])
+                .args(extra)
                 .current_dir(dir);
             // No settings from the tests' environment (a token, another database).
             for (key, _) in std::env::vars() {
