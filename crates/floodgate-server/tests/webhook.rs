@@ -359,9 +359,11 @@ async fn an_open_breaker_holds_one_destination_and_not_the_others() {
             floodgate_queue::JobState::Succeeded
         );
     }
-    // The breaker opened after two failures in a row; later calls were not made.
+    // The breaker opened after two failures in a row; later calls were not made. (The worker
+    // runs 4 deliveries at once: on a busy machine all 4 can be in flight before the first
+    // failure is counted, and a closed breaker lets each through.)
     assert!(
-        seen.count("broken") <= 3,
+        seen.count("broken") <= 4,
         "the open breaker kept calling: {}",
         seen.count("broken")
     );
