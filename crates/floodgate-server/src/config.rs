@@ -30,6 +30,8 @@ pub const KEYS: &[&str] = &[
     "max_batch",
     "max_body_bytes",
     "max_concurrent_requests",
+    "max_long_polls",
+    "max_event_streams",
     "request_timeout",
     "shutdown_grace",
     "sqlite_synchronous_full",
@@ -58,8 +60,15 @@ pub struct Config {
     pub max_batch: usize,
     /// The largest request body, in bytes (default 16 MiB).
     pub max_body_bytes: usize,
-    /// Requests running at once; more get 503 with `Retry-After` (default 1,024).
+    /// Requests running at once; more get 503 with `Retry-After` (default 1,024). Health
+    /// checks, long polls and event streams do not count: they have bounds of their own.
     pub max_concurrent_requests: usize,
+    /// Long-polling claims (`wait` > 0) waiting at once (default 4,096); past it a claim
+    /// answers at once, with what it finds and `Retry-After`.
+    pub max_long_polls: usize,
+    /// Dashboard event streams open at once (default 64); past it one is refused with 503 and
+    /// `Retry-After`.
+    pub max_event_streams: usize,
     /// A request taking longer is answered 503 (default 60 s; long polls may wait up to 30 s).
     #[serde(with = "secs")]
     pub request_timeout: Duration,
@@ -93,6 +102,8 @@ impl Default for Config {
             max_batch: 1_000,
             max_body_bytes: 16 * 1024 * 1024,
             max_concurrent_requests: 1_024,
+            max_long_polls: 4_096,
+            max_event_streams: 64,
             request_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             sqlite_synchronous_full: true,
@@ -219,6 +230,12 @@ impl Config {
         }
         if self.max_concurrent_requests == 0 {
             return invalid("max_concurrent_requests", "0".into(), "at least 1");
+        }
+        if self.max_long_polls == 0 {
+            return invalid("max_long_polls", "0".into(), "at least 1");
+        }
+        if self.max_event_streams == 0 {
+            return invalid("max_event_streams", "0".into(), "at least 1");
         }
         if self.request_timeout < Duration::from_secs(31) {
             return invalid(

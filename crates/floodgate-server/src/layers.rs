@@ -11,9 +11,22 @@ use axum::response::{IntoResponse, Response};
 use crate::error::{ApiError, Code};
 use crate::state::AppState;
 
+/// The routes `bound` leaves alone: health checks never wait behind the limit, and long polls
+/// and event streams are bounded by their handlers (`max_long_polls`, `max_event_streams`).
+const OWN_BOUNDS: &[&str] = &[
+    "/health/live",
+    "/health/ready",
+    "/v1/queues/{queue}/claim",
+    "/v1/dashboard/events",
+];
+
 /// Refuses a request when `max_concurrent_requests` are in flight (or the server is shutting
 /// down), and ends one that runs past `request_timeout`.
 pub(crate) async fn bound(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>();
+    if route.is_some_and(|r| OWN_BOUNDS.contains(&r.as_str())) {
+        return next.run(request).await;
+    }
     let Ok(_permit) = state.requests().try_acquire() else {
         let detail = if state.requests().is_closed() {
             "the server is shutting down; retry against another node or in a moment"

@@ -46,6 +46,10 @@ struct Inner {
     dashboard: Arc<Dashboard>,
     paused_groups: crate::groups::PausedGroups,
     requests: Limiter,
+    /// Long-polling claims waiting (`max_long_polls`).
+    long_polls: Limiter,
+    /// Dashboard event streams open (`max_event_streams`).
+    streams: Limiter,
     metrics: Option<PrometheusHandle>,
     shutting_down: CancellationToken,
     started: Instant,
@@ -85,6 +89,16 @@ impl AppState {
             .max_queue(0)
             .build()
             .expect("max_concurrent_requests was validated");
+        let bound = |name: &str, n: usize| {
+            Limiter::builder()
+                .name(name)
+                .max_concurrency(n)
+                .max_queue(0)
+                .build()
+                .expect("validated at load")
+        };
+        let long_polls = bound("http_long_polls", config.max_long_polls);
+        let streams = bound("http_event_streams", config.max_event_streams);
         let dashboard = Dashboard::new(crate::dashboard::Sources {
             store: store.clone(),
             sampler: sampler.clone(),
@@ -106,6 +120,8 @@ impl AppState {
                 dashboard,
                 paused_groups,
                 requests,
+                long_polls,
+                streams,
                 metrics: None,
                 shutting_down: CancellationToken::new(),
                 started: Instant::now(),
@@ -175,6 +191,16 @@ impl AppState {
     /// The limiter of requests in flight (closed at shutdown).
     pub fn requests(&self) -> &Limiter {
         &self.inner.requests
+    }
+
+    /// The bound on long-polling claims waiting at once.
+    pub fn long_polls(&self) -> &Limiter {
+        &self.inner.long_polls
+    }
+
+    /// The bound on dashboard event streams open at once.
+    pub fn streams(&self) -> &Limiter {
+        &self.inner.streams
     }
 
     pub(crate) fn metrics(&self) -> Option<&PrometheusHandle> {

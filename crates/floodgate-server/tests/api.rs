@@ -5,6 +5,8 @@ mod support;
 
 #[path = "api/held_jobs.rs"]
 mod held_jobs;
+#[path = "api/own_bounds.rs"]
+mod own_bounds;
 
 use std::time::{Duration, Instant};
 
@@ -581,27 +583,24 @@ async fn a_long_poll_answers_as_soon_as_a_job_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_answers_503_with_retry_after() {
-    let (app, _) = app_with(Config {
+    let (app, state) = app_with(Config {
         max_concurrent_requests: 1,
         ..Config::default()
     })
     .await;
-    let holder = {
-        let app = app.clone();
-        tokio::spawn(async move {
-            post(
-                &app,
-                "/v1/queues/default/claim",
-                json!({"worker": "w", "wait": 2}),
-            )
-            .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The one slot taken (by a request in flight; a long poll no longer takes one).
+    let slot = state.requests().try_acquire().unwrap();
     let a = get(&app, "/v1/queues").await;
     assert_eq!((a.status.as_u16(), a.code()), (503, "OVERLOADED"));
     assert_eq!(a.headers["retry-after"], "1");
-    holder.await.unwrap();
+    let a = post(&app, "/v1/queues/default/claim", json!({"worker": "w"})).await;
+    assert_eq!(
+        (a.status.as_u16(), a.code()),
+        (503, "OVERLOADED"),
+        "a claim that does not wait is an ordinary request"
+    );
+    assert_eq!(get(&app, "/health/live").await.status, StatusCode::OK);
+    drop(slot);
     assert_eq!(get(&app, "/v1/queues").await.status, StatusCode::OK);
 }
 

@@ -113,14 +113,23 @@ pub async fn events(
     State(state): State<AppState>,
     access: Option<Extension<Access>>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    // A stream holds a slot of its own (`max_event_streams`) for as long as it is open, never
+    // one that enqueues and reports need.
+    let slot = state.streams().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            Code::Overloaded,
+            "too many dashboard event streams open; retry in a moment",
+        )
+        .retry_after(5)
+    })?;
     // The first event is a full overview: computed now if the sampler has none yet.
     state.dashboard().snapshot().await?;
     let admin = access_name(access) == "admin";
     let receiver = state.dashboard().subscribe();
     let stop = state.shutting_down().clone();
     let stream = futures_util::stream::unfold(
-        (receiver, stop, true),
-        move |(mut rx, stop, first)| async move {
+        (receiver, stop, true, slot),
+        move |(mut rx, stop, first, slot)| async move {
             if !first {
                 tokio::select! {
                     changed = rx.changed() => changed.ok()?,
@@ -134,7 +143,7 @@ pub async fn events(
                 snapshot.read_json.clone()
             };
             let event = Event::default().event("overview").data(&*json);
-            Some((Ok(event), (rx, stop, false)))
+            Some((Ok(event), (rx, stop, false, slot)))
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))

@@ -7,6 +7,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use floodgate::retry::RetryPolicy;
 use floodgate_queue::{Claim, JobId, JobState, Lease, LeaseStatus, LeaseToken, Store};
@@ -38,9 +40,46 @@ pub async fn claim(
     State(state): State<AppState>,
     queue: Result<Path<String>, PathRejection>,
     body: Result<Json<ClaimRequest>, JsonRejection>,
-) -> ApiResult<Json<Claimed>> {
+) -> ApiResult<Response> {
     let Path(queue) = queue?;
-    let Json(r) = body?;
+    let Json(mut r) = body?;
+    // A long poll waits in a slot of its own (`max_long_polls`), never in one that enqueues
+    // and reports need; with none free it claims once, at once, and says when to come back.
+    // A claim that does not wait is an ordinary request.
+    let (_slot, busy) = if r.wait.unwrap_or(0) > 0 {
+        match state.long_polls().try_acquire_owned() {
+            Ok(slot) => (slot, false),
+            Err(_) => {
+                r.wait = Some(0);
+                (request_slot(&state)?, true)
+            }
+        }
+    } else {
+        (request_slot(&state)?, false)
+    };
+    let claimed = claim_for(&state, queue, r).await?;
+    let mut response = claimed.into_response();
+    if busy {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    Ok(response)
+}
+
+/// A slot of `max_concurrent_requests`, or the overload problem.
+fn request_slot(state: &AppState) -> ApiResult<floodgate::OwnedPermit> {
+    state.requests().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            Code::Overloaded,
+            "too many requests in flight; retry in a moment",
+        )
+        .retry_after(1)
+    })
+}
+
+/// The claim itself, long poll included.
+async fn claim_for(state: &AppState, queue: String, r: ClaimRequest) -> ApiResult<Json<Claimed>> {
     if !(1..=1_000).contains(&r.limit) {
         return Err(ApiError::invalid(
             "limit",
