@@ -97,7 +97,7 @@ fn huge_and_dripping_answers_never_grow_the_server() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("floodgate.toml"),
-        "[webhooks]\ntimeout = 2\nallow_private = true\nschedule = [600]\n",
+        "[webhooks]\ntimeout = 2\nallow_private = true\nschedule = [600]\nbreaker_failures = 100\n",
     )
     .unwrap();
     let mut server = Server::start_with(
@@ -132,9 +132,13 @@ fn huge_and_dripping_answers_never_grow_the_server() {
                 (drip, Answer::Drip)
             };
             let url = format!("http://127.0.0.1:{port}/hook/{n}");
+            // Two destinations: the endless one's failures must not open the drip's breaker.
+            let destination = if n % 2 == 0 { "endless" } else { "drip" };
             let id = enqueue(
                 server.port,
-                json!({"kind": "webhook", "payload": {"url": url, "body": {"n": n}}}),
+                json!({"kind": "webhook", "payload": {
+                    "url": url, "body": {"n": n}, "destination": destination,
+                }}),
             );
             (id, answer)
         })
