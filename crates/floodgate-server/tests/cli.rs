@@ -44,11 +44,16 @@ fn config_prints_the_layered_settings_with_secrets_masked() {
             ("FLOODGATE_API_TOKEN", "very-secret-token-123456"),
             ("FLOODGATE_DATABASE_URL", "postgres://app:pa55word@db/jobs"),
             ("FLOODGATE_MAX_BATCH", "70"),
+            ("FLOODGATE_MAX_LONG_POLLS", "300"),
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
     assert!(shown.contains("max_batch = 70"), "env over file: {shown}");
+    // The bounds of long polls, event streams and webhook answers, with their defaults.
+    assert!(shown.contains("max_long_polls = 300"), "{shown}");
+    assert!(shown.contains("max_event_streams = 64"), "{shown}");
+    assert!(shown.contains("\"max_response_bytes\":4096"), "{shown}");
     assert!(
         shown.contains("listen = \"127.0.0.1:9001\""),
         "flag over file: {shown}"
@@ -67,6 +72,14 @@ fn bad_settings_fail_at_start_naming_the_key_and_the_fix() {
     let err = text(&out.stderr);
     assert!(
         err.contains("max_batch") && err.contains("between"),
+        "{err}"
+    );
+
+    let out = floodgate(&["config"], &[("FLOODGATE_MAX_LONG_POLLS", "0")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("max_long_polls") && err.contains("at least 1"),
         "{err}"
     );
 
