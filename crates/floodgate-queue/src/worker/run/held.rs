@@ -37,20 +37,20 @@ pub(super) fn start_buffered<S: Store + Clone>(config: &Arc<Config<S>>, shared: 
     if !wants_round(config, shared) {
         return;
     }
-    let Some(lane) = (0..LANES).find(|&l| !shared.starting[l].swap(true, SeqCst)) else {
+    if shared.starting.swap(true, SeqCst) {
         shared.start_again.store(true, SeqCst);
         return;
-    };
+    }
     let (config, shared) = (config.clone(), shared.clone());
     shared.clone().jobs.spawn(async move {
         loop {
             shared.start_again.store(false, SeqCst);
             if !round(&config, &shared).await {
-                shared.starting[lane].store(false, SeqCst);
+                shared.starting.store(false, SeqCst);
                 // A request that came after this round looked gets its round.
                 if shared.start_again.load(SeqCst)
                     && wants_round(&config, &shared)
-                    && !shared.starting[lane].swap(true, SeqCst)
+                    && !shared.starting.swap(true, SeqCst)
                 {
                     continue;
                 }
@@ -59,9 +59,6 @@ pub(super) fn start_buffered<S: Store + Clone>(config: &Arc<Config<S>>, shared: 
         }
     });
 }
-
-/// Rounds in flight at once (see the module doc).
-pub(super) const LANES: usize = 1;
 
 /// How long every permit may be held by one handler while jobs are ready before they are
 /// given back: slower jobs than those they were recorded for took the permits.
@@ -88,7 +85,7 @@ pub(super) async fn watch_stalls<S: Store + Clone>(config: Arc<Config<S>>, share
         if stalled {
             // Everything held goes back, not only the ready jobs: what stays would start before
             // them, out of priority order (and nothing held starts soon anyway).
-            let mut stalled: Vec<Job> = lock(&shared.recorded).drain(..).map(|(j, _)| j).collect();
+            let mut stalled: Vec<Job> = lock(&shared.recorded).drain(..).collect();
             if !stalled.is_empty() {
                 stalled.extend(shared.prefetched.take_all());
                 tracing::debug!(worker = %config.id, jobs = stalled.len(), "ready jobs given back: no permit freed");
@@ -137,7 +134,7 @@ fn run_ready<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>) {
         let Ok(permit) = config.limiter.try_acquire_owned() else {
             return;
         };
-        let (job, _) = ready.pop_front().expect("a front");
+        let job = ready.pop_front().expect("a front");
         drop(ready);
         start_job(config, shared, job, Some(permit));
     }
@@ -184,14 +181,13 @@ async fn round<S: Store + Clone>(config: &Arc<Config<S>>, shared: &Arc<Shared>) 
     };
     shared.start_round_trip.record(began.elapsed());
     let now = Utc::now();
-    let recorded = Instant::now();
     {
         let mut ready = lock(&shared.recorded);
         for (mut job, status) in batch.into_iter().zip(statuses) {
             match status {
                 HeldStatus::Done => {
                     job.started_at = Some(now);
-                    ready.push_back((job, recorded));
+                    ready.push_back(job);
                     shared.recorded_some.notify_one();
                 }
                 HeldStatus::Cancelled => cancelled(shared, &job),
@@ -231,7 +227,7 @@ pub(super) async fn return_buffered<S: Store + Clone>(
     shared: &Arc<Shared>,
 ) {
     let mut jobs = shared.prefetched.take_all();
-    jobs.extend(lock(&shared.recorded).drain(..).map(|(job, _)| job));
+    jobs.extend(lock(&shared.recorded).drain(..));
     jobs.append(&mut lock(&shared.stale));
     if jobs.is_empty() {
         return;

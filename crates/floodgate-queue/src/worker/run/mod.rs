@@ -97,9 +97,8 @@ pub(super) struct Shared {
     prefetched: prefetch::Buffer,
     /// The recent handlers' run times (for how far ahead to claim).
     durations: prefetch::Durations,
-    /// Held jobs whose start is recorded, waiting for a permit (see `held.rs`), and when
-    /// their start was recorded.
-    recorded: Mutex<std::collections::VecDeque<(Job, Instant)>>,
+    /// Held jobs whose start is recorded, waiting for a permit (see `held.rs`).
+    recorded: Mutex<std::collections::VecDeque<Job>>,
     /// Ready jobs that waited too long: to give back.
     stale: Mutex<Vec<Job>>,
     /// How many held jobs to record ahead of the free permits (set by the claim loop).
@@ -110,8 +109,8 @@ pub(super) struct Shared {
     recording: AtomicUsize,
     /// Wakes the stall watch when jobs are recorded ready.
     recorded_some: Notify,
-    /// Whether each lane of `start_buffered` has a round out.
-    starting: [AtomicBool; held::LANES],
+    /// Whether `start_buffered` has a round out.
+    starting: AtomicBool,
     /// Asked to start held jobs while a batch was out: one more round after it.
     start_again: AtomicBool,
     /// Whether a finishing job starts the next buffered one itself (when every kind is claimed
@@ -180,11 +179,7 @@ impl Shared {
     /// The leases of the held jobs, recorded or not (for the heartbeat).
     fn held_leases(&self) -> Vec<Lease> {
         let mut leases = self.prefetched.leases();
-        leases.extend(
-            lock(&self.recorded)
-                .iter()
-                .filter_map(|(job, _)| job.lease()),
-        );
+        leases.extend(lock(&self.recorded).iter().filter_map(Job::lease));
         leases.extend(lock(&self.stale).iter().filter_map(Job::lease));
         leases
     }
@@ -223,7 +218,7 @@ pub(super) fn start<S: Store + Clone>(config: Config<S>) -> WorkerHandle {
         start_round_trip: prefetch::Durations::default(),
         recording: AtomicUsize::new(0),
         recorded_some: Notify::new(),
-        starting: Default::default(),
+        starting: AtomicBool::new(false),
         start_again: AtomicBool::new(false),
         handoff: claiming::claimed_ahead(&config, &config.kinds),
         summary: OnceCell::new(),
