@@ -33,6 +33,9 @@ pub const KEYS: &[&str] = &[
     "max_long_polls",
     "max_event_streams",
     "request_timeout",
+    "request_body_timeout",
+    "header_read_timeout",
+    "max_connections",
     "shutdown_grace",
     "sqlite_synchronous_full",
     "postgres_max_connections",
@@ -72,6 +75,17 @@ pub struct Config {
     /// A request taking longer is answered 503 (default 60 s; long polls may wait up to 30 s).
     #[serde(with = "secs")]
     pub request_timeout: Duration,
+    /// A request's body must arrive whole within this, counted from its head (default 30 s);
+    /// past it the request is answered 408 and the connection closed.
+    #[serde(with = "secs")]
+    pub request_body_timeout: Duration,
+    /// A request's head must arrive whole within this, and a keep-alive connection is closed
+    /// when no next request begins within it (default 10 s).
+    #[serde(with = "secs")]
+    pub header_read_timeout: Duration,
+    /// Connections open at once (default 8,192). At the bound the connection idle the longest
+    /// is closed to admit a new one; one answering a request never is.
+    pub max_connections: usize,
     /// How long shutdown waits for requests in flight before releasing the leases HTTP
     /// workers still hold (default 10 s).
     #[serde(with = "secs")]
@@ -105,6 +119,9 @@ impl Default for Config {
             max_long_polls: 4_096,
             max_event_streams: 64,
             request_timeout: Duration::from_secs(60),
+            request_body_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 8_192,
             shutdown_grace: Duration::from_secs(10),
             sqlite_synchronous_full: true,
             postgres_max_connections: 16,
@@ -243,6 +260,19 @@ impl Config {
                 self.request_timeout.as_secs().to_string(),
                 "at least 31 seconds (a long-polling claim may wait 30)",
             );
+        }
+        if self.request_body_timeout.is_zero() || self.request_body_timeout > self.request_timeout {
+            return invalid(
+                "request_body_timeout",
+                self.request_body_timeout.as_secs().to_string(),
+                "between 1 second and request_timeout",
+            );
+        }
+        if self.header_read_timeout.is_zero() {
+            return invalid("header_read_timeout", "0".into(), "at least 1 second");
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "0".into(), "at least 1");
         }
         if self.postgres_max_connections == 0 {
             return invalid("postgres_max_connections", "0".into(), "at least 1");

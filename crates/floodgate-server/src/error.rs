@@ -47,6 +47,8 @@ pub enum Code {
     Overloaded,
     /// The request took longer than the server's request timeout.
     Timeout,
+    /// The request's body did not arrive whole within the server's `request_body_timeout`.
+    BodyTimeout,
     /// The database could not be reached.
     DatabaseUnavailable,
     /// Something failed inside the server (details are in its log).
@@ -68,6 +70,7 @@ impl Code {
             Code::Forbidden => StatusCode::FORBIDDEN,
             Code::Overloaded | Code::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            Code::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +89,7 @@ impl Code {
             Code::Forbidden => "Forbidden",
             Code::Overloaded => "Overloaded",
             Code::Timeout => "Timeout",
+            Code::BodyTimeout => "Request body timeout",
             Code::DatabaseUnavailable => "Database unavailable",
             Code::Internal => "Internal error",
         }

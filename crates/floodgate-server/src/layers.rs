@@ -1,12 +1,21 @@
 //! The layers every request passes: a bound on requests in flight (a floodgate `Limiter`:
 //! overload answers 503 with `Retry-After` at once instead of queueing without end), a request
-//! timeout, and per-route request counts and latency histograms.
+//! timeout, a deadline on the request's body, and per-route request counts and latency
+//! histograms.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
+use axum::BoxError;
+use axum::body::{Body, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tokio::time::Sleep;
 
 use crate::error::{ApiError, Code};
 use crate::state::AppState;
@@ -65,4 +74,81 @@ pub(crate) async fn record(request: Request, next: Next) -> Response {
     metrics::histogram!("floodgate_http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// Answers 408 (and closes the connection) when a request's body has not arrived whole within
+/// `request_body_timeout` of its head: a body sent a byte at a time cannot hold a handler.
+pub(crate) async fn body_deadline(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let limit = state.config().request_body_timeout;
+    let expired = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| {
+        Body::new(Deadline {
+            body,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            expired: expired.clone(),
+        })
+    });
+    let response = next.run(request).await;
+    if !expired.load(Ordering::Acquire) {
+        return response;
+    }
+    let mut response = ApiError::new(
+        Code::BodyTimeout,
+        format!(
+            "the request body did not arrive within {} s (request_body_timeout); send it whole \
+             and at once",
+            limit.as_secs()
+        ),
+    )
+    .into_response();
+    // The rest of the body is never read: the connection cannot carry another request.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// A request body that fails once its deadline passes.
+struct Deadline {
+    body: Body,
+    sleep: Pin<Box<Sleep>>,
+    expired: Arc<AtomicBool>,
+}
+
+/// The error a body past its deadline reads as.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+struct BodyTimedOut;
+
+impl HttpBody for Deadline {
+    type Data = axum::body::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        ready!(this.sleep.as_mut().poll(cx));
+        this.expired.store(true, Ordering::Release);
+        Poll::Ready(Some(Err(BodyTimedOut.into())))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }

@@ -39,6 +39,7 @@ pub mod batcher;
 pub mod bulk;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod dashboard;
 pub mod error;
 pub mod groups;
@@ -57,8 +58,8 @@ use crate::error::{ApiError, Code};
 use crate::state::AppState;
 
 /// The whole HTTP API over `state`, with its layers: auth, the bound on requests in flight,
-/// the request timeout, the body limit, metrics, and problem documents for unknown routes and
-/// methods.
+/// the request timeout, the body limit and deadline, metrics, and problem documents for
+/// unknown routes and methods.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config().max_body_bytes;
     api::routes()
@@ -67,6 +68,7 @@ pub fn app(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), auth::require_token))
         .layer(from_fn_with_state(state.clone(), layers::bound))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn_with_state(state.clone(), layers::body_deadline))
         .layer(from_fn(layers::record))
         .with_state(state)
 }

@@ -3,6 +3,8 @@
 
 mod support;
 
+#[path = "api/body_deadline.rs"]
+mod body_deadline;
 #[path = "api/held_jobs.rs"]
 mod held_jobs;
 #[path = "api/own_bounds.rs"]

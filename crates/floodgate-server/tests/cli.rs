@@ -54,6 +54,10 @@ fn config_prints_the_layered_settings_with_secrets_masked() {
     assert!(shown.contains("max_long_polls = 300"), "{shown}");
     assert!(shown.contains("max_event_streams = 64"), "{shown}");
     assert!(shown.contains("\"max_response_bytes\":4096"), "{shown}");
+    // The connection bounds, with their defaults.
+    assert!(shown.contains("header_read_timeout = 10"), "{shown}");
+    assert!(shown.contains("request_body_timeout = 30"), "{shown}");
+    assert!(shown.contains("max_connections = 8192"), "{shown}");
     assert!(
         shown.contains("listen = \"127.0.0.1:9001\""),
         "flag over file: {shown}"
@@ -80,6 +84,14 @@ fn bad_settings_fail_at_start_naming_the_key_and_the_fix() {
     let err = text(&out.stderr);
     assert!(
         err.contains("max_long_polls") && err.contains("at least 1"),
+        "{err}"
+    );
+
+    let out = floodgate(&["config"], &[("FLOODGATE_REQUEST_BODY_TIMEOUT", "90")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("request_body_timeout") && err.contains("request_timeout"),
         "{err}"
     );
 

@@ -23,10 +23,14 @@ use support::process::*;
 #[path = "process/webhook_answers.rs"]
 mod webhook_answers;
 
+#[path = "process/half_sent.rs"]
+mod half_sent;
+
 /// The Python example worker drains a queue: emails succeed with their result, resizes
 /// succeed after sleeping, and jobs that always fail go dead with their error.
 #[test]
 fn python_worker_drains_jobs_and_reports_failures() {
+    let _machine = shared_machine();
     if Command::new("python3").arg("--version").output().is_err() {
         eprintln!("skipped: python3 is not on PATH");
         return;
@@ -152,6 +156,7 @@ fn consume(port: u16, worker: u32, until: Instant) -> usize {
 /// left `running` (leases held by HTTP workers are put back at shutdown).
 #[test]
 fn sigterm_under_load_loses_nothing_and_leaves_nothing_running() {
+    let _machine = shared_machine();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let db = dir.path().join("jobs.db");
     let db = db.to_str().expect("a UTF-8 path").to_owned();
@@ -277,6 +282,7 @@ fn work(port: u16, name: &str, done: &AtomicBool, completed: &Mutex<Vec<i64>>) {
 /// time: each of 2,000 jobs is completed exactly once, and both servers count 2,000 succeeded.
 #[test]
 fn two_servers_on_one_postgres_complete_every_job_once() {
+    let _machine = shared_machine();
     let Some(db) = PgDatabase::create("two_servers") else {
         return;
     };

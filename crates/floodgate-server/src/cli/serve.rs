@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 use super::ServeArgs;
 use crate::config::{Config, mask_url};
+use crate::connections::{Connections, Limits};
 use crate::state::AppState;
 
 pub(super) fn run(args: &ServeArgs) -> ExitCode {
@@ -60,7 +61,7 @@ async fn serve(config: Config) -> ExitCode {
             state
         }
     };
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let listener = match crate::connections::bind(config.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
@@ -103,19 +104,23 @@ async fn serve(config: Config) -> ExitCode {
 
     shutdown.close_on_shutdown(state.requests());
     let token = shutdown.token();
-    let server = axum::serve(listener, crate::app(state.clone())).with_graceful_shutdown({
+    let connections = Connections::new(Limits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+    });
+    let app = crate::app(state.clone());
+    shutdown.tracker().spawn({
         let state = state.clone();
+        let token = token.clone();
         async move {
             token.cancelled().await;
             // Long polls answer now, so the drain is not held up by them.
             state.shutting_down().cancel();
         }
     });
-    shutdown.tracker().spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "the server failed");
-        }
-    });
+    shutdown
+        .tracker()
+        .spawn(async move { connections.serve(listener, app, token).await });
     shutdown.on_shutdown("release leases, stop maintenance, close the store", {
         let state = state.clone();
         move || async move {

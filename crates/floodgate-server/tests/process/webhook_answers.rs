@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::process::{Server, enqueue, http};
+use crate::support::process::{Server, enqueue, http, shared_machine};
 
 /// How each receiver answers.
 #[derive(Clone, Copy)]
@@ -94,6 +94,7 @@ fn first_attempt(job: &Value) -> Option<Value> {
 
 #[test]
 fn huge_and_dripping_answers_never_grow_the_server() {
+    let _machine = shared_machine();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("floodgate.toml"),

@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,20 @@ pub const WORKER_PY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../examples/python/worker.py"
 );
+
+/// The machine these tests share: a test that measures latency holds it alone, the others
+/// share it (two cores loaded by a SIGTERM-under-load test are not the server's latency).
+static MACHINE: RwLock<()> = RwLock::new(());
+
+/// A share of the machine, for a test that measures no latency.
+pub fn shared_machine() -> RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The whole machine, for a test that measures latency.
+pub fn whole_machine() -> RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A running `floodgate serve`, killed when dropped (its log is printed if the test failed).
 pub struct Server {
