@@ -292,13 +292,11 @@ async fn webhooks(client: &reqwest::Client, base: &str, jobs: u64) {
         left -= size;
     }
     let started = Instant::now();
-    let worker = floodgate_server::webhook::worker::start(
-        state.store().clone(),
-        state.deliverer().clone(),
-        "bench",
-        64,
-    )
-    .expect("the delivery worker");
+    let worker = state
+        .webhooks()
+        .clone()
+        .start(state.store().clone(), "bench", 64)
+        .expect("the delivery worker");
     use floodgate_queue::Store;
     loop {
         let stats = state.store().queue_stats().await.expect("stats");

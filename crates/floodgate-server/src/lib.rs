@@ -41,6 +41,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod dashboard;
+pub mod delivery;
 pub mod error;
 pub mod groups;
 mod hub;

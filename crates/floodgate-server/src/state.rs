@@ -23,10 +23,11 @@ use tokio_util::sync::CancellationToken;
 use crate::batcher::{Completer, Enqueuer};
 use crate::config::Config;
 use crate::dashboard::Dashboard;
+use crate::delivery::{Deliveries, Delivery};
+use crate::groups::PausedGroups;
 use crate::hub::WakeHub;
 use crate::leases::LeaseBook;
 use crate::sampler::QueueSampler;
-use crate::webhook::deliver::Deliverer;
 
 /// The server's shared state; cheap to clone.
 #[derive(Clone)]
@@ -42,9 +43,10 @@ struct Inner {
     hub: WakeHub,
     leases: LeaseBook,
     sampler: Arc<QueueSampler>,
-    deliverer: Arc<Deliverer>,
+    deliveries: Deliveries,
+    webhooks: Arc<dyn Delivery>,
     dashboard: Arc<Dashboard>,
-    paused_groups: crate::groups::PausedGroups,
+    paused_groups: Arc<PausedGroups>,
     requests: Limiter,
     /// Long-polling claims waiting (`max_long_polls`).
     long_polls: Limiter,
@@ -76,10 +78,15 @@ impl AppState {
     /// current runtime.
     pub fn new(store: AnyStore, config: Config) -> AppState {
         let sampler = Arc::new(QueueSampler::new(store.clone(), config.queue_stats_max_age));
-        let deliverer = Arc::new(
-            Deliverer::new(config.webhooks.clone(), store.clone())
+        let paused_groups = Arc::new(PausedGroups::new(
+            store.clone(),
+            std::time::Duration::from_secs(1),
+        ));
+        let webhooks: Arc<dyn Delivery> = Arc::new(
+            crate::webhook::engine(&config.webhooks, store.clone(), paused_groups.clone())
                 .expect("the webhook settings were validated"),
         );
+        let deliveries = Deliveries::default().with(webhooks.clone());
         let enqueuer = Enqueuer::start(store.clone());
         let completer = Completer::start(store.clone());
         let hub = WakeHub::start(store.clone());
@@ -102,11 +109,9 @@ impl AppState {
         let dashboard = Dashboard::new(crate::dashboard::Sources {
             store: store.clone(),
             sampler: sampler.clone(),
-            deliverer: deliverer.clone(),
+            deliveries: deliveries.clone(),
             requests: requests.clone(),
         });
-        let paused_groups =
-            crate::groups::PausedGroups::new(store.clone(), std::time::Duration::from_secs(1));
         AppState {
             inner: Arc::new(Inner {
                 store,
@@ -116,7 +121,8 @@ impl AppState {
                 hub,
                 leases: LeaseBook::default(),
                 sampler,
-                deliverer,
+                deliveries,
+                webhooks,
                 dashboard,
                 paused_groups,
                 requests,
@@ -173,13 +179,20 @@ impl AppState {
         &self.inner.sampler
     }
 
-    /// The webhook deliverer (its destinations, breakers and disabled set).
-    pub fn deliverer(&self) -> &Arc<Deliverer> {
-        &self.inner.deliverer
+    /// The delivery targets: the server's built-in job kinds.
+    pub fn deliveries(&self) -> &Deliveries {
+        &self.inner.deliveries
     }
 
-    /// The store's paused groups, which HTTP workers' claims skip.
-    pub fn paused_groups(&self) -> &crate::groups::PausedGroups {
+    /// Webhook delivery (its destinations, breakers and disabled set).
+    pub fn webhooks(&self) -> &Arc<dyn Delivery> {
+        &self.inner.webhooks
+    }
+
+    /// The store's paused groups, read at most once a second: HTTP workers' claims skip them,
+    /// and delivery learns from them what another node disabled or enabled. Every pause,
+    /// resume and enable on this node forgets the list at once.
+    pub fn paused_groups(&self) -> &PausedGroups {
         &self.inner.paused_groups
     }
 

@@ -6,6 +6,9 @@
 
 mod support;
 
+#[path = "webhook/isolation.rs"]
+mod isolation;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -186,13 +189,11 @@ async fn finished(state: &AppState, id: i64) -> floodgate_queue::Job {
 async fn every_kind_of_answer_is_handled() {
     let (port, seen) = start_target().await;
     let (app, state) = app_with(config(10)).await;
-    let worker = floodgate_server::webhook::worker::start(
-        state.store().clone(),
-        state.deliverer().clone(),
-        "test",
-        16,
-    )
-    .unwrap();
+    let worker = state
+        .webhooks()
+        .clone()
+        .start(state.store().clone(), "test", 16)
+        .unwrap();
     let url = |route: &str| format!("http://127.0.0.1:{port}/hook/{route}");
     let ok = enqueue_hook(&app, &url("ok"), Some("ok")).await;
     let flaky = enqueue_hook(&app, &url("flaky"), Some("flaky")).await;
@@ -243,11 +244,15 @@ async fn every_kind_of_answer_is_handled() {
         (job.state, job.attempt),
         (floodgate_queue::JobState::Dead, 1)
     );
-    assert!(state.deliverer().is_disabled("gone"));
+    assert!(state.webhooks().is_disabled("gone"));
     // Disabled in the store: a new deliverer (a restart, another node) knows it too.
-    let fresh = floodgate_server::webhook::deliver::Deliverer::new(
-        config(10).webhooks,
+    let fresh = floodgate_server::webhook::engine(
+        &config(10).webhooks,
         state.store().clone(),
+        std::sync::Arc::new(floodgate_server::groups::PausedGroups::new(
+            state.store().clone(),
+            Duration::from_secs(1),
+        )),
     )
     .unwrap();
     let disabled = fresh.disabled().await.unwrap();
@@ -278,7 +283,7 @@ async fn every_kind_of_answer_is_handled() {
     );
     let enabled = post_json(&app, "/v1/webhooks/destinations/gone/enable", json!({})).await;
     assert_eq!(enabled.status, StatusCode::OK);
-    assert!(!state.deliverer().is_disabled("gone"));
+    assert!(!state.webhooks().is_disabled("gone"));
     let job = finished(&state, again).await;
     assert_eq!(
         (job.state, job.attempt),
@@ -335,13 +340,11 @@ async fn every_kind_of_answer_is_handled() {
 async fn an_open_breaker_holds_one_destination_and_not_the_others() {
     let (port, seen) = start_target().await;
     let (app, state) = app_with(config(2)).await;
-    let worker = floodgate_server::webhook::worker::start(
-        state.store().clone(),
-        state.deliverer().clone(),
-        "test",
-        4,
-    )
-    .unwrap();
+    let worker = state
+        .webhooks()
+        .clone()
+        .start(state.store().clone(), "test", 4)
+        .unwrap();
     let url = |route: &str| format!("http://127.0.0.1:{port}/hook/{route}");
     let (broken_url, other_url) = (url("broken"), url("other"));
     let mut broken = Vec::new();
@@ -425,13 +428,11 @@ async fn a_destination_rate_limit_spaces_deliveries() {
     for _ in 0..10 {
         ids.push(enqueue_hook(&app, &url, Some("limited")).await);
     }
-    let worker = floodgate_server::webhook::worker::start(
-        state.store().clone(),
-        state.deliverer().clone(),
-        "test",
-        16,
-    )
-    .unwrap();
+    let worker = state
+        .webhooks()
+        .clone()
+        .start(state.store().clone(), "test", 16)
+        .unwrap();
     for id in ids {
         assert_eq!(
             finished(&state, id).await.state,
@@ -482,13 +483,11 @@ async fn a_rate_limit_in_redis_is_shared_by_every_server() {
     let workers: Vec<_> = nodes
         .iter()
         .map(|(state, _)| {
-            floodgate_server::webhook::worker::start(
-                state.store().clone(),
-                state.deliverer().clone(),
-                "test",
-                16,
-            )
-            .unwrap()
+            state
+                .webhooks()
+                .clone()
+                .start(state.store().clone(), "test", 16)
+                .unwrap()
         })
         .collect();
     for (state, ids) in &nodes {

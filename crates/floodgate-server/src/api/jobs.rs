@@ -48,7 +48,7 @@ pub async fn enqueue(
     }
     let request: JobRequest = from_json(body)?;
     let key = idempotency_header(&headers)?;
-    let mut job = new_job(&request, "", state.config().max_payload_bytes)?;
+    let mut job = new_job(&request, "", &state)?;
     if let Some(key) = key {
         if request.idempotency_key.as_ref().is_some_and(|k| *k != key) {
             return Err(ApiError::invalid(
@@ -69,7 +69,7 @@ pub async fn enqueue(
         .job(enqueued.id)
         .await?
         .ok_or_else(|| ApiError::new(Code::Internal, "the original job vanished"))?;
-    if !same_request(&request, &original) {
+    if !same_request(&request, &original, state.deliveries()) {
         return Err(ApiError::new(
             Code::IdempotencyKeyReused,
             format!(
@@ -108,11 +108,7 @@ async fn enqueue_batch(state: &AppState, batch: BatchRequest) -> ApiResult<Respo
     }
     let mut jobs = Vec::with_capacity(batch.jobs.len());
     for (i, request) in batch.jobs.iter().enumerate() {
-        jobs.push(new_job(
-            request,
-            &format!("jobs[{i}]."),
-            state.config().max_payload_bytes,
-        )?);
+        jobs.push(new_job(request, &format!("jobs[{i}]."), state)?);
     }
     let out = state.store().enqueue_many(jobs).await?;
     let accepted = out
@@ -162,17 +158,24 @@ fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
     Ok(Some(key))
 }
 
-/// A store job from a request, checked as the store would (payload at most `max_payload`
-/// bytes); `at` prefixes field names in errors (`jobs[3].`).
-fn new_job(r: &JobRequest, at: &str, max_payload: usize) -> ApiResult<NewJob> {
-    let webhook = r.kind == crate::webhook::request::KIND;
-    let mut job = if webhook {
-        // The server's own kind: a payload it could not deliver is refused now.
-        crate::webhook::worker::new_job(r.payload.clone())
-            .map_err(|e| ApiError::invalid(&format!("{at}payload"), e))?
-    } else {
-        NewJob::new(r.kind.clone(), r.payload.clone())
+/// A store job from a request, checked as the store would (payload at most
+/// `max_payload_bytes`); `at` prefixes field names in errors (`jobs[3].`). A built-in kind
+/// (a delivery target, like `webhook`) checks its payload now, so one it could not deliver is
+/// refused, and puts the job in its queue (unless the request names one) and its
+/// destination's group (whatever the request's metadata says).
+fn new_job(r: &JobRequest, at: &str, state: &AppState) -> ApiResult<NewJob> {
+    let delivery = state.deliveries().get(&r.kind);
+    let group = match delivery {
+        Some(d) => Some(
+            d.group(&r.payload)
+                .map_err(|e| ApiError::invalid(&format!("{at}payload"), e))?,
+        ),
+        None => None,
     };
+    let mut job = NewJob::new(r.kind.clone(), r.payload.clone());
+    if let Some(d) = delivery {
+        job = job.queue(d.queue());
+    }
     if let Some(q) = &r.queue {
         job = job.queue(q.clone());
     }
@@ -205,43 +208,38 @@ fn new_job(r: &JobRequest, at: &str, max_payload: usize) -> ApiResult<NewJob> {
             ));
         }
         job = job.metadata(m.clone());
-        if let Some(group) = webhook.then(|| destination_group(&r.payload)).flatten() {
-            // Its destination's group (which claims skip while the destination waits).
-            job = job.group(group);
-        }
+    }
+    if let Some(group) = group {
+        // After the metadata: its destination's group, which claims skip while it waits.
+        job = job.group(group);
     }
     // The store's own checks, reported with the field's path.
-    job.check(max_payload).map_err(|e| match e {
-        floodgate_queue::StoreError::Invalid { field, reason } => {
-            ApiError::invalid(&format!("{at}{field}"), reason)
-        }
-        other => {
-            let e = ApiError::from(other);
-            ApiError::new(e.code(), format!("{at}payload: {}", e.detail()))
-        }
-    })?;
+    job.check(state.config().max_payload_bytes)
+        .map_err(|e| match e {
+            floodgate_queue::StoreError::Invalid { field, reason } => {
+                ApiError::invalid(&format!("{at}{field}"), reason)
+            }
+            other => {
+                let e = ApiError::from(other);
+                ApiError::new(e.code(), format!("{at}payload: {}", e.detail()))
+            }
+        })?;
     Ok(job)
 }
 
-/// The group of a checked webhook payload: its destination.
-fn destination_group(payload: &Value) -> Option<String> {
-    crate::webhook::request::WebhookRequest::parse(payload)
-        .ok()
-        .map(|r| r.destination())
-}
-
 /// Whether `r` asks for what `job` was enqueued with.
-fn same_request(r: &JobRequest, job: &floodgate_queue::Job) -> bool {
+fn same_request(
+    r: &JobRequest,
+    job: &floodgate_queue::Job,
+    deliveries: &crate::delivery::Deliveries,
+) -> bool {
     r.kind == job.kind
         && r.payload == job.payload
-        && r.queue
-            .as_deref()
-            .unwrap_or(if r.kind == crate::webhook::request::KIND {
-                crate::webhook::worker::QUEUE
-            } else {
-                floodgate_queue::DEFAULT_QUEUE
-            })
-            == job.queue
+        && r.queue.as_deref().unwrap_or_else(|| {
+            deliveries
+                .get(&r.kind)
+                .map_or(floodgate_queue::DEFAULT_QUEUE, |d| d.queue())
+        }) == job.queue
         && r.priority.unwrap_or(floodgate_queue::DEFAULT_PRIORITY) == job.priority
         && r.max_attempts
             .unwrap_or(floodgate_queue::DEFAULT_MAX_ATTEMPTS)

@@ -34,7 +34,7 @@ pub async fn enable(
     destination: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<DestinationState>> {
     let Path(destination) = destination?;
-    if !state.deliverer().enable(&destination).await? {
+    if !state.webhooks().enable(&destination).await? {
         return Err(ApiError::new(
             Code::NotFound,
             format!("destination {destination:?} is not disabled"),
@@ -88,7 +88,7 @@ pub struct Destinations {
 )]
 pub async fn destinations(State(state): State<AppState>) -> ApiResult<Json<Destinations>> {
     let disabled = state
-        .deliverer()
+        .webhooks()
         .disabled()
         .await?
         .into_iter()
@@ -99,7 +99,7 @@ pub async fn destinations(State(state): State<AppState>) -> ApiResult<Json<Desti
         })
         .collect();
     let breakers = state
-        .deliverer()
+        .webhooks()
         .health()
         .breakers
         .into_iter()

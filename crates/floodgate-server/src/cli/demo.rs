@@ -122,7 +122,7 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
                 _ => format!("http://127.0.0.1:{port}/{name}"),
             };
             let payload = json!({"url": url, "destination": name, "body": {"n": i}});
-            jobs.push(crate::webhook::worker::new_job(payload)?);
+            jobs.push(crate::webhook::job::new_job(payload)?);
         }
     }
     let total = jobs.len() as u64;
@@ -135,7 +135,7 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let transitions = Arc::new(AtomicU64::new(0));
-    let mut events = state.deliverer().subscribe();
+    let mut events = state.webhooks().subscribe();
     let live = std::io::stdout().is_terminal();
     let bars = Bars::new(live, total)?;
     let printer = {
@@ -153,12 +153,10 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
             }
         })
     };
-    let worker = crate::webhook::worker::start(
-        state.store().clone(),
-        state.deliverer().clone(),
-        "demo",
-        64,
-    )?;
+    let worker = state
+        .webhooks()
+        .clone()
+        .start(state.store().clone(), "demo", 64)?;
     let started = Instant::now();
     let mut gone_reported = false;
     let mut last_line = Instant::now();
@@ -166,7 +164,7 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
         let stats = state.store().queue_stats().await?;
         let c = stats
             .iter()
-            .find(|q| q.queue == crate::webhook::worker::QUEUE)
+            .find(|q| q.queue == crate::webhook::job::QUEUE)
             .map(|q| q.counts)
             .unwrap_or_default();
         let finished = c.succeeded + c.dead + c.cancelled;
@@ -183,7 +181,7 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
             );
             last_line = Instant::now();
         }
-        if !gone_reported && state.deliverer().is_disabled("gone") {
+        if !gone_reported && state.webhooks().is_disabled("gone") {
             say(
                 &bars.top,
                 live,
@@ -276,7 +274,7 @@ impl Bars {
 async fn held_for_disabled(state: &AppState) -> Result<u64, floodgate_queue::StoreError> {
     let mut held = 0;
     let mut list = ListJobs {
-        queue: Some(crate::webhook::worker::QUEUE.to_owned()),
+        queue: Some(crate::webhook::job::QUEUE.to_owned()),
         state: Some(JobState::Pending),
         limit: 1_000,
         ..ListJobs::default()
@@ -286,7 +284,7 @@ async fn held_for_disabled(state: &AppState) -> Result<u64, floodgate_queue::Sto
         held += page
             .jobs
             .iter()
-            .filter(|j| j.group().is_some_and(|g| state.deliverer().is_disabled(g)))
+            .filter(|j| j.group().is_some_and(|g| state.webhooks().is_disabled(g)))
             .count() as u64;
         match page.next {
             Some(next) => list.before = Some(next),
@@ -312,7 +310,7 @@ async fn summary(
     let mut per: HashMap<String, (u64, u64, u64, u64)> = HashMap::new();
     let mut latencies = Vec::new();
     let mut list = ListJobs {
-        queue: Some(crate::webhook::worker::QUEUE.to_owned()),
+        queue: Some(crate::webhook::job::QUEUE.to_owned()),
         limit: 1_000,
         ..ListJobs::default()
     };
@@ -362,7 +360,7 @@ async fn summary(
     for (name, _) in PLAN {
         let (ok, retries, dead, wait) = per.get(*name).copied().unwrap_or_default();
         waiting += wait;
-        let disabled = if state.deliverer().is_disabled(name) {
+        let disabled = if state.webhooks().is_disabled(name) {
             "yes"
         } else {
             ""

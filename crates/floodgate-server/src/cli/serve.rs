@@ -86,18 +86,17 @@ async fn serve(config: Config) -> ExitCode {
         Duration::from_secs(30),
     );
     let maintenance = Maintenance::new(state.store().clone()).start(role);
-    let webhooks = match crate::webhook::worker::start(
-        state.store().clone(),
-        state.deliverer().clone(),
-        &node,
-        64,
-    ) {
-        Ok(handle) => handle,
-        Err(e) => {
-            eprintln!("error: cannot start webhook delivery: {e}");
-            return ExitCode::FAILURE;
+    let mut deliveries = Vec::new();
+    for delivery in state.deliveries().iter() {
+        let slots = config.webhooks.concurrency;
+        match delivery.clone().start(state.store().clone(), &node, slots) {
+            Ok(handle) => deliveries.push(handle),
+            Err(e) => {
+                eprintln!("error: cannot start delivery: {e}");
+                return ExitCode::FAILURE;
+            }
         }
-    };
+    }
     // The charts have the last 15 minutes when a dashboard opens.
     state.dashboard().start();
     announce(&config, addr, state.store().backend());
@@ -124,7 +123,9 @@ async fn serve(config: Config) -> ExitCode {
     shutdown.on_shutdown("release leases, stop maintenance, close the store", {
         let state = state.clone();
         move || async move {
-            webhooks.shutdown(Duration::from_secs(5)).await;
+            for delivery in deliveries {
+                delivery.shutdown(Duration::from_secs(5)).await;
+            }
             let released = state.leases().release_all(state.store()).await;
             tracing::info!(released, "leases held by HTTP workers put back");
             maintenance.stop().await;

@@ -34,8 +34,8 @@ pub use overview::Overview;
 use overview::{BreakerView, LimiterView, Series, Totals};
 
 use crate::api::model::QueueView;
+use crate::delivery::Deliveries;
 use crate::sampler::QueueSampler;
-use crate::webhook::deliver::Deliverer;
 
 /// How often the overview is computed while someone watches.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -62,7 +62,7 @@ pub struct Snapshot {
 pub(crate) struct Sources {
     pub(crate) store: AnyStore,
     pub(crate) sampler: Arc<QueueSampler>,
-    pub(crate) deliverer: Arc<Deliverer>,
+    pub(crate) deliveries: Deliveries,
     pub(crate) requests: Limiter,
 }
 
@@ -168,12 +168,12 @@ impl Dashboard {
             lock(&self.series).close(Totals::of(&queues, now), &mut waits);
         }
         let mut limiters = vec![LimiterView::from(s.requests.stats())];
-        limiters.extend(s.deliverer.limiters().into_iter().map(LimiterView::from));
+        let deliveries = s.deliveries.iter();
+        limiters.extend(deliveries.flat_map(|d| d.limiters()).map(LimiterView::from));
         let breakers = s
-            .deliverer
-            .health()
-            .breakers
-            .into_iter()
+            .deliveries
+            .iter()
+            .flat_map(|d| d.health().breakers)
             .map(|b| BreakerView {
                 name: b.name,
                 state: b.state.as_str().to_owned(),

@@ -27,27 +27,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// The verdict on one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// A 2xx: done.
-    Delivered,
-    /// The receiver asked to wait (429/503): retry no sooner than this; not a breaker failure.
-    RetryAfter(Duration),
-    /// A failure worth retrying on the schedule; a breaker failure.
-    Retry,
-    /// 410 Gone: never retry, and disable the destination.
-    Gone,
-    /// Any other 4xx: never retry.
-    Permanent,
-}
-
-impl Verdict {
-    /// Whether the destination's breaker counts this attempt as a failure.
-    pub fn is_breaker_failure(self) -> bool {
-        matches!(self, Verdict::Retry)
-    }
-}
+pub use crate::delivery::Verdict;
 
 /// The verdict on an HTTP answer with `status` and its `Retry-After` header, if any; a
 /// `Retry-After` longer than `max_retry_after` is clamped to it.

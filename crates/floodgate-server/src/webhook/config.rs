@@ -4,6 +4,7 @@
 //! ```toml
 //! [webhooks]
 //! secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+//! concurrency = 64              # deliveries in flight across destinations
 //! max_concurrency = 16          # deliveries in flight per destination
 //! timeout = 30                  # seconds, the whole request, the answer's body included
 //! max_response_bytes = 4096     # of each answer's body kept; the rest is never read
@@ -21,9 +22,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::schedule::RetrySchedule;
 use super::signature::Secret;
 use super::ssrf::AddressPolicy;
+use crate::delivery::schedule::RetrySchedule;
 
 /// Bytes of an answer's body kept unless `max_response_bytes` says otherwise.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4096;
@@ -37,6 +38,9 @@ pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
 pub struct WebhookConfig {
     /// `whsec_` secrets every delivery is signed with (none: unsigned).
     pub secrets: Vec<String>,
+    /// Deliveries in flight across destinations (default 64); the last quarter only go to
+    /// destinations with nothing in flight.
+    pub concurrency: usize,
     /// Deliveries in flight per destination (default 16).
     pub max_concurrency: usize,
     /// Seconds to connect (default 5).
@@ -96,6 +100,7 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             secrets: Vec::new(),
+            concurrency: 64,
             max_concurrency: 16,
             connect_timeout: 5.0,
             timeout: 30.0,
@@ -204,6 +209,9 @@ impl WebhookConfig {
             floodgate::rate::redis::RedisRateLimiter::new(settings, quota).map_err(|e| {
                 format!("webhooks redis_url: {e}; write redis://host:6379 (or rediss:// for TLS)")
             })?;
+        }
+        if self.concurrency == 0 {
+            return Err("webhooks concurrency: at least 1".to_owned());
         }
         if self.breaker_failures == 0 {
             return Err("webhooks breaker_failures: at least 1".to_owned());

@@ -41,7 +41,9 @@ use tokio::time::Instant;
 
 pub use algorithm::{Aimd, Gradient2, LimitAlgorithm, Sample, SampleOutcome, Vegas};
 
-use crate::limiter::{Limiter, LimiterBuilder, LimiterError, OwnedPermit, Priority, Rejected};
+use crate::limiter::{
+    Limiter, LimiterBuilder, LimiterError, OwnedPermit, Priority, Rejected, TryAcquireError,
+};
 use crate::sync::{Mutex, lock};
 
 struct Shared {
@@ -112,6 +114,17 @@ impl AdaptiveLimiter {
     /// Cancel safe, as [`Limiter::acquire`].
     pub async fn acquire_with(&self, priority: Priority) -> Result<AdaptivePermit, Rejected> {
         let permit = self.limiter.acquire_owned_with(priority).await?;
+        Ok(AdaptivePermit {
+            permit: Some(permit),
+            start: Instant::now(),
+            in_flight: self.limiter.active(),
+            owner: self.clone(),
+        })
+    }
+
+    /// A permit now, if one is free: never waits and never queues.
+    pub fn try_acquire(&self) -> Result<AdaptivePermit, TryAcquireError> {
+        let permit = self.limiter.try_acquire_owned()?;
         Ok(AdaptivePermit {
             permit: Some(permit),
             start: Instant::now(),

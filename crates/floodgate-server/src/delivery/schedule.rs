@@ -6,7 +6,7 @@
 //! ```
 //! use std::time::Duration;
 //! use floodgate::retry::RetryPolicy;
-//! use floodgate_server::webhook::schedule::RetrySchedule;
+//! use floodgate_server::delivery::schedule::RetrySchedule;
 //!
 //! let schedule = RetrySchedule::default().jitter(0.0);
 //! assert_eq!(schedule.attempts(), 7); // the first, then one per delay

@@ -1,16 +1,16 @@
 //! Destinations whose jobs wait unclaimed: those whose breaker is open (until the breaker's
-//! wait ends) and those disabled by a `410 Gone` (until re-enabled).
+//! wait ends) and those disabled (by a `410 Gone`, until re-enabled).
 //!
 //! The delivery worker asks [`Waiting::open_breakers`] before each claim and leaves those
 //! destinations' jobs pending (no attempt spent, no claim round trip) while other
 //! destinations keep flowing; a breaker's entry lapses when its open wait ends, so the next
 //! claim takes a job again and its delivery is the breaker's probe. Disabled destinations are
 //! paused groups in the store (shared by every node and kept across restarts), which the
-//! worker runtime skips by itself; this keeps a copy for the deliverer's own check.
+//! worker runtime skips by itself; this keeps a copy for the engine's own check.
 //!
 //! ```
 //! use std::time::Duration;
-//! use floodgate_server::webhook::waiting::Waiting;
+//! use floodgate_server::delivery::waiting::Waiting;
 //!
 //! let waiting = Waiting::default();
 //! waiting.breaker_open("hooks.example.com", Duration::from_secs(30));
@@ -41,7 +41,7 @@ impl Waiting {
             let now = Instant::now();
             open.retain(|_, until| *until > now);
             if open.len() >= MAX_ENTRIES {
-                return; // the deliverer's own breaker check still snoozes its jobs
+                return; // the engine's own breaker check still snoozes its jobs
             }
         }
         open.insert(destination.to_owned(), Instant::now() + wait);
