@@ -84,7 +84,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 },
                 ..Default::default()
             };
-            let state = floodgate_server::state::AppState::open(config).await?;
+            let server = floodgate_server::server::Server::builder(config)
+                .listener(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+                .node("bench")
+                // The webhooks mode times delivery from the start of the worker.
+                .without_delivery()
+                .start()
+                .await?;
+            let state = server.state().clone();
             if args.mode == "queues" || args.mode == "dashboard" {
                 fill(state.store()).await?;
             }
@@ -95,11 +102,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if args.mode == "webhooks" {
                 WEBHOOK_STATE.set(state.clone()).expect("set once");
             }
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?;
-            let app = floodgate_server::app(state);
-            let task = tokio::spawn(async move { axum::serve(listener, app).await });
-            (format!("http://{addr}"), Some(task))
+            let url = server.url();
+            (url, Some(server))
         }
     };
     let client = reqwest::Client::builder()

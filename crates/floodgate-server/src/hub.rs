@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use floodgate_queue::{AnyStore, Store};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Counts wake-ups; a waiter sees every change after it subscribed.
 #[derive(Debug, Clone)]
@@ -14,8 +15,9 @@ pub(crate) struct WakeHub {
 }
 
 impl WakeHub {
-    /// Starts listening on the current runtime; stops when the last hub clone is dropped.
-    pub(crate) fn start(store: AnyStore) -> Self {
+    /// Starts listening on the current runtime; stops when the last hub clone is dropped or
+    /// `stop` is cancelled.
+    pub(crate) fn start(store: AnyStore, stop: CancellationToken) -> Self {
         let (tx, rx) = watch::channel(0u64);
         tokio::spawn(async move {
             loop {
@@ -25,6 +27,7 @@ impl WakeHub {
                         loop {
                             tokio::select! {
                                 _ = tx.closed() => return,
+                                () = stop.cancelled() => return,
                                 _ = wakeups.next() => tx.send_modify(|n| *n += 1),
                             }
                         }
@@ -33,6 +36,7 @@ impl WakeHub {
                         tracing::warn!(error = %e, "cannot listen for wake-ups; retrying in 1 s");
                         tokio::select! {
                             _ = tx.closed() => return,
+                            () = stop.cancelled() => return,
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {
                                 tx.send_modify(|n| *n += 1);
                             }

@@ -48,6 +48,7 @@ mod hub;
 mod layers;
 pub mod leases;
 pub mod sampler;
+pub mod server;
 pub mod state;
 pub mod webhook;
 

@@ -52,7 +52,9 @@ struct Inner {
     long_polls: Limiter,
     /// Dashboard event streams open (`max_event_streams`).
     streams: Limiter,
-    metrics: Option<PrometheusHandle>,
+    metrics: std::sync::OnceLock<PrometheusHandle>,
+    /// Cancelled when the server stops: the wake-up hub and the dashboard's sampler end.
+    background: CancellationToken,
     shutting_down: CancellationToken,
     started: Instant,
 }
@@ -89,7 +91,8 @@ impl AppState {
         let deliveries = Deliveries::default().with(webhooks.clone());
         let enqueuer = Enqueuer::start(store.clone());
         let completer = Completer::start(store.clone());
-        let hub = WakeHub::start(store.clone());
+        let background = CancellationToken::new();
+        let hub = WakeHub::start(store.clone(), background.clone());
         let requests = Limiter::builder()
             .name("http")
             .max_concurrency(config.max_concurrent_requests)
@@ -111,6 +114,7 @@ impl AppState {
             sampler: sampler.clone(),
             deliveries: deliveries.clone(),
             requests: requests.clone(),
+            stop: background.clone(),
         });
         AppState {
             inner: Arc::new(Inner {
@@ -128,23 +132,26 @@ impl AppState {
                 requests,
                 long_polls,
                 streams,
-                metrics: None,
+                metrics: std::sync::OnceLock::new(),
+                background,
                 shutting_down: CancellationToken::new(),
                 started: Instant::now(),
             }),
         }
     }
 
-    /// Serves `/metrics` from `handle` (the process's installed Prometheus recorder).
-    pub fn with_metrics(self, handle: PrometheusHandle) -> AppState {
-        let inner = Arc::try_unwrap(self.inner)
-            .unwrap_or_else(|_| panic!("with_metrics must be called before the state is shared"));
-        AppState {
-            inner: Arc::new(Inner {
-                metrics: Some(handle),
-                ..inner
-            }),
+    /// Serves `/metrics` from `handle` (the process's installed Prometheus recorder); a
+    /// second handle is ignored.
+    pub fn set_metrics(&self, handle: PrometheusHandle) {
+        if self.inner.metrics.set(handle).is_err() {
+            tracing::warn!("a metrics handle was already set; keeping the first");
         }
+    }
+
+    /// Stops the background tasks (the wake-up hub, the dashboard's sampler): before the
+    /// store closes.
+    pub fn stop_background(&self) {
+        self.inner.background.cancel();
     }
 
     /// The job store.
@@ -217,7 +224,7 @@ impl AppState {
     }
 
     pub(crate) fn metrics(&self) -> Option<&PrometheusHandle> {
-        self.inner.metrics.as_ref()
+        self.inner.metrics.get()
     }
 
     /// Cancelled when shutdown begins: long polls answer at once.
@@ -232,7 +239,7 @@ impl AppState {
 }
 
 /// Opens the configured backend with the server's settings.
-async fn open_store(config: &Config) -> Result<AnyStore, StoreError> {
+pub(crate) async fn open_store(config: &Config) -> Result<AnyStore, StoreError> {
     let url = config.database_url.as_str();
     let store = match Backend::of(url)? {
         Backend::Postgres => PgStore::builder(url)?

@@ -20,6 +20,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::server::Server;
 use crate::state::AppState;
 use crate::webhook::config::{Destination, WebhookConfig};
 
@@ -92,24 +93,12 @@ fn config(dir: &std::path::Path) -> Config {
 async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("floodgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let state = AppState::open(config(&dir)).await?;
-    // The dashboard's charts fill from the start, not from when a page opens.
-    state.dashboard().start();
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let api_url = format!("http://{}", api.local_addr()?);
-    tokio::spawn({
-        let app = crate::app(state.clone());
-        async move { axum::serve(api, app).await }
-    });
     let target_app = axum::Router::new()
         .route("/{route}", axum::routing::post(target))
         .with_state(Arc::new(AtomicU64::new(0)));
     let targets = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = targets.local_addr()?.port();
     tokio::spawn(async move { axum::serve(targets, target_app).await });
-    println!("floodgate demo: the server is at {api_url}");
-    println!("  dashboard: {api_url}/   (open it while the demo runs)");
-    println!("  API:       {api_url}/v1/queues, {api_url}/v1/webhooks/destinations");
 
     // Interleaved, as traffic to several receivers arrives: every destination is reached in
     // the first second, not after the 2,000 `fast` jobs.
@@ -126,6 +115,16 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let total = jobs.len() as u64;
+
+    // The whole server: delivery, maintenance and the dashboard's sampler (whose charts fill
+    // from the start, not from when a page opens).
+    let server = Server::builder(config(&dir)).node("demo").start().await?;
+    let state = server.state().clone();
+    let mut events = state.webhooks().subscribe();
+    let api_url = server.url();
+    println!("floodgate demo: the server is at {api_url}");
+    println!("  dashboard: {api_url}/   (open it while the demo runs)");
+    println!("  API:       {api_url}/v1/queues, {api_url}/v1/webhooks/destinations");
     for chunk in jobs.chunks(1_000) {
         state.store().enqueue_many(chunk.to_vec()).await?;
     }
@@ -135,7 +134,6 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let transitions = Arc::new(AtomicU64::new(0));
-    let mut events = state.webhooks().subscribe();
     let live = std::io::stdout().is_terminal();
     let bars = Bars::new(live, total)?;
     let printer = {
@@ -153,10 +151,6 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
             }
         })
     };
-    let worker = state
-        .webhooks()
-        .clone()
-        .start(state.store().clone(), "demo", 64)?;
     let started = Instant::now();
     let mut gone_reported = false;
     let mut last_line = Instant::now();
@@ -203,7 +197,6 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bars.clear();
-    worker.shutdown(Duration::from_secs(5)).await;
     printer.abort();
     summary(
         &state,
@@ -212,7 +205,7 @@ async fn demo(length: Duration) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     println!("the server stops now; `floodgate serve` runs it for real");
-    state.store().close().await;
+    server.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }

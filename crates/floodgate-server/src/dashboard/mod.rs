@@ -64,6 +64,8 @@ pub(crate) struct Sources {
     pub(crate) sampler: Arc<QueueSampler>,
     pub(crate) deliveries: Deliveries,
     pub(crate) requests: Limiter,
+    /// Cancelled when the server stops: the sampler ends before the store closes.
+    pub(crate) stop: tokio_util::sync::CancellationToken,
 }
 
 /// The dashboard's sampler and its subscribers.
@@ -95,13 +97,17 @@ impl Dashboard {
         }
         *started = true;
         let me = Arc::downgrade(self);
+        let stop = self.sources.stop.clone();
         tokio::spawn(async move {
             // The first tick one period from now: whoever started the sampler has just
             // computed (or is computing) an overview.
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => return,
+                }
                 let Some(me) = me.upgrade() else { return };
                 let due = me.watched() || lock(&me.series).due(SystemTime::now());
                 if due && let Err(e) = me.refresh().await {

@@ -11,8 +11,9 @@
 //! - the last quarter of the worker's slots only go to destinations with nothing in flight;
 //! - a destination at its limit (or, in that last quarter, one with an attempt in flight) is
 //!   left out of claims, like one whose breaker is open, so its jobs wait pending instead of
-//!   holding a slot; one claimed anyway (in the same batch) is put back for a second without
-//!   spending an attempt.
+//!   holding a slot; one claimed anyway (in the same batch) waits a moment (250 ms) for a slot
+//!   of its destination, and is otherwise put back for half a second without spending an
+//!   attempt.
 //!
 //! So five destinations that hang hold at most 4 slots each, and a healthy one is delivered
 //! within its own latency.
@@ -52,8 +53,15 @@ const MAX_DESTINATIONS: usize = 10_000;
 /// A destination's adaptive limit starts here (or at its `max_concurrency`, if lower).
 const INITIAL_LIMIT: usize = 4;
 
-/// How long a job claimed beyond its destination's limit waits before it is claimed again.
-const OVER_LIMIT_WAIT: Duration = Duration::from_secs(1);
+/// How long a job claimed beyond its destination's limit waits for a slot of it, holding the
+/// worker's: a destination that answers in time frees one well within it.
+const SLOT_WAIT: Duration = Duration::from_millis(250);
+
+/// How long a job that got no slot within [`SLOT_WAIT`] waits before it is claimed again.
+const OVER_LIMIT_WAIT: Duration = Duration::from_millis(500);
+
+/// Jobs waiting for a slot of one destination, at most.
+const SLOT_QUEUE: usize = 1_024;
 
 /// The engine's settings, shared by every destination.
 #[derive(Debug, Clone)]
@@ -287,7 +295,7 @@ impl<T: Transport> Engine<T> {
         let limiter = AdaptiveLimiter::new(
             Limiter::builder()
                 .name(format!("{}:{name}", self.transport.kind()))
-                .max_queue(0),
+                .max_queue(SLOT_QUEUE),
             aimd,
         )
         .map_err(|e: LimiterError| refuse(e.to_string()))?;
@@ -355,10 +363,17 @@ impl<T: Transport> Engine<T> {
             return Err(JobError::permanent(reason));
         }
         // A slot of its own, or back to pending: claimed in the same batch as others of its
-        // destination beyond the limit, or when only the reserve is left.
-        let over = self.crowded() && dest.limiter.limiter().active() > 0;
-        let Some(slot) = (!over).then(|| dest.limiter.try_acquire().ok()).flatten() else {
+        // destination beyond the limit and none freed within a moment, or when only the
+        // reserve is left.
+        if self.crowded() && dest.limiter.limiter().active() > 0 {
             return Err(snooze(OVER_LIMIT_WAIT));
+        }
+        let slot = match dest.limiter.try_acquire() {
+            Ok(slot) => slot,
+            Err(_) => match tokio::time::timeout(SLOT_WAIT, dest.limiter.acquire()).await {
+                Ok(Ok(slot)) => slot,
+                _ => return Err(snooze(OVER_LIMIT_WAIT)),
+            },
         };
         let _counted = Counted::new(&self.in_flight);
         let breaker = self.breakers.get(&name).map_err(JobError::retry)?;
