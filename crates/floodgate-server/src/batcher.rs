@@ -21,7 +21,33 @@ use tokio::sync::{mpsc, oneshot};
 /// The most requests written in one group.
 pub const MAX_GROUP: usize = 1_000;
 
-type Reply<A> = oneshot::Sender<Result<A, String>>;
+type Reply<A> = oneshot::Sender<Result<A, GroupError>>;
+
+/// Why a group write failed, as every request in the group sees it: the same outage gets the
+/// same answer as any other write (503 `DATABASE_UNAVAILABLE` with `Retry-After`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GroupError {
+    /// The database failed or could not be reached.
+    #[error("the database failed or could not be reached: {0}")]
+    Unavailable(String),
+    /// The write failed for another reason (details in the server's log).
+    #[error("the group write failed: {0}")]
+    Failed(String),
+    /// The group-commit task stopped (the server is stopping).
+    #[error("the group-commit task stopped")]
+    Stopped,
+}
+
+impl GroupError {
+    fn of(e: &StoreError) -> GroupError {
+        match e {
+            StoreError::Open { .. } | StoreError::Database(_) => {
+                GroupError::Unavailable(e.to_string())
+            }
+            other => GroupError::Failed(other.to_string()),
+        }
+    }
+}
 
 /// The sending side of one group-commit task: requests `R` answered with `A`.
 #[derive(Debug)]
@@ -69,9 +95,9 @@ impl<R: Send + 'static, A: Send + 'static> Group<R, A> {
                     }
                     Err(e) => {
                         tracing::error!(group = name, error = %e, "group write failed");
-                        let message = e.to_string();
+                        let error = GroupError::of(&e);
                         for reply in replies.drain(..) {
-                            let _ = reply.send(Err(message.clone()));
+                            let _ = reply.send(Err(error.clone()));
                         }
                     }
                 }
@@ -81,15 +107,13 @@ impl<R: Send + 'static, A: Send + 'static> Group<R, A> {
     }
 
     /// Hands `request` to the next group; its answer after that group's commit.
-    async fn call(&self, request: R) -> Result<A, StoreError> {
+    async fn call(&self, request: R) -> Result<A, GroupError> {
         let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Corrupt("the group-commit task stopped".to_owned());
-        self.tx.send((request, reply)).await.map_err(|_| gone())?;
-        match answer.await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(message)) => Err(StoreError::Corrupt(message)),
-            Err(_) => Err(gone()),
-        }
+        self.tx
+            .send((request, reply))
+            .await
+            .map_err(|_| GroupError::Stopped)?;
+        answer.await.unwrap_or(Err(GroupError::Stopped))
     }
 }
 
@@ -112,7 +136,7 @@ impl Enqueuer {
     ///
     /// Dropping the future does not withdraw the job: once handed over it is written with its
     /// group (like a request whose client hung up after sending it).
-    pub(crate) async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
+    pub(crate) async fn enqueue(&self, job: NewJob) -> Result<Enqueued, GroupError> {
         self.0.call(job).await
     }
 }
@@ -134,17 +158,14 @@ impl Completer {
         }))
     }
 
-    /// Completes the job with the next group, fenced by its lease as `complete` is:
-    /// [`StoreError::LeaseLost`] when the lease no longer holds it (nothing written).
+    /// Completes the job with the next group, fenced by its lease as `complete` is: `false`
+    /// when the lease no longer holds it (nothing written).
     ///
     /// # Cancel safety
     ///
     /// Dropping the future does not withdraw the completion: it is written with its group.
-    pub(crate) async fn complete(&self, completion: Completion) -> Result<(), StoreError> {
-        let id = completion.lease.id;
-        match self.0.call(completion).await? {
-            false => Ok(()),
-            true => Err(StoreError::LeaseLost { id }),
-        }
+    pub(crate) async fn complete(&self, completion: Completion) -> Result<bool, GroupError> {
+        let lost = self.0.call(completion).await?;
+        Ok(!lost)
     }
 }

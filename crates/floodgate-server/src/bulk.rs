@@ -42,7 +42,7 @@ pub async fn apply(
     sampler: &Arc<QueueSampler>,
     action: Action,
     filter: ListJobs,
-) -> Result<u64, StoreError> {
+) -> Result<u64, BulkError> {
     let (store, sampler) = (store.clone(), sampler.clone());
     tokio::spawn(async move {
         let done = walk(&store, action, filter).await;
@@ -54,10 +54,19 @@ pub async fn apply(
         done
     })
     .await
-    .map_err(|e| StoreError::Invalid {
-        field: "bulk",
-        reason: format!("the bulk action stopped: {e}"),
-    })?
+    .map_err(|e| BulkError::Stopped(e.to_string()))?
+    .map_err(BulkError::Store)
+}
+
+/// Why a bulk action did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BulkError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The task doing it panicked or was cancelled (a bug: the server's log has it).
+    #[error("the bulk action stopped: {0}")]
+    Stopped(String),
 }
 
 async fn walk(store: &AnyStore, action: Action, filter: ListJobs) -> Result<u64, StoreError> {

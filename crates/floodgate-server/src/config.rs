@@ -19,29 +19,25 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-/// The settings' keys, as in the TOML file (and, upper-cased after `FLOODGATE_`, the
-/// environment).
-pub const KEYS: &[&str] = &[
-    "listen",
-    "database_url",
-    "api_token",
-    "read_only_token",
-    "max_payload_bytes",
-    "max_batch",
-    "max_body_bytes",
-    "max_concurrent_requests",
-    "max_long_polls",
-    "max_event_streams",
-    "request_timeout",
-    "request_body_timeout",
-    "header_read_timeout",
-    "max_connections",
-    "shutdown_grace",
-    "sqlite_synchronous_full",
-    "postgres_max_connections",
-    "queue_stats_max_age",
-    "log",
-];
+/// The top-level settings' keys, as in the TOML file (and, upper-cased after `FLOODGATE_`,
+/// the environment): the fields of [`Config`] that are not tables, read from its serde form,
+/// so a new setting is a key without being listed twice.
+///
+/// ```
+/// let keys = floodgate_server::config::keys();
+/// assert!(keys.contains(&"max_batch".to_owned()));
+/// assert!(!keys.contains(&"webhooks".to_owned())); // a table: `[webhooks]` in the file
+/// ```
+pub fn keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(fields)) => fields
+            .into_iter()
+            .filter(|(_, v)| !v.is_object())
+            .map(|(k, _)| k)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
 
 /// Every setting of `floodgate serve`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,10 +172,12 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
+        let keys = keys();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let config: Config = figment
             // Only the settings' own names: other FLOODGATE_* variables (the client's
             // FLOODGATE_SERVER, the tests' FLOODGATE_REQUIRE_SERVICES) are not settings.
-            .merge(Env::prefixed("FLOODGATE_").only(KEYS))
+            .merge(Env::prefixed("FLOODGATE_").only(&keys))
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| ConfigError::Load(describe_figment(e)))?;
@@ -277,8 +275,8 @@ impl Config {
         if self.postgres_max_connections == 0 {
             return invalid("postgres_max_connections", "0".into(), "at least 1");
         }
-        if let Err(fix) = self.webhooks.validate() {
-            return invalid("webhooks", "(see the file)".into(), &fix);
+        if let Err(e) = self.webhooks.validate() {
+            return invalid("webhooks", "(see the file)".into(), &e.to_string());
         }
         Ok(())
     }
@@ -322,18 +320,9 @@ pub fn mask_url(url: &str) -> String {
 }
 
 fn toml_string(config: &Config) -> String {
-    // A flat struct of strings, numbers and booleans: written by hand to keep `toml` out.
-    let value = serde_json::to_value(config).expect("the config serialises");
-    let mut out = String::new();
-    if let serde_json::Value::Object(map) = value {
-        for (k, v) in map {
-            match v {
-                serde_json::Value::Null => out.push_str(&format!("# {k} = (not set)\n")),
-                v => out.push_str(&format!("{k} = {v}\n")),
-            }
-        }
-    }
-    out
+    // Unset settings (`None`) are left out: absent from a file, they keep their defaults.
+    toml::to_string(config)
+        .unwrap_or_else(|e| format!("# the settings cannot be written as TOML: {e}\n"))
 }
 
 /// A figment error as one line naming the key (`FLOODGATE_MAX_BATCH` → `max_batch`).

@@ -25,6 +25,8 @@ use utoipa::ToSchema;
 pub enum Code {
     /// The body is not valid JSON.
     MalformedJson,
+    /// An object in the body names a member twice.
+    DuplicateMember,
     /// A field is missing, has the wrong type, or is out of range.
     ValidationFailed,
     /// No such job, queue or route.
@@ -59,7 +61,7 @@ impl Code {
     /// The HTTP status this code is answered with.
     pub fn status(self) -> StatusCode {
         match self {
-            Code::MalformedJson => StatusCode::BAD_REQUEST,
+            Code::MalformedJson | Code::DuplicateMember => StatusCode::BAD_REQUEST,
             Code::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -78,6 +80,7 @@ impl Code {
     fn title(self) -> &'static str {
         match self {
             Code::MalformedJson => "Malformed JSON",
+            Code::DuplicateMember => "Duplicate member",
             Code::ValidationFailed => "Validation failed",
             Code::NotFound => "Not found",
             Code::MethodNotAllowed => "Method not allowed",
@@ -205,6 +208,43 @@ impl From<StoreError> for ApiError {
                     "an internal error occurred; see the server log",
                 )
             }
+        }
+    }
+}
+
+impl From<crate::bulk::BulkError> for ApiError {
+    fn from(e: crate::bulk::BulkError) -> Self {
+        match e {
+            crate::bulk::BulkError::Store(e) => e.into(),
+            stopped => {
+                tracing::error!(error = %stopped, "bulk action");
+                ApiError::new(
+                    Code::Internal,
+                    "the bulk action stopped; see the server log",
+                )
+            }
+        }
+    }
+}
+
+impl From<crate::batcher::GroupError> for ApiError {
+    fn from(e: crate::batcher::GroupError) -> Self {
+        use crate::batcher::GroupError;
+        match e {
+            GroupError::Unavailable(_) => ApiError::new(
+                Code::DatabaseUnavailable,
+                "the database failed or could not be reached; retry later",
+            )
+            .retry_after(1),
+            GroupError::Stopped => ApiError::new(
+                Code::Overloaded,
+                "the server is shutting down; retry against another node or in a moment",
+            )
+            .retry_after(1),
+            GroupError::Failed(_) => ApiError::new(
+                Code::Internal,
+                "an internal error occurred; see the server log",
+            ),
         }
     }
 }

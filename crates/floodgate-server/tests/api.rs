@@ -7,6 +7,8 @@ mod support;
 mod body_deadline;
 #[path = "api/held_jobs.rs"]
 mod held_jobs;
+#[path = "api/json_bodies.rs"]
+mod json_bodies;
 #[path = "api/own_bounds.rs"]
 mod own_bounds;
 

@@ -36,7 +36,7 @@ async fn the_page_and_its_assets_are_served_without_a_token() {
     );
     let html = page.body.as_str().unwrap();
     for asset in [
-        "/assets/app.js",
+        "/assets/js/main.js",
         "/assets/app.css",
         "/assets/vendor/uPlot.iife.min.js",
     ] {
@@ -44,13 +44,28 @@ async fn the_page_and_its_assets_are_served_without_a_token() {
         let a = get(&app, asset).await;
         assert_eq!(a.status, StatusCode::OK, "{asset}");
     }
-    let js = get(&app, "/assets/app.js").await;
+    let js = get(&app, "/assets/js/main.js").await;
     assert!(
         js.headers["content-type"]
             .to_str()
             .unwrap()
             .starts_with("text/javascript")
     );
+    // Every module of the script is served, as JavaScript (a module with another type is
+    // refused by the browser), so every import resolves.
+    let modules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/js");
+    for entry in std::fs::read_dir(modules).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let a = get(&app, &format!("/assets/js/{name}")).await;
+        assert_eq!(a.status, StatusCode::OK, "{name} is not served");
+        assert!(
+            a.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/javascript"),
+            "{name}"
+        );
+    }
     let missing = get(&app, "/assets/../Cargo.toml").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(

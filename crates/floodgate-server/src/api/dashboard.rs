@@ -18,12 +18,68 @@ use crate::dashboard::{Overview, Snapshot};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
-/// The page's files: path, content type, bytes.
+/// The page's files: path, content type, bytes. The script is ES modules, one per view or
+/// concern, loaded by the browser as they import each other (no build step).
 const ASSETS: &[(&str, &str, &[u8])] = &[
     (
-        "app.js",
+        "js/main.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../../assets/app.js"),
+        include_bytes!("../../assets/js/main.js"),
+    ),
+    (
+        "js/router.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/js/router.js"),
+    ),
+    (
+        "js/api.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/js/api.js"),
+    ),
+    (
+        "js/events.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/js/events.js"),
+    ),
+    (
+        "js/overview.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/js/overview.js"),
+    ),
+    (
+        "js/jobs.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/js/jobs.js"),
+    ),
+    (
+        "js/job.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/js/job.js"),
+    ),
+    (
+        "js/failures.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/js/failures.js"),
+    ),
+    (
+        "js/actions.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/js/actions.js"),
+    ),
+    (
+        "js/dom.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/js/dom.js"),
+    ),
+    (
+        "js/format.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/js/format.js"),
+    ),
+    (
+        "js/state.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/js/state.js"),
     ),
     (
         "app.css",

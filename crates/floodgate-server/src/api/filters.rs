@@ -3,10 +3,11 @@
 //! scripts. Handlers only translate HTTP to store and `bulk` calls.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use floodgate_queue::Store;
 
+use super::json::ApiJson;
 use super::model::{Affected, FailureGroupView, FailureGroups, FailureQuery, JobCount, JobFilter};
 use crate::bulk::{self, Action};
 use crate::error::ApiResult;
@@ -42,7 +43,7 @@ pub async fn count(
 )]
 pub async fn retry_matching(
     State(state): State<AppState>,
-    body: Result<Json<JobFilter>, JsonRejection>,
+    ApiJson(body): ApiJson<JobFilter>,
 ) -> ApiResult<Json<Affected>> {
     act(&state, Action::Retry, body).await
 }
@@ -59,17 +60,13 @@ pub async fn retry_matching(
 )]
 pub async fn cancel_matching(
     State(state): State<AppState>,
-    body: Result<Json<JobFilter>, JsonRejection>,
+    ApiJson(body): ApiJson<JobFilter>,
 ) -> ApiResult<Json<Affected>> {
     act(&state, Action::Cancel, body).await
 }
 
-async fn act(
-    state: &AppState,
-    action: Action,
-    body: Result<Json<JobFilter>, JsonRejection>,
-) -> ApiResult<Json<Affected>> {
-    let Json(filter) = body?;
+async fn act(state: &AppState, action: Action, body: JobFilter) -> ApiResult<Json<Affected>> {
+    let filter = body;
     let list = filter.to_list()?;
     // Checked before the walk starts (a bad payload path is a 422, not 0), without a query.
     list.check_filter()?;

@@ -2,7 +2,7 @@
 //! cancel and retry. Handlers only translate HTTP to store calls; no SQL here.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +10,7 @@ use chrono::Utc;
 use floodgate_queue::{JobId, JobState, ListJobs, NewJob, Store};
 use serde_json::Value;
 
+use super::json::ApiJson;
 use super::model::{
     Accepted, ApiState, BatchAccepted, BatchRequest, JobList, JobRequest, JobView, ListQuery,
     Reported,
@@ -38,9 +39,8 @@ use crate::state::AppState;
 pub async fn enqueue(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<Value>, JsonRejection>,
+    ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<Response> {
-    let Json(body) = body?;
     let is_batch = body.as_object().is_some_and(|o| o.contains_key("jobs"));
     if is_batch {
         let batch: BatchRequest = from_json(body)?;

@@ -4,6 +4,7 @@
 pub mod dashboard;
 pub mod filters;
 pub mod jobs;
+pub mod json;
 pub mod model;
 pub mod ops;
 pub mod queues;

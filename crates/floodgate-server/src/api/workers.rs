@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +13,7 @@ use chrono::Utc;
 use floodgate::retry::RetryPolicy;
 use floodgate_queue::{Claim, JobId, JobState, Lease, LeaseStatus, LeaseToken, Store};
 
+use super::json::ApiJson;
 use super::model::{
     ApiState, ClaimRequest, Claimed, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
     HeartbeatResponse, JobView, Reported, SnoozeRequest,
@@ -39,10 +40,10 @@ const DEFAULT_LEASE: u64 = 300;
 pub async fn claim(
     State(state): State<AppState>,
     queue: Result<Path<String>, PathRejection>,
-    body: Result<Json<ClaimRequest>, JsonRejection>,
+    ApiJson(body): ApiJson<ClaimRequest>,
 ) -> ApiResult<Response> {
     let Path(queue) = queue?;
-    let Json(mut r) = body?;
+    let mut r = body;
     // A long poll waits in a slot of its own (`max_long_polls`), never in one that enqueues
     // and reports need; with none free it claims once, at once, and says when to come back.
     // A claim that does not wait is an ordinary request.
@@ -149,10 +150,10 @@ async fn claim_for(state: &AppState, queue: String, r: ClaimRequest) -> ApiResul
 pub async fn heartbeat(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
-    body: Result<Json<HeartbeatRequest>, JsonRejection>,
+    ApiJson(body): ApiJson<HeartbeatRequest>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
     let Path(id) = id?;
-    let Json(r) = body?;
+    let r = body;
     let lease = lease(id, &r.lease_token)?;
     let ttl = lease_ttl(r.lease_ttl)?;
     let worker = match &r.worker {
@@ -207,10 +208,10 @@ pub async fn heartbeat(
 pub async fn complete(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
-    body: Result<Json<CompleteRequest>, JsonRejection>,
+    ApiJson(body): ApiJson<CompleteRequest>,
 ) -> ApiResult<Json<Reported>> {
     let Path(id) = id?;
-    let Json(r) = body?;
+    let r = body;
     let lease = lease(id, &r.lease_token)?;
     if let Some(result) = &r.result {
         // Checked here so a bad result fails alone, not the completion group it would join.
@@ -224,7 +225,9 @@ pub async fn complete(
         })
         .await;
     state.leases().finished(lease);
-    written?;
+    if !written? {
+        return Err(floodgate_queue::StoreError::LeaseLost { id: lease.id }.into());
+    }
     Ok(Json(Reported {
         id: lease.id.0,
         state: ApiState::Succeeded,
@@ -245,10 +248,10 @@ pub async fn complete(
 pub async fn fail(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
-    body: Result<Json<FailRequest>, JsonRejection>,
+    ApiJson(body): ApiJson<FailRequest>,
 ) -> ApiResult<Json<Reported>> {
     let Path(id) = id?;
-    let Json(r) = body?;
+    let r = body;
     let lease = lease(id, &r.lease_token)?;
     let store = state.store();
     let written = if r.permanent {
@@ -292,10 +295,10 @@ pub async fn fail(
 pub async fn snooze(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
-    body: Result<Json<SnoozeRequest>, JsonRejection>,
+    ApiJson(body): ApiJson<SnoozeRequest>,
 ) -> ApiResult<Json<Reported>> {
     let Path(id) = id?;
-    let Json(r) = body?;
+    let r = body;
     let lease = lease(id, &r.lease_token)?;
     let delay = Duration::from_secs(r.delay.min(366 * 24 * 3600));
     let until = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();

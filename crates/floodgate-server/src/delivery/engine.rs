@@ -5,18 +5,20 @@
 //! attempt to record on the job.
 //!
 //! **Destinations are isolated from each other.** The worker's slots are shared, so:
-//! - each destination's limit is adaptive (AIMD): it starts at 4 (or its `max_concurrency`, if
+//! - each destination's limit is adaptive (AIMD): it starts at 2 (or its `max_concurrency`, if
 //!   lower), grows by one per round trip of successful attempts up to `max_concurrency`, and
 //!   halves when attempts time out or fail;
-//! - the last quarter of the worker's slots only go to destinations with nothing in flight;
-//! - a destination at its limit (or, in that last quarter, one with an attempt in flight) is
-//!   left out of claims, like one whose breaker is open, so its jobs wait pending instead of
-//!   holding a slot; one claimed anyway (in the same batch) waits a moment (250 ms) for a slot
-//!   of its destination, and is otherwise put back for half a second without spending an
-//!   attempt.
+//! - a destination at its limit is left out of claims, like one whose breaker is open, so its
+//!   jobs wait pending instead of holding a slot;
+//! - when attempts running longer than a second hold all but the last quarter of the
+//!   worker's slots, every destination with an attempt in flight is left out of claims: the
+//!   rest go to destinations with nothing in flight;
+//! - a job claimed anyway (in the same batch as others of its destination) waits a moment
+//!   (250 ms) for a slot of its destination, and is otherwise put back for half a second
+//!   without spending an attempt.
 //!
-//! So five destinations that hang hold at most 4 slots each, and a healthy one is delivered
-//! within its own latency.
+//! So five destinations that hang hold 2 slots each, and a healthy one is delivered within its
+//! own latency; fast destinations alone are never held back by the reserve.
 //!
 //! A destination whose breaker is open is not called; a `Gone` verdict disables the
 //! destination until [`Engine::enable`]: its other jobs wait, on every node and across
@@ -25,7 +27,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use floodgate::adaptive::{AdaptiveLimiter, Aimd};
@@ -50,8 +52,13 @@ use crate::groups::PausedGroups;
 /// Destinations kept at once; a bounded breaker registry keeps hostile hosts cheap too.
 const MAX_DESTINATIONS: usize = 10_000;
 
-/// A destination's adaptive limit starts here (or at its `max_concurrency`, if lower).
-const INITIAL_LIMIT: usize = 4;
+/// A destination's adaptive limit starts here (or at its `max_concurrency`, if lower): a
+/// destination seen for the first time may hang, and holds this many slots until it answers.
+const INITIAL_LIMIT: usize = 2;
+
+/// An attempt running longer than this is slow: when slow attempts hold all but the last
+/// quarter of the slots, those go to destinations with nothing in flight.
+const SLOW: Duration = Duration::from_secs(1);
 
 /// How long a job claimed beyond its destination's limit waits for a slot of it, holding the
 /// worker's: a destination that answers in time frees one well within it.
@@ -136,8 +143,8 @@ pub struct Engine<T: Transport> {
     store: AnyStore,
     /// The worker's slots (set when it starts).
     slots: AtomicUsize,
-    /// Attempts holding a destination's permit now, across destinations.
-    in_flight: AtomicUsize,
+    /// Attempts holding a destination's slot now, across destinations.
+    in_flight: InFlight,
 }
 
 impl<T: Transport> std::fmt::Debug for Engine<T> {
@@ -180,7 +187,7 @@ impl<T: Transport> Engine<T> {
             paused,
             store,
             slots: AtomicUsize::new(usize::MAX),
-            in_flight: AtomicUsize::new(0),
+            in_flight: InFlight::default(),
         })
     }
 
@@ -211,12 +218,12 @@ impl<T: Transport> Engine<T> {
         stats
     }
 
-    /// Whether the last quarter of the slots is all that is left: then only destinations
-    /// with nothing in flight may take one.
+    /// Whether attempts that have run longer than [`SLOW`] hold all but the last quarter of
+    /// the slots: then only destinations with nothing in flight may take one.
     fn crowded(&self) -> bool {
         let slots = self.slots.load(Ordering::Relaxed);
         let reserve = slots / 4;
-        reserve > 0 && self.in_flight.load(Ordering::Relaxed) + reserve >= slots
+        reserve > 0 && self.in_flight.slow(SLOW) + reserve >= slots
     }
 
     /// The destinations whose jobs claims leave where they are: open breakers, disabled ones
@@ -363,11 +370,7 @@ impl<T: Transport> Engine<T> {
             return Err(JobError::permanent(reason));
         }
         // A slot of its own, or back to pending: claimed in the same batch as others of its
-        // destination beyond the limit and none freed within a moment, or when only the
-        // reserve is left.
-        if self.crowded() && dest.limiter.limiter().active() > 0 {
-            return Err(snooze(OVER_LIMIT_WAIT));
-        }
+        // destination beyond the limit, and none freed within a moment.
         let slot = match dest.limiter.try_acquire() {
             Ok(slot) => slot,
             Err(_) => match tokio::time::timeout(SLOT_WAIT, dest.limiter.acquire()).await {
@@ -375,7 +378,7 @@ impl<T: Transport> Engine<T> {
                 _ => return Err(snooze(OVER_LIMIT_WAIT)),
             },
         };
-        let _counted = Counted::new(&self.in_flight);
+        let _counted = self.in_flight.begin();
         let breaker = self.breakers.get(&name).map_err(JobError::retry)?;
         let permit = match breaker.try_acquire() {
             Ok(p) => p,
@@ -459,19 +462,39 @@ fn snooze(wait: Duration) -> JobError {
     }
 }
 
-/// Counts one attempt in flight while it lives.
-struct Counted<'a>(&'a AtomicUsize);
+/// The attempts holding a destination's slot, with when each began.
+#[derive(Default)]
+struct InFlight {
+    next: AtomicUsize,
+    began: Mutex<HashMap<usize, Instant>>,
+}
 
-impl<'a> Counted<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Counted(counter)
+impl InFlight {
+    /// Counts one attempt until the guard drops.
+    fn begin(&self) -> Attempt<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.began).insert(id, Instant::now());
+        Attempt { owner: self, id }
+    }
+
+    /// How many have run longer than `after`.
+    fn slow(&self, after: Duration) -> usize {
+        lock(&self.began)
+            .values()
+            .filter(|began| began.elapsed() > after)
+            .count()
     }
 }
 
-impl Drop for Counted<'_> {
+/// One attempt in flight.
+struct Attempt<'a> {
+    owner: &'a InFlight,
+    id: usize,
+}
+
+impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        lock(&self.owner.began).remove(&self.id);
     }
 }
 

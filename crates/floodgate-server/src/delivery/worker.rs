@@ -27,9 +27,6 @@ pub fn start<T: Transport>(
         .id(format!("{node}-{kind}s"))
         .queues([engine.transport().queue()])
         .concurrency(slots.max(1))
-        // Deliveries wait on their receivers, not on the CPU: nothing is gained by holding
-        // jobs ahead of the slots, and a job held for a destination that hangs would wait.
-        .claim_ahead(0)
         // Destinations that must wait keep their jobs pending (disabled destinations are
         // paused groups, which the worker skips by itself).
         .skip_groups(move || waiting.waiting_destinations())

@@ -119,6 +119,23 @@ impl Default for WebhookConfig {
     }
 }
 
+/// A webhook setting that cannot be used, and what a valid one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("webhooks {key}: {fix}")]
+pub struct InvalidWebhookSetting {
+    /// The setting's key under `[webhooks]`.
+    pub key: &'static str,
+    /// What is wrong, and what to write instead.
+    pub fix: String,
+}
+
+fn invalid(key: &'static str, fix: impl Into<String>) -> InvalidWebhookSetting {
+    InvalidWebhookSetting {
+        key,
+        fix: fix.into(),
+    }
+}
+
 /// One destination's settings, resolved and parsed.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -145,7 +162,7 @@ fn secs(s: f64) -> Duration {
 impl WebhookConfig {
     /// The settings of `destination` (a configured name or host; others get the defaults), or
     /// what is wrong with them.
-    pub fn resolve(&self, destination: &str) -> Result<Resolved, String> {
+    pub fn resolve(&self, destination: &str) -> Result<Resolved, InvalidWebhookSetting> {
         let d = self
             .destinations
             .get(destination)
@@ -156,7 +173,7 @@ impl WebhookConfig {
             .as_ref()
             .unwrap_or(&self.secrets)
             .iter()
-            .map(|s| Secret::parse(s).map_err(|e| format!("webhooks secret: {e}")))
+            .map(|s| Secret::parse(s).map_err(|e| invalid("secrets", e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         let schedule = match d.schedule.as_ref().or(self.schedule.as_ref()) {
             Some(delays) => RetrySchedule::new(delays.iter().map(|s| secs(*s)).collect()),
@@ -169,7 +186,10 @@ impl WebhookConfig {
             .iter()
             .map(|s| {
                 s.parse().map_err(|_| {
-                    format!("webhooks allowed_subnets: {s:?} is not a network like 10.0.0.0/8")
+                    invalid(
+                        "allowed_subnets",
+                        format!("{s:?} is not a network like 10.0.0.0/8"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -189,7 +209,7 @@ impl WebhookConfig {
     }
 
     /// Checks every destination's settings.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidWebhookSetting> {
         self.resolve("")?;
         for name in self.destinations.keys() {
             self.resolve(name)?;
@@ -201,25 +221,32 @@ impl WebhookConfig {
             .chain(self.rate_per_second);
         for rate in rates {
             floodgate::rate::Quota::per_second(rate)
-                .map_err(|e| format!("webhooks rate_per_second: {e}"))?;
+                .map_err(|e| invalid("rate_per_second", e.to_string()))?;
         }
         if let Some(url) = &self.redis_url {
             let settings = floodgate::rate::redis::RedisSettings::new(url.clone());
-            let quota = floodgate::rate::Quota::per_second(1).map_err(|e| e.to_string())?;
+            let quota = floodgate::rate::Quota::per_second(1)
+                .map_err(|e| invalid("rate_per_second", e.to_string()))?;
             floodgate::rate::redis::RedisRateLimiter::new(settings, quota).map_err(|e| {
-                format!("webhooks redis_url: {e}; write redis://host:6379 (or rediss:// for TLS)")
+                invalid(
+                    "redis_url",
+                    format!("{e}; write redis://host:6379 (or rediss:// for TLS)"),
+                )
             })?;
         }
         if self.concurrency == 0 {
-            return Err("webhooks concurrency: at least 1".to_owned());
+            return Err(invalid("concurrency", "at least 1"));
         }
         if self.breaker_failures == 0 {
-            return Err("webhooks breaker_failures: at least 1".to_owned());
+            return Err(invalid("breaker_failures", "at least 1"));
         }
         if self.max_response_bytes > MAX_RESPONSE_BYTES {
-            return Err(format!(
-                "webhooks max_response_bytes: {} is over {MAX_RESPONSE_BYTES} (1 MiB)",
-                self.max_response_bytes
+            return Err(invalid(
+                "max_response_bytes",
+                format!(
+                    "{} is over {MAX_RESPONSE_BYTES} (1 MiB)",
+                    self.max_response_bytes
+                ),
             ));
         }
         Ok(())

@@ -85,7 +85,10 @@ impl Transport for WebhookTransport {
             destination: destination.to_owned(),
             reason,
         };
-        let settings = self.config.resolve(destination).map_err(refuse)?;
+        let settings = self
+            .config
+            .resolve(destination)
+            .map_err(|e| refuse(e.to_string()))?;
         let client = ssrf::client(
             settings.policy.clone(),
             settings.connect_timeout,

@@ -1,0 +1,220 @@
+//! [`ApiJson`]: the API's one JSON body extractor. Its rejection is the API's problem
+//! document: `MALFORMED_JSON` (400) for a body that is not JSON or not sent as JSON,
+//! `DUPLICATE_MEMBER` (400) for an object that names a member twice (parsers differ on which
+//! one wins, so the body means different things to different parts of a user's stack),
+//! `VALIDATION_FAILED` (422) for JSON of the wrong shape, `PAYLOAD_TOO_LARGE` (413) past
+//! `max_body_bytes`.
+//!
+//! ```
+//! use floodgate_server::api::json::duplicate_member;
+//!
+//! assert_eq!(duplicate_member(br#"{"kind": "a", "payload": {}}"#), None);
+//! assert_eq!(
+//!     duplicate_member(br#"{"kind": "a", "payload": {"to": 1, "to": 2}}"#).as_deref(),
+//!     Some("payload.to")
+//! );
+//! ```
+
+use std::fmt;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, header};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+use crate::error::{ApiError, Code};
+
+/// A JSON body of type `T`; see the [module docs](self).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(request.headers()) {
+            return Err(ApiError::new(
+                Code::MalformedJson,
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::from(axum::extract::rejection::JsonRejection::from(e)))?;
+        if let Some(path) = duplicate_member(&bytes) {
+            return Err(ApiError::new(
+                Code::DuplicateMember,
+                format!("the body names the member `{path}` twice; send each member once"),
+            ));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json`, or `application/*+json`).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The path (`payload.to`, `jobs[2].kind`) of the first member an object in `json` names
+/// twice; `None` when there is none, or when `json` is not JSON at all (the parser that reads
+/// it says so).
+pub fn duplicate_member(json: &[u8]) -> Option<String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let mut path = Vec::new();
+    match (Walk { path: &mut path }).deserialize(&mut deserializer) {
+        Err(e) if e.to_string().starts_with(DUPLICATE) => Some(render(&path)),
+        _ => None,
+    }
+}
+
+const DUPLICATE: &str = "duplicate member";
+
+/// One step of a path into a document.
+enum Step {
+    Member(String),
+    Index(usize),
+}
+
+fn render(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Member(name) if out.is_empty() => out.push_str(name),
+            Step::Member(name) => {
+                out.push('.');
+                out.push_str(name);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Walks a document, failing at the first repeated member, with `path` left pointing at it.
+struct Walk<'p> {
+    path: &'p mut Vec<Step>,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// A member's name, borrowed from the document when it has no escapes.
+struct Key(String);
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Key, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(Key(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen: Vec<String> = Vec::new();
+        while let Some(Key(name)) = map.next_key::<Key>()? {
+            let repeated = seen.contains(&name);
+            self.path.push(Step::Member(name.clone()));
+            if repeated {
+                return Err(de::Error::custom(DUPLICATE));
+            }
+            map.next_value_seed(Walk { path: self.path })?;
+            self.path.pop();
+            seen.push(name);
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        loop {
+            self.path.push(Step::Index(i));
+            if seq.next_element_seed(Walk { path: self.path })?.is_none() {
+                self.path.pop();
+                return Ok(());
+            }
+            self.path.pop();
+            i += 1;
+        }
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_members_are_found_with_their_path() {
+        assert_eq!(duplicate_member(br#"{"a": 1, "b": [1, {"c": 2}]}"#), None);
+        assert_eq!(
+            duplicate_member(br#"{"kind": "a", "payload": {}, "kind": "b"}"#).as_deref(),
+            Some("kind")
+        );
+        assert_eq!(
+            duplicate_member(br#"{"jobs": [{"kind": "a"}, {"kind": "b", "kind": "c"}]}"#)
+                .as_deref(),
+            Some("jobs[1].kind")
+        );
+        // The same name in two objects is no repeat; an escaped name is the same name.
+        assert_eq!(duplicate_member(br#"[{"a": 1}, {"a": 2}]"#), None);
+        assert_eq!(
+            duplicate_member(br#"{"a": 1, "\u0061": 2}"#).as_deref(),
+            Some("a")
+        );
+        // Not JSON: left to the parser that reads it.
+        assert_eq!(duplicate_member(b"{not json"), None);
+    }
+}
