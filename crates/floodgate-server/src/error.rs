@@ -115,6 +115,82 @@ pub struct Problem {
     pub detail: String,
 }
 
+/// The problems any route may answer, declared once and added to every route of the API
+/// document: each is an RFC 9457 document whose `code` says which.
+#[derive(utoipa::IntoResponses)]
+pub enum Problems {
+    /// `MALFORMED_JSON`, `DUPLICATE_MEMBER`, or a path parameter of the wrong type.
+    #[response(
+        status = 400,
+        description = "The request cannot be read",
+        content_type = "application/problem+json"
+    )]
+    BadRequest(Problem),
+    /// `UNAUTHORIZED`: no token, or a wrong one, while tokens are configured.
+    #[response(
+        status = 401,
+        description = "A token is needed",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(Problem),
+    /// `FORBIDDEN`: a read-only token on a route that changes something.
+    #[response(
+        status = 403,
+        description = "The token may not do this",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(Problem),
+    /// `NOT_FOUND`: no such job, queue, destination or route.
+    #[response(
+        status = 404,
+        description = "Not found",
+        content_type = "application/problem+json"
+    )]
+    NotFound(Problem),
+    /// `BODY_TIMEOUT`: the body did not arrive within `request_body_timeout`.
+    #[response(
+        status = 408,
+        description = "The body came too slowly",
+        content_type = "application/problem+json"
+    )]
+    BodyTimeout(Problem),
+    /// `INVALID_STATE` or `LEASE_LOST`.
+    #[response(
+        status = 409,
+        description = "Not in a state the operation applies to",
+        content_type = "application/problem+json"
+    )]
+    Conflict(Problem),
+    /// `PAYLOAD_TOO_LARGE`: past `max_body_bytes` or `max_payload_bytes`.
+    #[response(
+        status = 413,
+        description = "Too large",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(Problem),
+    /// `VALIDATION_FAILED` (a field out of range, naming it) or `IDEMPOTENCY_KEY_REUSED`.
+    #[response(
+        status = 422,
+        description = "A field is invalid",
+        content_type = "application/problem+json"
+    )]
+    Invalid(Problem),
+    /// `INTERNAL`: a bug; the server's log has it.
+    #[response(
+        status = 500,
+        description = "An internal error",
+        content_type = "application/problem+json"
+    )]
+    Internal(Problem),
+    /// `OVERLOADED`, `TIMEOUT` or `DATABASE_UNAVAILABLE`, with `Retry-After`.
+    #[response(
+        status = 503,
+        description = "Unavailable for now; retry after `Retry-After`",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
+}
+
 /// An API failure; answered as a [`Problem`].
 #[derive(Debug, Clone)]
 pub struct ApiError {

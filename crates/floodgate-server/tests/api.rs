@@ -5,6 +5,8 @@ mod support;
 
 #[path = "api/body_deadline.rs"]
 mod body_deadline;
+#[path = "api/document.rs"]
+mod document;
 #[path = "api/held_jobs.rs"]
 mod held_jobs;
 #[path = "api/json_bodies.rs"]

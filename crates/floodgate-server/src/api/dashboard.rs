@@ -136,7 +136,7 @@ fn access_name(access: Option<Extension<Access>>) -> &'static str {
 /// limiters and breakers; `access` says whether the caller's token may act.
 #[utoipa::path(
     get, path = "/v1/dashboard", tag = "dashboard",
-    responses((status = 200, description = "The latest overview (at most a second old)", body = Overview))
+    responses(crate::error::Problems, (status = 200, description = "The latest overview (at most a second old)", body = Overview))
 )]
 pub async fn overview(
     State(state): State<AppState>,
@@ -163,7 +163,7 @@ fn json_of(snapshot: &Snapshot, access: &str) -> impl IntoResponse + use<> {
 /// computation feeds every subscriber). Ends when the server shuts down.
 #[utoipa::path(
     get, path = "/v1/dashboard/events", tag = "dashboard",
-    responses((status = 200, description = "`text/event-stream` of `overview` events, each an Overview", content_type = "text/event-stream"))
+    responses(crate::error::Problems, (status = 200, description = "`text/event-stream` of `overview` events, each an Overview", content_type = "text/event-stream"))
 )]
 pub async fn events(
     State(state): State<AppState>,

@@ -18,8 +18,8 @@ use crate::state::AppState;
     get, path = "/v1/jobs/count", tag = "jobs",
     params(JobFilter),
     responses(
+        crate::error::Problems,
         (status = 200, description = "The count", body = JobCount),
-        (status = 422, description = "A bad filter", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn count(
@@ -37,8 +37,8 @@ pub async fn count(
     post, path = "/v1/jobs/retry", tag = "jobs",
     request_body = JobFilter,
     responses(
+        crate::error::Problems,
         (status = 200, description = "How many jobs were retried", body = Affected),
-        (status = 422, description = "A bad filter", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn retry_matching(
@@ -54,8 +54,8 @@ pub async fn retry_matching(
     post, path = "/v1/jobs/cancel", tag = "jobs",
     request_body = JobFilter,
     responses(
+        crate::error::Problems,
         (status = 200, description = "How many jobs were cancelled (or asked to stop)", body = Affected),
-        (status = 422, description = "A bad filter", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn cancel_matching(
@@ -79,7 +79,7 @@ async fn act(state: &AppState, action: Action, body: JobFilter) -> ApiResult<Jso
 #[utoipa::path(
     get, path = "/v1/failures", tag = "jobs",
     params(FailureQuery),
-    responses((status = 200, description = "The groups", body = FailureGroups))
+    responses(crate::error::Problems, (status = 200, description = "The groups", body = FailureGroups))
 )]
 pub async fn failures(
     State(state): State<AppState>,

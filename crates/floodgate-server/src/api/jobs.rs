@@ -29,11 +29,9 @@ use crate::state::AppState;
     request_body(content = JobRequest, description = "One job, or `{\"jobs\": [JobRequest, ...]}`"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeat of this request return the first job")),
     responses(
+        crate::error::Problems,
         (status = 202, description = "Stored; poll the Location", body = Accepted),
         (status = 200, description = "A repeat of an earlier request: the original job", body = Accepted),
-        (status = 400, description = "Malformed JSON", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "A payload over max_payload_bytes", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid job, or an idempotency key reused with another request", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn enqueue(
@@ -252,8 +250,8 @@ fn same_request(
     get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = i64, Path, description = "The job's id")),
     responses(
+        crate::error::Problems,
         (status = 200, description = "The job", body = JobView),
-        (status = 404, description = "No such job", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_job(
@@ -285,8 +283,8 @@ pub async fn get_job(
     get, path = "/v1/jobs", tag = "jobs",
     params(ListQuery),
     responses(
+        crate::error::Problems,
         (status = 200, description = "A page", body = JobList),
-        (status = 422, description = "A bad filter", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_jobs(
@@ -294,6 +292,9 @@ pub async fn list_jobs(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Json<JobList>> {
     let Query(q) = query?;
+    if q.limit == Some(0) {
+        return Err(ApiError::invalid("limit", "0 is outside 1..=1000"));
+    }
     let list = ListJobs {
         before: q.cursor.map(JobId),
         limit: q.limit.unwrap_or(100),
@@ -341,9 +342,8 @@ pub(crate) fn parse_state(s: &str) -> ApiResult<JobState> {
     post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
     params(("id" = i64, Path, description = "The job's id")),
     responses(
+        crate::error::Problems,
         (status = 200, description = "Cancelled (or cancellation requested)", body = Reported),
-        (status = 404, description = "No such job", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already finished", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn cancel(
@@ -364,9 +364,8 @@ pub async fn cancel(
     post, path = "/v1/jobs/{id}/retry", tag = "jobs",
     params(("id" = i64, Path, description = "The job's id")),
     responses(
+        crate::error::Problems,
         (status = 200, description = "Pending again", body = Reported),
-        (status = 404, description = "No such job", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not dead or cancelled (INVALID_STATE)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn retry(

@@ -12,24 +12,31 @@ use utoipa::{IntoParams, ToSchema};
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// What the job does; workers claim by kind (at most 255 bytes).
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]+$")]
     pub kind: String,
     /// Any JSON (default `null`; at most `max_payload_bytes`, nested at most 127 deep).
     #[serde(default)]
     pub payload: Value,
     /// The queue (default `default`).
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]+$")]
     pub queue: Option<String>,
     /// 1..=10, higher first (default 5).
+    #[schema(minimum = 1, maximum = 10)]
     pub priority: Option<u8>,
     /// Not before this time (RFC 3339; default now).
     pub run_at: Option<DateTime<Utc>>,
     /// Attempts before the job goes dead (default 25).
+    #[schema(minimum = 1)]
     pub max_attempts: Option<u32>,
     /// A repeat with this key returns the first job (in a batch; for one job, the
     /// `Idempotency-Key` header does the same).
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]+$")]
     pub idempotency_key: Option<String>,
     /// Jobs with one ordering key run one at a time, in order.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]+$")]
     pub ordering_key: Option<String>,
     /// A JSON object kept with the job.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 
@@ -181,6 +188,9 @@ pub struct BatchAccepted {
 pub struct ListQuery {
     /// One of pending, running, succeeded, failed (or failed_will_retry), dead, cancelled
     /// (`scheduled` jobs are listed under pending).
+    #[param(
+        pattern = "^(pending|scheduled|running|succeeded|failed|failed_will_retry|dead|cancelled)$"
+    )]
     pub state: Option<String>,
     /// Only this queue.
     pub queue: Option<String>,
@@ -189,13 +199,15 @@ pub struct ListQuery {
     /// Only jobs whose last error is exactly this.
     pub error: Option<String>,
     /// Only jobs whose payload holds `value` at this path (object keys joined by dots:
-    /// `customer.id`).
+    /// `customer.id`); give both or neither.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,255}([.][A-Za-z0-9_-]{1,255}){0,15}$")]
     pub path: Option<String>,
     /// The value at `path`, compared as text (a string, or a number as written).
     pub value: Option<String>,
     /// The `next` of the previous page.
     pub cursor: Option<i64>,
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -205,6 +217,12 @@ pub struct ListQuery {
 #[into_params(parameter_in = Query)]
 pub struct JobFilter {
     /// One of pending, running, succeeded, failed, dead, cancelled.
+    #[param(
+        pattern = "^(pending|scheduled|running|succeeded|failed|failed_will_retry|dead|cancelled)$"
+    )]
+    #[schema(
+        pattern = "^(pending|scheduled|running|succeeded|failed|failed_will_retry|dead|cancelled)$"
+    )]
     pub state: Option<String>,
     /// Only this queue.
     pub queue: Option<String>,
@@ -212,7 +230,9 @@ pub struct JobFilter {
     pub kind: Option<String>,
     /// Only jobs whose last error is exactly this.
     pub error: Option<String>,
-    /// A payload path (object keys joined by dots).
+    /// A payload path (object keys joined by dots); give both or neither.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,255}([.][A-Za-z0-9_-]{1,255}){0,15}$")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,255}([.][A-Za-z0-9_-]{1,255}){0,15}$")]
     pub path: Option<String>,
     /// The value at `path`, as text.
     pub value: Option<String>,
@@ -358,16 +378,20 @@ pub struct QueueList {
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     /// The worker's name (recorded as the lease owner).
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]+$")]
     pub worker: String,
     /// Only these kinds (default: any).
     #[serde(default)]
     pub kinds: Vec<String>,
     /// At most this many jobs, 1..=1000 (default 1).
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: u32,
     /// Lease length in seconds, 1..=3600 (default 300); extend it with heartbeats.
+    #[schema(minimum = 1, maximum = 3600)]
     pub lease_ttl: Option<u64>,
     /// Long poll: wait up to this many seconds (at most 30) for a job when none is ready.
+    #[schema(minimum = 0, maximum = 30)]
     pub wait: Option<u64>,
 }
 
@@ -397,10 +421,13 @@ pub struct Claimed {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     /// The lease token from the claim.
+    #[schema(pattern = "^-?[0-9]{1,19}$")]
     pub lease_token: String,
     /// The worker's name, as given to the claim (default: the job's lease owner).
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]+$")]
     pub worker: Option<String>,
     /// New lease length in seconds from now, 1..=3600 (default 300).
+    #[schema(minimum = 1, maximum = 3600)]
     pub lease_ttl: Option<u64>,
 }
 
@@ -418,6 +445,7 @@ pub struct HeartbeatResponse {
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     /// The lease token from the claim.
+    #[schema(pattern = "^-?[0-9]{1,19}$")]
     pub lease_token: String,
     /// Kept on the job and shown by status polling.
     pub result: Option<Value>,
@@ -428,6 +456,7 @@ pub struct CompleteRequest {
 #[serde(deny_unknown_fields)]
 pub struct FailRequest {
     /// The lease token from the claim.
+    #[schema(pattern = "^-?[0-9]{1,19}$")]
     pub lease_token: String,
     /// What went wrong (kept as the job's last error).
     pub error: String,
@@ -443,6 +472,7 @@ pub struct FailRequest {
 #[serde(deny_unknown_fields)]
 pub struct SnoozeRequest {
     /// The lease token from the claim.
+    #[schema(pattern = "^-?[0-9]{1,19}$")]
     pub lease_token: String,
     /// Run again after this many seconds (default 0).
     #[serde(default)]

@@ -29,7 +29,7 @@ fn health(state: &AppState, reasons: Vec<String>) -> Health {
 /// The process is up.
 #[utoipa::path(
     get, path = "/health/live", tag = "operations",
-    responses((status = 200, description = "Alive", body = Health))
+    responses(crate::error::Problems, (status = 200, description = "Alive", body = Health))
 )]
 pub async fn live(State(state): State<AppState>) -> Json<Health> {
     Json(health(&state, Vec::new()))
@@ -40,6 +40,7 @@ pub async fn live(State(state): State<AppState>) -> Json<Health> {
 #[utoipa::path(
     get, path = "/health/ready", tag = "operations",
     responses(
+        crate::error::Problems,
         (status = 200, description = "Ready", body = Health),
         (status = 503, description = "Not ready, with reasons", body = Health),
     )
@@ -65,7 +66,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 /// Prometheus text: the primitives', the queue's and the server's metrics.
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+    responses(crate::error::Problems, (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match state.metrics() {
@@ -85,7 +86,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 /// This document.
 #[utoipa::path(
     get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
+    responses(crate::error::Problems, (status = 200, description = "The OpenAPI 3.1 document", body = Object))
 )]
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(super::ApiDoc::openapi())

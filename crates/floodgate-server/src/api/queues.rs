@@ -16,7 +16,7 @@ use crate::state::AppState;
 /// was taken), so the answer is fast however big the tables are.
 #[utoipa::path(
     get, path = "/v1/queues", tag = "queues",
-    responses((status = 200, description = "The queues", body = QueueList))
+    responses(crate::error::Problems, (status = 200, description = "The queues", body = QueueList))
 )]
 pub async fn list_queues(State(state): State<AppState>) -> ApiResult<Json<QueueList>> {
     let sample = state.sampler().sample().await?;
@@ -39,7 +39,7 @@ pub struct Paused {
 #[utoipa::path(
     post, path = "/v1/queues/{queue}/pause", tag = "queues",
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 200, description = "Paused", body = Paused))
+    responses(crate::error::Problems, (status = 200, description = "Paused", body = Paused))
 )]
 pub async fn pause(
     State(state): State<AppState>,
@@ -58,7 +58,7 @@ pub async fn pause(
 #[utoipa::path(
     post, path = "/v1/queues/{queue}/resume", tag = "queues",
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 200, description = "Resumed", body = Paused))
+    responses(crate::error::Problems, (status = 200, description = "Resumed", body = Paused))
 )]
 pub async fn resume(
     State(state): State<AppState>,

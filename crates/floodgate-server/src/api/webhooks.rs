@@ -25,8 +25,8 @@ pub struct DestinationState {
     post, path = "/v1/webhooks/destinations/{destination}/enable", tag = "webhooks",
     params(("destination" = String, Path, description = "A host, or a configured destination name")),
     responses(
+        crate::error::Problems,
         (status = 200, description = "Enabled", body = DestinationState),
-        (status = 404, description = "Not disabled", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn enable(
@@ -84,7 +84,7 @@ pub struct Destinations {
 /// Disabled destinations and this node's destination breakers.
 #[utoipa::path(
     get, path = "/v1/webhooks/destinations", tag = "webhooks",
-    responses((status = 200, description = "Disabled destinations and breakers", body = Destinations))
+    responses(crate::error::Problems, (status = 200, description = "Disabled destinations and breakers", body = Destinations))
 )]
 pub async fn destinations(State(state): State<AppState>) -> ApiResult<Json<Destinations>> {
     let disabled = state

@@ -33,8 +33,8 @@ const DEFAULT_LEASE: u64 = 300;
     params(("queue" = String, Path, description = "The queue to claim from")),
     request_body = ClaimRequest,
     responses(
+        crate::error::Problems,
         (status = 200, description = "The claimed jobs (possibly none)", body = Claimed),
-        (status = 422, description = "Invalid claim", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn claim(
@@ -143,8 +143,8 @@ async fn claim_for(state: &AppState, queue: String, r: ClaimRequest) -> ApiResul
     params(("id" = i64, Path, description = "The job's id")),
     request_body = HeartbeatRequest,
     responses(
+        crate::error::Problems,
         (status = 200, description = "Extended", body = HeartbeatResponse),
-        (status = 409, description = "LEASE_LOST: stop, write nothing", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn heartbeat(
@@ -201,8 +201,8 @@ pub async fn heartbeat(
     params(("id" = i64, Path, description = "The job's id")),
     request_body = CompleteRequest,
     responses(
+        crate::error::Problems,
         (status = 200, description = "Succeeded", body = Reported),
-        (status = 409, description = "LEASE_LOST: nothing was written", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn complete(
@@ -241,8 +241,8 @@ pub async fn complete(
     params(("id" = i64, Path, description = "The job's id")),
     request_body = FailRequest,
     responses(
+        crate::error::Problems,
         (status = 200, description = "Will retry, or dead", body = Reported),
-        (status = 409, description = "LEASE_LOST: nothing was written", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn fail(
@@ -288,8 +288,8 @@ pub async fn fail(
     params(("id" = i64, Path, description = "The job's id")),
     request_body = SnoozeRequest,
     responses(
+        crate::error::Problems,
         (status = 200, description = "Pending again", body = Reported),
-        (status = 409, description = "LEASE_LOST: nothing was written", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn snooze(
