@@ -208,7 +208,8 @@ pub const DEFAULT_QUEUE: &str = "default";
 pub const DEFAULT_PRIORITY: u8 = 5;
 /// Attempts allowed unless [`NewJob::max_attempts`] says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 25;
-/// The longest queue, kind, idempotency key or ordering key accepted, in bytes.
+/// The longest queue, kind, idempotency key or ordering key accepted, in characters (as JSON
+/// Schema's `maxLength` counts them; at most 1,020 bytes of UTF-8).
 pub const MAX_NAME_LEN: usize = 255;
 
 impl NewJob {
@@ -348,10 +349,11 @@ pub(crate) fn validate_name(field: &'static str, value: &str) -> Result<(), Stor
     if value.is_empty() {
         return Err(StoreError::invalid(field, "must not be empty".to_owned()));
     }
-    if value.len() > MAX_NAME_LEN {
+    let chars = value.chars().count();
+    if chars > MAX_NAME_LEN {
         return Err(StoreError::invalid(
             field,
-            format!("is {} bytes long; at most {MAX_NAME_LEN}", value.len()),
+            format!("is {chars} characters long; at most {MAX_NAME_LEN}"),
         ));
     }
     if value.contains('\0') {

@@ -247,10 +247,12 @@ pub struct ListJobs {
     pub state: Option<JobState>,
     /// Only jobs whose last error is exactly this.
     pub error: Option<String>,
-    /// Only jobs whose payload holds [`payload_value`](Self::payload_value) at this path:
-    /// object keys joined by dots (`customer.id`), each of letters, digits, `_` and `-`.
+    /// Only jobs whose payload holds [`payload_value`](Self::payload_value) at this path, or
+    /// without a value any value (even `null`): object keys joined by dots (`customer.id`),
+    /// each of letters, digits, `_` and `-`.
     pub payload_path: Option<String>,
-    /// The value at [`payload_path`](Self::payload_path), compared as text: a string exactly;
+    /// The value at [`payload_path`](Self::payload_path) (without a path: the whole payload),
+    /// compared as text: a string exactly;
     /// an integer as written (`42`); other numbers and booleans as the backend prints them
     /// (PostgreSQL keeps `1.50` and `true`, SQLite gives `1.5` and `1`).
     pub payload_value: Option<String>,
@@ -267,15 +269,10 @@ impl ListJobs {
     /// Checks the payload filter: a path and a value together, the path well formed (`list`
     /// and `count` check it too; callers about to do more than one call check it first).
     pub fn check_filter(&self) -> Result<(), StoreError> {
-        let path = match (&self.payload_path, &self.payload_value) {
-            (None, None) => return Ok(()),
-            (Some(path), Some(_)) => path,
-            _ => {
-                return Err(StoreError::invalid(
-                    "payload_path",
-                    "give payload_path and payload_value together".to_owned(),
-                ));
-            }
+        // A path alone: jobs whose payload has it; a value alone: jobs whose whole payload is
+        // it (the empty path).
+        let Some(path) = &self.payload_path else {
+            return Ok(());
         };
         let keys: Vec<&str> = path.split('.').collect();
         let good = |k: &&str| {

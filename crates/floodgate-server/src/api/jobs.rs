@@ -27,7 +27,12 @@ use crate::state::AppState;
 #[utoipa::path(
     post, path = "/v1/jobs", tag = "jobs",
     request_body(content = JobRequest, description = "One job, or `{\"jobs\": [JobRequest, ...]}`"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeat of this request return the first job")),
+    params((
+        "Idempotency-Key" = Option<String>, Header,
+        pattern = r#"^("[\x20\x21\x23-\x5b\x5d-\x7e]{1,255}"|[\x21\x23-\x7e]{1,255})$"#,
+        description = "Makes a repeat of this request return the first job: a bare token or a \
+                       quoted string (`\"k-1\"`), 1 to 255 visible ASCII characters"
+    )),
     responses(
         crate::error::Problems,
         (status = 202, description = "Stored; poll the Location", body = Accepted),
@@ -41,19 +46,26 @@ pub async fn enqueue(
 ) -> ApiResult<Response> {
     let is_batch = body.as_object().is_some_and(|o| o.contains_key("jobs"));
     if is_batch {
+        if headers.contains_key("idempotency-key") {
+            return Err(ApiError::invalid(
+                "Idempotency-Key",
+                "is for one job; give each job of a batch its own idempotency_key",
+            ));
+        }
         let batch: BatchRequest = from_json(body)?;
         return enqueue_batch(&state, batch).await;
     }
     let request: JobRequest = from_json(body)?;
+    if request.idempotency_key.is_some() {
+        return Err(ApiError::invalid(
+            "idempotency_key",
+            "for one job, send the key in the Idempotency-Key header (the field is for the \
+             jobs of a batch)",
+        ));
+    }
     let key = idempotency_header(&headers)?;
     let mut job = new_job(&request, "", &state)?;
     if let Some(key) = key {
-        if request.idempotency_key.as_ref().is_some_and(|k| *k != key) {
-            return Err(ApiError::invalid(
-                "idempotency_key",
-                "differs from the Idempotency-Key header; send one of them",
-            ));
-        }
         job = job.idempotency_key(key);
     }
     let enqueued = state.enqueuer().enqueue(job).await?;
@@ -83,7 +95,10 @@ pub async fn enqueue(
 }
 
 /// Deserialises `body`, naming the field at fault (`jobs[2].priority: invalid type ...`).
-fn from_json<T: serde::de::DeserializeOwned>(body: Value) -> ApiResult<T> {
+fn from_json<T: serde::de::DeserializeOwned>(mut body: Value) -> ApiResult<T> {
+    // `5.0` for an integer setting is `5` (see `ApiJson`); a request has no fractional
+    // settings, and its payload and metadata are left as sent.
+    super::json::whole_numbers(&mut body);
     serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -137,23 +152,30 @@ fn with_location(status: StatusCode, accepted: Accepted) -> Response {
     response
 }
 
-/// The `Idempotency-Key` header, checked.
+/// The `Idempotency-Key` header, checked: a quoted string (RFC 8941, as the IETF draft
+/// writes it: `"k-1"`) or a bare token, 1 to 255 visible ASCII characters, no `"`.
 fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .map(|k| k.trim_matches('"').to_owned())
-        .filter(|k| !k.is_empty() && k.len() <= floodgate_queue::MAX_NAME_LEN)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "Idempotency-Key",
-                "must be 1 to 255 visible ASCII characters",
-            )
-        })?;
-    Ok(Some(key))
+    let refuse = || {
+        ApiError::invalid(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters without `\"`, bare or in quotes",
+        )
+    };
+    let raw = value.to_str().map_err(|_| refuse())?;
+    let (key, allowed): (&str, fn(u8) -> bool) =
+        match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+            Some(inner) => (inner, |b| {
+                (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\'
+            }),
+            None => (raw, |b| (0x21..=0x7e).contains(&b) && b != b'"'),
+        };
+    if key.is_empty() || key.len() > floodgate_queue::MAX_NAME_LEN || !key.bytes().all(allowed) {
+        return Err(refuse());
+    }
+    Ok(Some(key.to_owned()))
 }
 
 /// A store job from a request, checked as the store would (payload at most

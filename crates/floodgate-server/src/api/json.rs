@@ -3,7 +3,8 @@
 //! `DUPLICATE_MEMBER` (400) for an object that names a member twice (parsers differ on which
 //! one wins, so the body means different things to different parts of a user's stack),
 //! `VALIDATION_FAILED` (422) for JSON of the wrong shape, `PAYLOAD_TOO_LARGE` (413) past
-//! `max_body_bytes`.
+//! `max_body_bytes`. As JSON does not tell `5` from `5.0`, an integer setting written with a
+//! zero fraction is taken (a payload, metadata or result is kept exactly as sent).
 //!
 //! ```
 //! use floodgate_server::api::json::duplicate_member;
@@ -18,6 +19,7 @@
 use std::fmt;
 
 use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, header};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -40,16 +42,78 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         }
         let bytes = Bytes::from_request(request, state)
             .await
-            .map_err(|e| ApiError::from(axum::extract::rejection::JsonRejection::from(e)))?;
+            .map_err(|e| ApiError::from(JsonRejection::from(e)))?;
         if let Some(path) = duplicate_member(&bytes) {
             return Err(ApiError::new(
                 Code::DuplicateMember,
                 format!("the body names the member `{path}` twice; send each member once"),
             ));
         }
-        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
-        Ok(ApiJson(value))
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(JsonRejection::JsonDataError(e)) => {
+                // JSON does not tell `5` from `5.0`: a whole number written with a fraction
+                // is taken for an integer setting (never inside a payload, metadata or result,
+                // which are kept as sent).
+                let whole = with_whole_numbers(&bytes).and_then(|v| serde_json::from_value(v).ok());
+                whole
+                    .map(ApiJson)
+                    .ok_or_else(|| JsonRejection::JsonDataError(e).into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
+}
+
+/// Members whose values are the user's own data, kept exactly as sent.
+const USER_DATA: &[&str] = &["payload", "metadata", "result"];
+
+/// The body with whole numbers written with a fraction (`5.0`) as integers (see
+/// [`whole_numbers`]); `None` when nothing changed or it is not JSON.
+fn with_whole_numbers(bytes: &[u8]) -> Option<serde_json::Value> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    whole_numbers(&mut value).then_some(value)
+}
+
+/// Turns whole numbers written with a fraction (`5.0`) into integers in a request's own
+/// fields and in those of the objects of its arrays (a batch's jobs), never inside a payload,
+/// metadata or result; whether anything changed.
+pub(crate) fn whole_numbers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    fn fields(object: &mut serde_json::Map<String, Value>, depth: u8) -> bool {
+        let mut changed = false;
+        for (key, value) in object.iter_mut() {
+            if USER_DATA.contains(&key.as_str()) {
+                continue;
+            }
+            match value {
+                Value::Number(n) => {
+                    if let Some(whole) = n.as_f64().filter(|f| n.is_f64() && is_whole(*f)) {
+                        // Exact: `is_whole` bounds it within ±2^53.
+                        *value = Value::from(whole as i64);
+                        changed = true;
+                    }
+                }
+                Value::Array(items) if depth == 0 => {
+                    for item in items {
+                        if let Value::Object(o) = item {
+                            changed |= fields(o, depth + 1);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        changed
+    }
+    match value {
+        Value::Object(object) => fields(object, 0),
+        _ => false,
+    }
+}
+
+fn is_whole(f: f64) -> bool {
+    f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0
 }
 
 /// Whether the request says its body is JSON (`application/json`, or `application/*+json`).
@@ -216,5 +280,19 @@ mod tests {
         );
         // Not JSON: left to the parser that reads it.
         assert_eq!(duplicate_member(b"{not json"), None);
+    }
+
+    #[test]
+    fn whole_numbers_with_a_fraction_are_integers_outside_user_data() {
+        let v = with_whole_numbers(
+            br#"{"limit": 91.0, "payload": {"x": 1.0}, "jobs": [{"priority": 5.0}]}"#,
+        )
+        .unwrap();
+        assert_eq!(v["limit"], 91);
+        assert!(v["limit"].is_i64());
+        assert!(v["payload"]["x"].is_f64(), "a payload is kept as sent");
+        assert!(v["jobs"][0]["priority"].is_i64());
+        assert_eq!(with_whole_numbers(br#"{"limit": 91.5}"#), None);
+        assert_eq!(with_whole_numbers(br#"{"limit": 91}"#), None);
     }
 }

@@ -36,7 +36,7 @@ use crate::state::AppState;
         ops::live, ops::ready, ops::metrics, ops::openapi,
     ),
     components(schemas(crate::error::Problem, crate::error::Code, model::BatchRequest, model::BatchAccepted)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &OneOrMany),
     tags(
         (name = "jobs", description = "Enqueue and follow jobs"),
         (name = "workers", description = "Claim and report on jobs from any language"),
@@ -58,6 +58,66 @@ impl utoipa::Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `POST /v1/jobs` takes one job (`OneJobRequest`: a `JobRequest` without
+/// `idempotency_key`, which for one job is the `Idempotency-Key` header) or a batch
+/// (`BatchRequest`, whose jobs may each carry a key). Derived from `JobRequest`, so the fields
+/// are declared once.
+struct OneOrMany;
+
+impl utoipa::Modify for OneOrMany {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{OneOfBuilder, Ref, Schema};
+        use utoipa::openapi::{RefOr, content::ContentBuilder, request_body::RequestBodyBuilder};
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        let Some(RefOr::T(Schema::Object(job))) = components.schemas.get("JobRequest") else {
+            return;
+        };
+        let mut one = job.clone();
+        one.properties.remove("idempotency_key");
+        one.description = Some(
+            "One job to enqueue; its idempotency key is the `Idempotency-Key` header.".to_owned(),
+        );
+        components
+            .schemas
+            .insert("OneJobRequest".to_owned(), RefOr::T(Schema::Object(one)));
+        let Some(item) = doc.paths.paths.get_mut("/v1/jobs") else {
+            return;
+        };
+        let Some(post) = item.post.as_mut() else {
+            return;
+        };
+        let either = OneOfBuilder::new()
+            .item(Ref::from_schema_name("OneJobRequest"))
+            .item(Ref::from_schema_name("BatchRequest"));
+        // One job is answered with `Accepted`, a batch with `BatchAccepted`.
+        let answer = || {
+            OneOfBuilder::new()
+                .item(Ref::from_schema_name("Accepted"))
+                .item(Ref::from_schema_name("BatchAccepted"))
+        };
+        for status in ["200", "202"] {
+            if let Some(RefOr::T(response)) = post.responses.responses.get_mut(status) {
+                response.content.insert(
+                    "application/json".to_owned(),
+                    ContentBuilder::new().schema(Some(answer())).build(),
+                );
+            }
+        }
+        post.request_body = Some(
+            RequestBodyBuilder::new()
+                .description(Some("One job, or `{\"jobs\": [JobRequest, ...]}`"))
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(either)).build(),
+                )
+                .required(Some(utoipa::openapi::Required::True))
+                .build(),
         );
     }
 }

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
-    /// What the job does; workers claim by kind (at most 255 bytes).
+    /// What the job does; workers claim by kind (at most 255 characters).
     #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]+$")]
     pub kind: String,
     /// Any JSON (default `null`; at most `max_payload_bytes`, nested at most 127 deep).
@@ -40,11 +40,18 @@ pub struct JobRequest {
     pub metadata: Option<Value>,
 }
 
+/// A kind, queue, worker or key: 1 to 255 characters, no NUL (in the document only; the fields
+/// are plain strings).
+#[derive(ToSchema)]
+#[schema(pattern = "^[^\\u0000]{1,255}$")]
+pub struct Name(pub String);
+
 /// Many jobs in one transaction.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// The jobs (at most `max_batch`).
+    /// The jobs (at most `max_batch`, 1,000 by default: this server's is in its document).
+    #[schema(min_items = 1, max_items = 1000)]
     pub jobs: Vec<JobRequest>,
 }
 
@@ -199,10 +206,11 @@ pub struct ListQuery {
     /// Only jobs whose last error is exactly this.
     pub error: Option<String>,
     /// Only jobs whose payload holds `value` at this path (object keys joined by dots:
-    /// `customer.id`); give both or neither.
+    /// `customer.id`); without `value`, jobs whose payload has the path at all.
     #[param(pattern = "^[A-Za-z0-9_-]{1,255}([.][A-Za-z0-9_-]{1,255}){0,15}$")]
     pub path: Option<String>,
-    /// The value at `path`, compared as text (a string, or a number as written).
+    /// The value at `path`, compared as text (a string, or a number as written); without
+    /// `path`, the whole payload's.
     pub value: Option<String>,
     /// The `next` of the previous page.
     pub cursor: Option<i64>,
@@ -230,11 +238,11 @@ pub struct JobFilter {
     pub kind: Option<String>,
     /// Only jobs whose last error is exactly this.
     pub error: Option<String>,
-    /// A payload path (object keys joined by dots); give both or neither.
+    /// A payload path (object keys joined by dots); without `value`, jobs that have it.
     #[param(pattern = "^[A-Za-z0-9_-]{1,255}([.][A-Za-z0-9_-]{1,255}){0,15}$")]
     #[schema(pattern = "^[A-Za-z0-9_-]{1,255}([.][A-Za-z0-9_-]{1,255}){0,15}$")]
     pub path: Option<String>,
-    /// The value at `path`, as text.
+    /// The value at `path`, as text; without `path`, the whole payload's.
     pub value: Option<String>,
 }
 
@@ -382,6 +390,7 @@ pub struct ClaimRequest {
     pub worker: String,
     /// Only these kinds (default: any).
     #[serde(default)]
+    #[schema(value_type = Vec<Name>)]
     pub kinds: Vec<String>,
     /// At most this many jobs, 1..=1000 (default 1).
     #[serde(default = "one")]

@@ -88,6 +88,18 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     get, path = "/openapi.json", tag = "operations",
     responses(crate::error::Problems, (status = 200, description = "The OpenAPI 3.1 document", body = Object))
 )]
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(super::ApiDoc::openapi())
+pub async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
+    let mut doc = super::ApiDoc::openapi();
+    // This server's batch bound, which its settings choose.
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let batch = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("BatchRequest"));
+    if let Some(RefOr::T(Schema::Object(batch))) = batch
+        && let Some(RefOr::T(Schema::Array(jobs))) = batch.properties.get_mut("jobs")
+    {
+        jobs.max_items = Some(state.config().max_batch);
+    }
+    Json(doc)
 }

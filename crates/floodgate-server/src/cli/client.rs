@@ -22,6 +22,8 @@ enum Show {
 }
 
 async fn call(command: Command) -> Result<(), String> {
+    // For one job, the key goes in the `Idempotency-Key` header.
+    let mut key = None;
     let (client, method, path, body, show) = match command {
         Command::Enqueue {
             kind,
@@ -35,16 +37,16 @@ async fn call(command: Command) -> Result<(), String> {
             let payload: Value = serde_json::from_str(&payload)
                 .map_err(|e| format!("--payload is not JSON: {e}"))?;
             let mut body = json!({ "kind": kind, "payload": payload });
-            for (key, value) in [
+            for (field, value) in [
                 ("queue", queue.map(Value::from)),
                 ("priority", priority.map(Value::from)),
                 ("run_at", run_at.map(Value::from)),
-                ("idempotency_key", idempotency_key.map(Value::from)),
             ] {
                 if let Some(v) = value {
-                    body[key] = v;
+                    body[field] = v;
                 }
             }
+            key = idempotency_key;
             (
                 client,
                 "POST",
@@ -105,7 +107,7 @@ async fn call(command: Command) -> Result<(), String> {
             unreachable!("handled by the caller")
         }
     };
-    let answer = request(&client, method, &path, body).await?;
+    let answer = request(&client, method, &path, body, key.as_deref()).await?;
     if client.json {
         println!(
             "{}",
@@ -137,6 +139,7 @@ async fn request(
     method: &str,
     path: &str,
     body: Option<Value>,
+    idempotency_key: Option<&str>,
 ) -> Result<Value, String> {
     let url = format!("{}{path}", client.server.trim_end_matches('/'));
     let http = reqwest::Client::new();
@@ -146,6 +149,9 @@ async fn request(
     };
     if let Some(token) = &client.token {
         req = req.bearer_auth(token);
+    }
+    if let Some(key) = idempotency_key {
+        req = req.header("idempotency-key", key);
     }
     if let Some(body) = body {
         req = req.json(&body);

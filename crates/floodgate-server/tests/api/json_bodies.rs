@@ -1,6 +1,8 @@
-//! Every JSON body goes through one extractor: an object that names a member twice is refused
-//! with 400 `DUPLICATE_MEMBER` naming the member's path (before: accepted, silently taking one
-//! of them, while other parsers in a user's stack take the other), and nothing is written.
+//! What a JSON body may say: an object that names a member twice is refused with 400
+//! `DUPLICATE_MEMBER` naming the member's path (before: accepted, silently taking one of them,
+//! while other parsers in a user's stack take the other), and nothing is written; `5.0` is an
+//! integer setting's `5`; one job's idempotency key is the header, a batch's are its jobs'; a
+//! payload path or value alone filters.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -71,4 +73,132 @@ async fn a_member_named_twice_is_refused_with_its_path() {
     let broken = send(&app, "/v1/jobs", r#"{"kind": "a", "#).await;
     assert_eq!(broken.status, StatusCode::BAD_REQUEST);
     assert_eq!(broken.code(), "MALFORMED_JSON");
+}
+
+/// JSON does not tell `5` from `5.0`: an integer setting written with a zero fraction is
+/// taken, while a payload keeps its numbers exactly as sent.
+#[tokio::test]
+async fn whole_numbers_with_a_fraction_are_integers_but_payloads_are_kept() {
+    let (app, _) = test_app().await;
+    let one = post(
+        &app,
+        "/v1/jobs",
+        json!({"kind": "a", "priority": 8.0, "max_attempts": 3.0, "payload": {"x": 1.0}}),
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::ACCEPTED, "{:?}", one.body);
+    let job = get(&app, &format!("/v1/jobs/{}", one.body["id"]))
+        .await
+        .body;
+    assert_eq!(
+        (job["priority"].clone(), job["max_attempts"].clone()),
+        (json!(8), json!(3))
+    );
+    assert!(job["payload"]["x"].is_f64(), "the payload as sent: {job}");
+    let claim = post(
+        &app,
+        "/v1/queues/default/claim",
+        json!({"worker": "w", "limit": 2.0}),
+    )
+    .await;
+    assert_eq!(claim.status, StatusCode::OK, "{:?}", claim.body);
+    let half = post(&app, "/v1/jobs", json!({"kind": "a", "priority": 8.5})).await;
+    assert_eq!(
+        half.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        half.body
+    );
+}
+
+/// One job's idempotency key is the `Idempotency-Key` header (bare or quoted); a batch's are
+/// its jobs' own `idempotency_key` fields. Each in the other's place is refused.
+#[tokio::test]
+async fn one_key_in_the_header_a_batch_s_in_its_jobs() {
+    let (app, _) = test_app().await;
+    let send_with = |body: serde_json::Value, key: &'static str| {
+        let app = app.clone();
+        async move {
+            let request = Request::post("/v1/jobs")
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            raw(&app, request).await
+        }
+    };
+    let bare = send_with(json!({"kind": "a"}), "k-1").await;
+    assert_eq!(bare.status, StatusCode::ACCEPTED, "{:?}", bare.body);
+    let quoted = send_with(json!({"kind": "a"}), "\"k-1\"").await;
+    assert_eq!(
+        quoted.status,
+        StatusCode::OK,
+        "the same key, quoted: {:?}",
+        quoted.body
+    );
+    assert_eq!(quoted.body["id"], bare.body["id"]);
+    for bad in ["\"\"", "a\"b", "\"a\\b\""] {
+        let refused = send_with(json!({"kind": "a"}), bad).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {:?}",
+            refused.body
+        );
+    }
+    let in_body = post(
+        &app,
+        "/v1/jobs",
+        json!({"kind": "a", "idempotency_key": "k-2"}),
+    )
+    .await;
+    assert_eq!(
+        in_body.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        in_body.body
+    );
+    assert!(
+        in_body.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key header")
+    );
+    let batch = json!({"jobs": [{"kind": "a", "idempotency_key": "k-3"}]});
+    let header_on_batch = send_with(batch.clone(), "k-3").await;
+    assert_eq!(header_on_batch.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let batched = post(&app, "/v1/jobs", batch).await;
+    assert_eq!(batched.status, StatusCode::ACCEPTED, "{:?}", batched.body);
+}
+
+/// A payload path alone lists the jobs whose payload has it; a value alone, those whose whole
+/// payload is it (before: either alone was refused).
+#[tokio::test]
+async fn a_payload_path_or_value_alone_filters() {
+    let (app, _) = test_app().await;
+    let with = post(
+        &app,
+        "/v1/jobs",
+        json!({"kind": "a", "payload": {"customer": {"id": 7}}}),
+    )
+    .await;
+    post(
+        &app,
+        "/v1/jobs",
+        json!({"kind": "a", "payload": {"other": 1}}),
+    )
+    .await;
+    let plain = post(&app, "/v1/jobs", json!({"kind": "a", "payload": "hello"})).await;
+    let listed = get(&app, "/v1/jobs?path=customer.id").await;
+    let ids: Vec<_> = listed.body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].clone())
+        .collect();
+    assert_eq!(ids, [with.body["id"].clone()], "{:?}", listed.body);
+    let count = get(&app, "/v1/jobs/count?value=hello").await;
+    assert_eq!(count.body["count"], 1, "{:?}", count.body);
+    let listed = get(&app, "/v1/jobs?value=hello").await;
+    assert_eq!(listed.body["jobs"][0]["id"], plain.body["id"]);
 }

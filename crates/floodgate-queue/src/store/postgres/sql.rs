@@ -127,13 +127,17 @@ const REQUEUE: &str = "ordering_seq = CASE WHEN ordering_key IS NULL THEN NULL
 
 /// The filters of a listing: $1 queue, $2 kind, $3 state (as reported: held jobs are
 /// `pending`), $4 before this id, ($5 the limit),
-/// $6 last error, $7 payload path (dotted, checked), $8 the value there as text.
+/// $6 last error, $7 payload path (dotted, checked; alone: present), $8 the value there as
+/// text (alone: the whole payload).
 const LIST_FILTER: &str = "($1::text IS NULL OR j.queue = $1) AND ($2::text IS NULL OR j.kind = $2)
       AND ($3::text IS NULL OR (j.state = $3 AND ($3 <> 'running' OR j.started_at IS NOT NULL))
            OR ($3 = 'pending' AND j.state = 'running' AND j.started_at IS NULL))
       AND ($4::bigint IS NULL OR j.id < $4)
       AND ($6::text IS NULL OR j.last_error = $6)
-      AND ($7::text IS NULL OR j.payload #>> string_to_array($7, '.') = $8::text)";
+      AND ($7::text IS NULL OR $8::text IS NOT NULL
+           OR j.payload #> string_to_array($7, '.') IS NOT NULL)
+      AND ($8::text IS NULL
+           OR j.payload #>> coalesce(string_to_array($7, '.'), '{}'::text[]) = $8::text)";
 
 // `ACTIVITY`: the unfinished jobs are counted from the partial index `jobs_active` (an
 // index-only scan of them alone; `attempt >= 0` keeps that index away from claims, see

@@ -87,13 +87,16 @@ const REQUEUE: &str = "ordering_seq = CASE WHEN ordering_key IS NULL THEN NULL
 
 /// The filters of a listing: ?1 queue, ?2 kind, ?3 state (as reported: held jobs are
 /// `pending`), ?4 before this id, (?5 the limit),
-/// ?6 last error, ?7 payload path (dotted, checked: plain keys), ?8 the value there as text.
+/// ?6 last error, ?7 payload path (dotted, checked: plain keys; alone: present), ?8 the value
+/// there as text (alone: the whole payload).
 const LIST_FILTER: &str = "(?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR kind = ?2)
       AND (?3 IS NULL OR (state = ?3 AND (?3 <> 'running' OR started_at IS NOT NULL))
            OR (?3 = 'pending' AND state = 'running' AND started_at IS NULL))
       AND (?4 IS NULL OR id < ?4)
       AND (?6 IS NULL OR last_error = ?6)
-      AND (?7 IS NULL OR CAST(json_extract(payload, '$.' || ?7) AS TEXT) = ?8)";
+      AND (?7 IS NULL OR ?8 IS NOT NULL OR json_type(payload, '$.' || ?7) IS NOT NULL)
+      AND (?8 IS NULL
+           OR CAST(json_extract(payload, coalesce('$.' || ?7, '$')) AS TEXT) = ?8)";
 
 /// The queues that have jobs, one index seek each (a loose index scan of `jobs_listing`): the
 /// activity count then counts each queue's unfinished jobs per state with one (queue, state)
