@@ -1,15 +1,44 @@
 //! Client subcommands: one HTTP request each to a running server; a table (or `--json`) on
-//! success, the problem's detail on stderr and exit status 1 on failure.
+//! success, the problem's detail on stderr and exit status 1 on failure. Answers are read into
+//! the API's own model types, so the client and the server cannot disagree on a field.
 
 use std::process::ExitCode;
 
 use comfy_table::Table;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{ClientArgs, Command};
+use crate::api::model::{Accepted, JobList, JobView, QueueList, Reported};
+use crate::api::queues::Paused;
+use crate::error::Problem;
 
 pub(super) fn run(command: Command) -> ExitCode {
     super::run_to_exit(false, call(command))
+}
+
+/// Why a client command failed.
+#[derive(Debug, thiserror::Error)]
+enum ClientError {
+    /// `--payload` is not JSON.
+    #[error("--payload is not JSON: {0}")]
+    Payload(serde_json::Error),
+    /// The server could not be reached.
+    #[error("cannot reach {server}: {source} (is `floodgate serve` running there?)")]
+    Unreachable {
+        server: String,
+        source: reqwest::Error,
+    },
+    /// The server answered with a problem document.
+    #[error("{status} {code}: {detail}")]
+    Problem {
+        status: u16,
+        code: String,
+        detail: String,
+    },
+    /// The answer is not what this client expects (another version of the server?).
+    #[error("the server's answer to {path} is not what this client expects: {why}")]
+    Answer { path: String, why: String },
 }
 
 /// What to request and how to show the answer.
@@ -18,12 +47,14 @@ enum Show {
     Jobs,
     Queues,
     Accepted,
-    Line,
+    Reported,
+    Paused,
 }
 
-async fn call(command: Command) -> Result<(), String> {
+async fn call(command: Command) -> Result<(), ClientError> {
     // For one job, the key goes in the `Idempotency-Key` header.
     let mut key = None;
+    let mut query: Vec<(&str, String)> = Vec::new();
     let (client, method, path, body, show) = match command {
         Command::Enqueue {
             kind,
@@ -34,8 +65,7 @@ async fn call(command: Command) -> Result<(), String> {
             idempotency_key,
             client,
         } => {
-            let payload: Value = serde_json::from_str(&payload)
-                .map_err(|e| format!("--payload is not JSON: {e}"))?;
+            let payload: Value = serde_json::from_str(&payload).map_err(ClientError::Payload)?;
             let mut body = json!({ "kind": kind, "payload": payload });
             for (field, value) in [
                 ("queue", queue.map(Value::from)),
@@ -65,49 +95,56 @@ async fn call(command: Command) -> Result<(), String> {
             limit,
             client,
         } => {
-            let mut query = vec![format!("limit={limit}")];
+            query.push(("limit", limit.to_string()));
             for (k, v) in [("state", state), ("queue", queue), ("kind", kind)] {
                 if let Some(v) = v {
-                    query.push(format!("{k}={}", encode(&v)));
+                    query.push((k, v));
                 }
             }
-            let path = format!("/v1/jobs?{}", query.join("&"));
-            (client, "GET", path, None, Show::Jobs)
+            (client, "GET", "/v1/jobs".to_owned(), None, Show::Jobs)
         }
         Command::Retry { id, client } => (
             client,
             "POST",
             format!("/v1/jobs/{id}/retry"),
             None,
-            Show::Line,
+            Show::Reported,
         ),
         Command::Cancel { id, client } => (
             client,
             "POST",
             format!("/v1/jobs/{id}/cancel"),
             None,
-            Show::Line,
+            Show::Reported,
         ),
         Command::Queues { client } => (client, "GET", "/v1/queues".to_owned(), None, Show::Queues),
         Command::Pause { queue, client } => (
             client,
             "POST",
-            format!("/v1/queues/{}/pause", encode(&queue)),
+            format!("/v1/queues/{}/pause", segment(&queue)),
             None,
-            Show::Line,
+            Show::Paused,
         ),
         Command::Resume { queue, client } => (
             client,
             "POST",
-            format!("/v1/queues/{}/resume", encode(&queue)),
+            format!("/v1/queues/{}/resume", segment(&queue)),
             None,
-            Show::Line,
+            Show::Paused,
         ),
         Command::Serve(_) | Command::Config(_) | Command::Bench(_) | Command::Demo { .. } => {
             unreachable!("handled by the caller")
         }
     };
-    let answer = request(&client, method, &path, body, key.as_deref()).await?;
+    let call = Call {
+        client: &client,
+        method,
+        path: &path,
+        query: &query,
+        body,
+        idempotency_key: key.as_deref(),
+    };
+    let answer: Value = call.send().await?;
     if client.json {
         println!(
             "{}",
@@ -116,67 +153,102 @@ async fn call(command: Command) -> Result<(), String> {
         return Ok(());
     }
     match show {
-        Show::Job => print_jobs(std::slice::from_ref(&answer)),
-        Show::Jobs => print_jobs(answer["jobs"].as_array().map_or(&[], Vec::as_slice)),
-        Show::Queues => print_queues(answer["queues"].as_array().map_or(&[], Vec::as_slice)),
-        Show::Accepted => println!(
-            "job {} {}{}",
-            answer["id"],
-            answer["state"].as_str().unwrap_or(""),
-            if answer["duplicate"] == true {
+        Show::Job => print_jobs(&[read::<JobView>(&path, answer)?]),
+        Show::Jobs => print_jobs(&read::<JobList>(&path, answer)?.jobs),
+        Show::Queues => print_queues(&read::<QueueList>(&path, answer)?),
+        Show::Accepted => {
+            let a: Accepted = read(&path, answer)?;
+            let again = if a.duplicate {
                 " (an earlier request with this idempotency key)"
             } else {
                 ""
-            }
-        ),
-        Show::Line => println!("{}", one_line(&answer)),
+            };
+            println!("job {} {}{again}", a.id, state_name(&a.state));
+        }
+        Show::Reported => {
+            let r: Reported = read(&path, answer)?;
+            println!("job {} {}", r.id, state_name(&r.state));
+        }
+        Show::Paused => {
+            let p: Paused = read(&path, answer)?;
+            let now = if p.paused { "paused" } else { "resumed" };
+            println!("queue {} {now}", p.queue);
+        }
     }
     Ok(())
 }
 
-async fn request(
-    client: &ClientArgs,
-    method: &str,
-    path: &str,
+/// One request to the server.
+struct Call<'a> {
+    client: &'a ClientArgs,
+    method: &'static str,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
     body: Option<Value>,
-    idempotency_key: Option<&str>,
-) -> Result<Value, String> {
-    let url = format!("{}{path}", client.server.trim_end_matches('/'));
-    let http = reqwest::Client::new();
-    let mut req = match method {
-        "POST" => http.post(&url),
-        _ => http.get(&url),
-    };
-    if let Some(token) = &client.token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(key) = idempotency_key {
-        req = req.header("idempotency-key", key);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let response = req.send().await.map_err(|e| {
-        format!(
-            "cannot reach {}: {e} (is `floodgate serve` running there?)",
-            client.server
-        )
-    })?;
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
-    if status.is_success() {
-        Ok(answer)
-    } else {
-        Err(format!(
-            "{} {}: {}",
-            status.as_u16(),
-            answer["code"].as_str().unwrap_or("ERROR"),
-            answer["detail"].as_str().unwrap_or("(no detail)")
-        ))
+    idempotency_key: Option<&'a str>,
+}
+
+impl Call<'_> {
+    /// The answer's JSON, or the problem the server answered with.
+    async fn send(self) -> Result<Value, ClientError> {
+        let url = format!("{}{}", self.client.server.trim_end_matches('/'), self.path);
+        let http = reqwest::Client::new();
+        let mut req = match self.method {
+            "POST" => http.post(&url),
+            _ => http.get(&url),
+        };
+        if !self.query.is_empty() {
+            req = req.query(self.query);
+        }
+        if let Some(token) = &self.client.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(key) = self.idempotency_key {
+            req = req.header("idempotency-key", key);
+        }
+        if let Some(body) = self.body {
+            req = req.json(&body);
+        }
+        let response = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                server: self.client.server.clone(),
+                source,
+            })?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(answer);
+        }
+        let problem: Option<Problem> = serde_json::from_value(answer).ok();
+        Err(ClientError::Problem {
+            status: status.as_u16(),
+            code: problem
+                .as_ref()
+                .map_or("ERROR".to_owned(), |p| state_name(&p.code)),
+            detail: problem.map_or("(no detail)".to_owned(), |p| p.detail),
+        })
     }
 }
 
-fn print_jobs(jobs: &[Value]) {
+/// `answer` as the model type `T`.
+fn read<T: DeserializeOwned>(path: &str, answer: Value) -> Result<T, ClientError> {
+    serde_json::from_value(answer).map_err(|e| ClientError::Answer {
+        path: path.to_owned(),
+        why: e.to_string(),
+    })
+}
+
+/// A value's name as the API writes it (`"pending"`, `"LEASE_LOST"`).
+fn state_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        other => other.map(|v| v.to_string()).unwrap_or_default(),
+    }
+}
+
+fn print_jobs(jobs: &[JobView]) {
     let mut table = Table::new();
     table.set_header([
         "id",
@@ -189,19 +261,19 @@ fn print_jobs(jobs: &[Value]) {
     ]);
     for j in jobs {
         table.add_row([
-            j["id"].to_string(),
-            text(&j["queue"]),
-            text(&j["kind"]),
-            text(&j["state"]),
-            format!("{}/{}", j["attempt"], j["max_attempts"]),
-            text(&j["run_at"]),
-            text(&j["last_error"]),
+            j.id.to_string(),
+            j.queue.clone(),
+            j.kind.clone(),
+            state_name(&j.state),
+            format!("{}/{}", j.attempt, j.max_attempts),
+            j.run_at.to_rfc3339(),
+            j.last_error.clone().unwrap_or_default(),
         ]);
     }
     println!("{table}");
 }
 
-fn print_queues(queues: &[Value]) {
+fn print_queues(list: &QueueList) {
     let mut table = Table::new();
     table.set_header([
         "queue",
@@ -214,55 +286,29 @@ fn print_queues(queues: &[Value]) {
         "cancelled",
         "oldest (s)",
     ]);
-    for q in queues {
-        let c = &q["counts"];
+    for q in &list.queues {
+        let c = &q.counts;
         table.add_row([
-            text(&q["queue"]),
-            q["paused"].to_string(),
-            c["pending"].to_string(),
-            c["running"].to_string(),
-            c["succeeded"].to_string(),
-            c["failed"].to_string(),
-            c["dead"].to_string(),
-            c["cancelled"].to_string(),
-            q["oldest_pending_age_seconds"]
-                .as_f64()
+            q.queue.clone(),
+            q.paused.to_string(),
+            c.pending.to_string(),
+            c.running.to_string(),
+            c.succeeded.to_string(),
+            c.failed.to_string(),
+            c.dead.to_string(),
+            c.cancelled.to_string(),
+            q.oldest_pending_age_seconds
                 .map_or_else(String::new, |s| format!("{s:.1}")),
         ]);
     }
     println!("{table}");
 }
 
-fn one_line(v: &Value) -> String {
-    match (v.get("id"), v.get("state"), v.get("queue"), v.get("paused")) {
-        (Some(id), Some(state), _, _) => format!("job {id} {}", text(state)),
-        (_, _, Some(queue), Some(paused)) => {
-            format!(
-                "queue {} {}",
-                text(queue),
-                if paused == true { "paused" } else { "resumed" }
-            )
-        }
-        _ => v.to_string(),
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Percent-encodes a query value or path segment.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// A path segment (a queue's name), percent-encoded.
+fn segment(name: &str) -> String {
+    let mut url = reqwest::Url::parse("http://x/").expect("a valid base");
+    url.path_segments_mut()
+        .expect("a base with a path")
+        .push(name);
+    url.path().trim_start_matches('/').to_owned()
 }
