@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::time::Duration;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -203,4 +204,14 @@ pub async fn events(
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
+}
+
+/// This module's routes: the page and its files (not in the API document), and the
+/// dashboard's data (documented).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .route("/", axum::routing::get(page))
+        .route("/assets/{*path}", axum::routing::get(asset))
+        .routes(routes!(overview))
+        .routes(routes!(events))
 }

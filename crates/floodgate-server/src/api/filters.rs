@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use floodgate_queue::Store;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::json::ApiJson;
 use super::model::{Affected, FailureGroupView, FailureGroups, FailureQuery, JobCount, JobFilter};
@@ -101,4 +102,13 @@ pub async fn failures(
         })
         .collect();
     Ok(Json(FailureGroups { groups }))
+}
+
+/// This module's routes, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(count))
+        .routes(routes!(retry_matching))
+        .routes(routes!(cancel_matching))
+        .routes(routes!(failures))
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use floodgate_queue::{JobId, JobState, ListJobs, NewJob, Store};
 use serde_json::Value;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::json::ApiJson;
 use super::model::{
@@ -402,4 +403,13 @@ pub async fn retry(
         id,
         state: ApiState::Pending,
     }))
+}
+
+/// This module's routes, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(enqueue, list_jobs))
+        .routes(routes!(get_job))
+        .routes(routes!(cancel))
+        .routes(routes!(retry))
 }

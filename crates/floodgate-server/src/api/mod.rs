@@ -12,12 +12,13 @@ pub mod webhooks;
 pub mod workers;
 
 use axum::Router;
-use axum::routing::{get, post};
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
 
-/// The OpenAPI document of every route.
+/// The document's frame (its info, components, security scheme and tags); the paths come from
+/// the routes (see [`document`]).
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -26,17 +27,8 @@ use crate::state::AppState;
                        any language with lease-fenced reports, queues, health and metrics. Every \
                        error is an RFC 9457 problem document with a stable `code`."
     ),
-    paths(
-        jobs::enqueue, jobs::get_job, jobs::list_jobs, jobs::cancel, jobs::retry,
-        workers::claim, workers::heartbeat, workers::complete, workers::fail, workers::snooze,
-        queues::list_queues, queues::pause, queues::resume,
-        filters::count, filters::retry_matching, filters::cancel_matching, filters::failures,
-        dashboard::overview, dashboard::events,
-        webhooks::enable, webhooks::destinations,
-        ops::live, ops::ready, ops::metrics, ops::openapi,
-    ),
     components(schemas(crate::error::Problem, crate::error::Code, model::BatchRequest, model::BatchAccepted)),
-    modifiers(&BearerAuth, &OneOrMany),
+    modifiers(&BearerAuth),
     tags(
         (name = "jobs", description = "Enqueue and follow jobs"),
         (name = "workers", description = "Claim and report on jobs from any language"),
@@ -122,38 +114,34 @@ impl utoipa::Modify for OneOrMany {
     }
 }
 
+/// Every route with its documentation: each module declares its routes once, with their
+/// OpenAPI annotations (`routes!`), and this merges them. Adding a group of routes is a module
+/// and a line here.
+fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(jobs::routes())
+        .merge(filters::routes())
+        .merge(workers::routes())
+        .merge(queues::routes())
+        .merge(webhooks::routes())
+        .merge(dashboard::routes())
+        .merge(ops::routes())
+}
+
 /// Every route, unauthenticated and unlimited (see [`crate::app`] for the layers).
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(dashboard::page))
-        .route("/assets/{*path}", get(dashboard::asset))
-        .route("/v1/dashboard", get(dashboard::overview))
-        .route("/v1/dashboard/events", get(dashboard::events))
-        .route("/v1/failures", get(filters::failures))
-        .route("/v1/jobs/count", get(filters::count))
-        .route("/v1/jobs/retry", post(filters::retry_matching))
-        .route("/v1/jobs/cancel", post(filters::cancel_matching))
-        .route("/v1/jobs", post(jobs::enqueue).get(jobs::list_jobs))
-        .route("/v1/jobs/{id}", get(jobs::get_job))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/jobs/{id}/retry", post(jobs::retry))
-        .route("/v1/jobs/{id}/heartbeat", post(workers::heartbeat))
-        .route("/v1/jobs/{id}/complete", post(workers::complete))
-        .route("/v1/jobs/{id}/fail", post(workers::fail))
-        .route("/v1/jobs/{id}/snooze", post(workers::snooze))
-        .route("/v1/queues", get(queues::list_queues))
-        .route("/v1/queues/{queue}/claim", post(workers::claim))
-        .route("/v1/queues/{queue}/pause", post(queues::pause))
-        .route("/v1/queues/{queue}/resume", post(queues::resume))
-        .route("/v1/webhooks/destinations", get(webhooks::destinations))
-        .route(
-            "/v1/webhooks/destinations/{destination}/enable",
-            post(webhooks::enable),
-        )
-        .route("/health/live", get(ops::live))
-        .route("/health/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+    router().split_for_parts().0
+}
+
+/// The OpenAPI document of every route, built once from the same declarations as the router.
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: std::sync::LazyLock<utoipa::openapi::OpenApi> =
+        std::sync::LazyLock::new(|| {
+            let mut doc = router().split_for_parts().1;
+            utoipa::Modify::modify(&OneOrMany, &mut doc);
+            doc
+        });
+    &DOCUMENT
 }
 
 /// Routes anyone may call, even when tokens are configured.

@@ -1,13 +1,13 @@
 //! Operations: liveness, readiness, Prometheus metrics and the OpenAPI document.
 
 use std::time::Duration;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use floodgate_queue::{JobId, Store};
-use utoipa::OpenApi;
 
 use super::model::Health;
 use crate::state::AppState;
@@ -89,7 +89,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     responses(crate::error::Problems, (status = 200, description = "The OpenAPI 3.1 document", body = Object))
 )]
 pub async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
-    let mut doc = super::ApiDoc::openapi();
+    let mut doc = super::document().clone();
     // This server's batch bound, which its settings choose.
     use utoipa::openapi::{RefOr, schema::Schema};
     let batch = doc
@@ -102,4 +102,13 @@ pub async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::Ope
         jobs.max_items = Some(state.config().max_batch);
     }
     Json(doc)
+}
+
+/// This module's routes, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
 }

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use floodgate_queue::Store;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::model::{QueueList, QueueView};
 use crate::error::ApiResult;
@@ -71,4 +72,12 @@ pub async fn resume(
         queue,
         paused: false,
     }))
+}
+
+/// This module's routes, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_queues))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
 }

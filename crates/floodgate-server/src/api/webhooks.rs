@@ -6,6 +6,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
@@ -112,4 +113,11 @@ pub async fn destinations(State(state): State<AppState>) -> ApiResult<Json<Desti
         })
         .collect();
     Ok(Json(Destinations { disabled, breakers }))
+}
+
+/// This module's routes, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(destinations))
+        .routes(routes!(enable))
 }

@@ -3,6 +3,7 @@
 //! holds the job changes nothing and answers `409 LEASE_LOST`.
 
 use std::time::Duration;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
@@ -349,4 +350,14 @@ fn lost(id: JobId) -> ApiError {
              was taken back, or it was finished); nothing was written: stop working on it"
         ),
     )
+}
+
+/// This module's routes, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(claim))
+        .routes(routes!(heartbeat))
+        .routes(routes!(complete))
+        .routes(routes!(fail))
+        .routes(routes!(snooze))
 }
