@@ -170,19 +170,16 @@ async fn enqueue_hook(app: &Router, url: &str, destination: Option<&str>) -> i64
 
 /// Waits (up to 20 s) until the job is finished; the job.
 async fn finished(state: &AppState, id: i64) -> floodgate_queue::Job {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let what = format!("job {id} finished");
+    support::eventually(&what, Duration::from_secs(20), || async {
         let job = state.store().job(JobId(id)).await.unwrap().unwrap();
         if job.state.is_finished() {
-            return job;
+            Ok(job)
+        } else {
+            Err(job)
         }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} still {:?}: {job:?}",
-            job.state
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

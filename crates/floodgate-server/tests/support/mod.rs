@@ -24,6 +24,27 @@ pub async fn app_with(config: Config) -> (Router, AppState) {
     (app(state.clone()), state)
 }
 
+/// Polls `check` every 20 ms until it gives a value, and returns it; past `limit`, fails the
+/// test with `what` and the last thing `check` saw. The one way these tests wait for
+/// something to happen: on an event, with a deadline, never a fixed sleep.
+pub async fn eventually<T, S, F, Fut>(what: &str, limit: std::time::Duration, mut check: F) -> T
+where
+    S: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, S>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not within {limit:?}; last seen: {seen:?}")
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
+
 /// An app with default settings.
 pub async fn test_app() -> (Router, AppState) {
     app_with(Config::default()).await
