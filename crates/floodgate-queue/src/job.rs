@@ -309,7 +309,8 @@ impl NewJob {
     /// sources (the server's group commit) refuses a bad one alone instead of failing the
     /// whole batch.
     pub fn check(&self, max_payload_bytes: usize) -> Result<(), StoreError> {
-        crate::store::shared::validate_job(self, max_payload_bytes)
+        self.validate()?;
+        crate::json::check_size(&self.payload, max_payload_bytes)
     }
 
     /// Checks what the database would otherwise reject less clearly.
@@ -340,8 +341,8 @@ impl NewJob {
                 "must be a JSON object".to_owned(),
             ));
         }
-        crate::store::json::validate("payload", &self.payload)?;
-        crate::store::json::validate("metadata", &self.metadata)
+        crate::json::validate("payload", &self.payload)?;
+        crate::json::validate("metadata", &self.metadata)
     }
 }
 

@@ -27,6 +27,9 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "postgres")]
+mod advisory;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +49,7 @@ pub struct Singleton {
 }
 
 /// A role's shared state, between its handle and the task that competes for it (here for the
-/// lease, in `store/postgres/advisory.rs` for the advisory lock).
+/// lease, in `leader/advisory.rs` for the advisory lock).
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) name: String,
@@ -91,11 +94,7 @@ impl Singleton {
         let inner = role.inner.clone();
         role.inner
             .tasks
-            .spawn(crate::store::postgres::advisory::run(
-                pool.clone(),
-                inner,
-                retry,
-            ));
+            .spawn(advisory::run(pool.clone(), inner, retry));
         role.inner.tasks.close();
         role
     }

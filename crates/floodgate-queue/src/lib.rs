@@ -46,11 +46,11 @@
 mod error;
 pub mod inbox;
 mod job;
+mod json;
 pub mod leader;
 pub mod maintenance;
 mod observe;
 pub mod store;
-pub mod wakeup;
 pub mod worker;
 
 pub use error::StoreError;
@@ -66,11 +66,12 @@ pub use store::AnyStore;
 pub use store::postgres::{PgStore, PgStoreBuilder};
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::{SqliteStore, SqliteStoreBuilder};
+pub use store::wakeup;
+pub use store::wakeup::{DEFAULT_POLL_INTERVAL, Wakeup, Wakeups};
 pub use store::{
     Claim, Completion, DEFAULT_LEASE_TTL, DEFAULT_MAX_PAYLOAD_BYTES, FailureGroup, HeldStatus,
     JobPage, LeaseStatus, ListJobs, MAX_JSON_DEPTH, MAX_SKIP_GROUPS, OutboxStore, PausedGroup,
     QueueActivity, QueueStats, Rescued, Retention, RetryAt, StateCounts, Store,
 };
-pub use wakeup::{DEFAULT_POLL_INTERVAL, Wakeup, Wakeups};
 
 pub use sqlx;

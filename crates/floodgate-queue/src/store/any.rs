@@ -13,7 +13,7 @@ use super::{
 };
 use crate::error::StoreError;
 use crate::job::{Enqueued, Job, JobId, JobState, Lease, NewJob};
-use crate::wakeup::Wakeups;
+use crate::store::wakeup::Wakeups;
 
 /// A job store on the backend chosen at run time.
 ///

@@ -42,7 +42,7 @@ pub(crate) async fn complete(
     update: impl AsyncFnOnce(Option<Value>) -> Result<Option<()>, StoreError>,
 ) -> Result<(), StoreError> {
     if let Some(r) = &result {
-        crate::store::json::validate("result", r)?;
+        crate::json::validate("result", r)?;
     }
     fenced(observe, lease, "complete", update(result)).await?;
     observe.finished("succeeded", 1);
@@ -103,7 +103,7 @@ pub(crate) async fn record_attempt(
             "must be a JSON object".to_owned(),
         ));
     }
-    crate::store::json::validate("attempt", &attempt)?;
+    crate::json::validate("attempt", &attempt)?;
     fenced(
         observe,
         lease,
@@ -124,7 +124,7 @@ pub(crate) async fn complete_many(
     if completions.is_empty() {
         return Ok(Vec::new());
     }
-    crate::store::json::validate_results(completions)?;
+    validate_results(completions)?;
     let done: HashSet<i64> = update().await?.into_iter().collect();
     let lost: Vec<JobId> = completions
         .iter()
@@ -177,4 +177,12 @@ pub(crate) async fn cancel(
         }) => Ok(JobState::Cancelled),
         Err(e) => Err(e),
     }
+}
+
+/// Checks the results of a completion batch before any is written.
+fn validate_results(completions: &[super::Completion]) -> Result<(), StoreError> {
+    completions
+        .iter()
+        .filter_map(|c| c.result.as_ref())
+        .try_for_each(|r| crate::json::validate("result", r))
 }

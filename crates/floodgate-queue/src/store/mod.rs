@@ -75,7 +75,7 @@ pub use params::{
 
 use crate::error::StoreError;
 use crate::job::{Enqueued, Job, JobId, JobState, Lease, NewJob};
-use crate::wakeup::Wakeups;
+use crate::store::wakeup::Wakeups;
 
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -86,15 +86,15 @@ pub(crate) mod sqlite;
 mod any;
 mod batch;
 mod fence;
-pub(crate) mod json;
 mod migrate;
 mod rows;
 pub(crate) mod shared;
 mod statements;
+pub mod wakeup;
 
+pub use crate::json::{DEFAULT_MAX_PAYLOAD_BYTES, MAX_JSON_DEPTH};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use any::{AnyStore, Backend};
-pub use json::{DEFAULT_MAX_PAYLOAD_BYTES, MAX_JSON_DEPTH};
 
 /// A job store: the durable queue's storage and its client API.
 ///

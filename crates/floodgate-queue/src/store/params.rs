@@ -502,7 +502,7 @@ impl Completion {
     /// Checks a result as `complete` would (depth, NUL characters), without writing: a caller
     /// that groups completions refuses a bad one alone instead of failing the group.
     pub fn check_result(result: &Value) -> Result<(), StoreError> {
-        crate::store::json::validate("result", result)
+        crate::json::validate("result", result)
     }
 }
 

@@ -11,9 +11,7 @@ use crate::error::StoreError;
 use crate::job::{Enqueued, Job, Lease, NewJob, validate_name};
 use crate::observe::Observe;
 use crate::store::rows::{self, Columns};
-use crate::store::{
-    Claim, HeldStatus, JobPage, LeaseStatus, ListJobs, Rescued, Retention, Store, json,
-};
+use crate::store::{Claim, HeldStatus, JobPage, LeaseStatus, ListJobs, Rescued, Retention, Store};
 
 /// Validates a batch before any of it is written, so a bad job rejects the whole batch.
 pub(crate) fn validate_all(jobs: &[NewJob], max_payload_bytes: usize) -> Result<(), StoreError> {
@@ -23,16 +21,10 @@ pub(crate) fn validate_all(jobs: &[NewJob], max_payload_bytes: usize) -> Result<
             format!("{} jobs in one batch; at most 100000", jobs.len()),
         ));
     }
-    jobs.iter()
-        .try_for_each(|job| validate_job(job, max_payload_bytes))
+    jobs.iter().try_for_each(|job| job.check(max_payload_bytes))
 }
 
 /// Validates one job: its fields, and its payload's size against the store's limit.
-pub(crate) fn validate_job(job: &NewJob, max_payload_bytes: usize) -> Result<(), StoreError> {
-    job.validate()?;
-    json::check_size(&job.payload, max_payload_bytes)
-}
-
 /// An enqueue: validates the batch, writes it with `insert` (not called for an empty batch)
 /// and counts what was enqueued and what was a duplicate.
 pub(crate) async fn enqueue(

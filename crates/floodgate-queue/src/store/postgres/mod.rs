@@ -14,7 +14,6 @@
 //!
 //! [`listen`]: crate::Store::listen
 
-pub(crate) mod advisory;
 mod claim;
 mod connect;
 mod cursor;

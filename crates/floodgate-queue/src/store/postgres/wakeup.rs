@@ -8,14 +8,14 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 
 use super::PgStore;
 use crate::error::StoreError;
-use crate::wakeup::{Wakeup, Wakeups};
+use crate::store::wakeup::Wakeup;
 
 /// Where a PostgreSQL listener's wake-ups come from: its LISTEN connection.
 #[derive(Debug)]
 pub(crate) struct Source(Box<PgListener>);
 
 /// A listener on `store`'s channel.
-pub(super) async fn listen(store: &PgStore) -> Result<Wakeups, StoreError> {
+pub(super) async fn listen(store: &PgStore) -> Result<Source, StoreError> {
     // A pool of one of its own: a listener holds its connection for as long as it lives,
     // which must neither shrink the store's pool nor keep `close()` waiting.
     let pool = PgPoolOptions::new()
@@ -26,7 +26,7 @@ pub(super) async fn listen(store: &PgStore) -> Result<Wakeups, StoreError> {
         .connect_lazy_with(store.inner.options.clone());
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen(&store.inner.channel).await?;
-    Ok(Wakeups::postgres(Source(Box::new(listener))))
+    Ok(Source(Box::new(listener)))
 }
 
 impl Source {

@@ -15,11 +15,11 @@ use super::rows::{job_from_row, micros_to_time, now_micros, read_state};
 use crate::error::StoreError;
 use crate::job::{Enqueued, Job, JobId, JobState, Lease, NewJob};
 use crate::store::shared::{self, micros};
+use crate::store::wakeup::Wakeups;
 use crate::store::{
     Claim, Completion, FailureGroup, HeldStatus, JobPage, LeaseStatus, ListJobs, OutboxStore,
     PausedGroup, QueueActivity, QueueStats, Rescued, Retention, Store, fence, rows, statements,
 };
-use crate::wakeup::Wakeups;
 
 /// A statement with its parameters bound.
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
@@ -329,7 +329,7 @@ impl Store for SqliteStore {
     }
 
     async fn listen(&self) -> Result<Wakeups, StoreError> {
-        super::wakeup::listen(self).await
+        super::wakeup::listen(self).await.map(Wakeups::sqlite)
     }
 
     async fn delete_finished(&self, retention: Retention) -> Result<u64, StoreError> {

@@ -11,7 +11,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 
 use super::SqliteStore;
 use crate::error::StoreError;
-use crate::wakeup::{Wakeup, Wakeups};
+use crate::store::wakeup::Wakeup;
 
 /// Where a SQLite listener's wake-ups come from.
 #[derive(Debug)]
@@ -29,7 +29,7 @@ pub(crate) enum Source {
 
 /// A listener on `store`: for a file, with a read connection of its own (held for the
 /// listener's life) to watch for other processes' commits.
-pub(super) async fn listen(store: &SqliteStore) -> Result<Wakeups, StoreError> {
+pub(super) async fn listen(store: &SqliteStore) -> Result<Source, StoreError> {
     let rx = store.inner.notify.subscribe();
     let source = match store.inner.external_writes {
         Some(every) => {
@@ -45,7 +45,7 @@ pub(super) async fn listen(store: &SqliteStore) -> Result<Wakeups, StoreError> {
         }
         None => Source::Local(Some(rx)),
     };
-    Ok(Wakeups::sqlite(source))
+    Ok(source)
 }
 
 impl Source {

@@ -150,7 +150,7 @@ async fn write_outcome<S: Store>(
             if let Some(Err(e)) = outcome
                 .result
                 .as_ref()
-                .map(|r| crate::store::json::validate("result", r))
+                .map(|r| crate::json::validate("result", r))
             {
                 let message = format!("the handler's result cannot be stored: {e}");
                 return bury(store, shared, job, lease, message).await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::Connection;
 
-use crate::leader::{Inner, set, terms_ended};
+use super::{Inner, set, terms_ended};
 
 /// Competes for the role with a session advisory lock until the role stops (see
 /// [`Singleton::advisory`](crate::Singleton::advisory)).

@@ -1,5 +1,6 @@
-//! Checks on the JSON a store keeps (payloads, results, metadata), made before anything is
-//! written, so that what is stored can always be read back by every backend.
+//! Checks on the JSON a job carries (payloads, results, metadata), made before anything is
+//! written, so that what is stored can always be read back by every backend. A room of its
+//! own below both the job model and the stores, which both use it.
 //!
 //! * **Depth.** Readers decode with `serde_json`, which refuses documents nested deeper than
 //!   its recursion limit. A value built in memory (`json!`, `Value::Array`) has no such limit,
@@ -73,14 +74,6 @@ pub(crate) fn check_size(payload: &Value, limit: usize) -> Result<(), StoreError
         }),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Checks the results of a completion batch before any is written.
-pub(crate) fn validate_results(completions: &[super::Completion]) -> Result<(), StoreError> {
-    completions
-        .iter()
-        .filter_map(|c| c.result.as_ref())
-        .try_for_each(|r| validate("result", r))
 }
 
 fn too_deep(field: &'static str, depth: usize) -> Result<(), StoreError> {

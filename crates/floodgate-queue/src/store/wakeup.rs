@@ -17,25 +17,16 @@
 //! # Ok(()) }
 //! ```
 
+mod event;
+
 use std::time::Duration;
 
 use tokio::time::{Interval, MissedTickBehavior};
 
+pub use event::Wakeup;
+
 /// How often [`Wakeups`] ticks without a notification unless told otherwise.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Why a worker should look for jobs now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Wakeup {
-    /// Jobs were enqueued in this queue.
-    Enqueued {
-        /// The queue.
-        queue: String,
-    },
-    /// The polling interval passed, or notifications may have been missed: look in every
-    /// queue.
-    Poll,
-}
 
 /// A stream of [`Wakeup`]s from [`Store::listen`](crate::Store::listen).
 #[derive(Debug)]
