@@ -75,6 +75,9 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(4_096)
 }
 
+/// How long a connection chosen to close may take to finish writing.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
 /// A snapshot of the connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ConnectionStats {
@@ -343,9 +346,14 @@ async fn serve_one(
                     }
                     return;
                 }
-                // Chosen while idle: nothing is being answered on it, so dropping it loses
-                // nothing (a request that began since is cancelled like a vanished client's).
-                () = conn.close.notified() => return,
+                // Chosen while idle: closed gracefully, so the last answer's bytes still being
+                // flushed are not cut; one still sending its head is dropped after a moment
+                // (a request that began since is cancelled like a vanished client's).
+                () = conn.close.notified() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await;
+                    return;
+                }
                 () = shutdown.cancelled(), if !draining => {
                     draining = true;
                     connection.as_mut().graceful_shutdown();
