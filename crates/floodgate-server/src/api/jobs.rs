@@ -30,9 +30,10 @@ use crate::state::AppState;
     request_body(content = JobRequest, description = "One job, or `{\"jobs\": [JobRequest, ...]}`"),
     params((
         "Idempotency-Key" = Option<String>, Header,
-        pattern = r#"^("[\x20\x21\x23-\x5b\x5d-\x7e]{1,255}"|[\x21\x23-\x7e]{1,255})$"#,
-        description = "Makes a repeat of this request return the first job: a bare token or a \
-                       quoted string (`\"k-1\"`), 1 to 255 visible ASCII characters"
+        pattern = r#"^("[\x20\x21\x23-\x5b\x5d-\x7e]{1,248}"|[\x21\x23-\x7e]{1,248})$"#,
+        description = "Makes a repeat of this request return the first job (for a batch, keys \
+                       each job without a key of its own `{key}:{index}`): a bare token or a \
+                       quoted string (`\"k-1\"`), 1 to 248 visible ASCII characters"
     )),
     responses(
         crate::error::Problems,
@@ -47,14 +48,9 @@ pub async fn enqueue(
 ) -> ApiResult<Response> {
     let is_batch = body.as_object().is_some_and(|o| o.contains_key("jobs"));
     if is_batch {
-        if headers.contains_key("idempotency-key") {
-            return Err(ApiError::invalid(
-                "Idempotency-Key",
-                "is for one job; give each job of a batch its own idempotency_key",
-            ));
-        }
+        let key = idempotency_header(&headers)?;
         let batch: BatchRequest = from_json(body)?;
-        return enqueue_batch(&state, batch).await;
+        return enqueue_batch(&state, batch, key).await;
     }
     let request: JobRequest = from_json(body)?;
     if request.idempotency_key.is_some() {
@@ -112,7 +108,13 @@ fn from_json<T: serde::de::DeserializeOwned>(mut body: Value) -> ApiResult<T> {
     })
 }
 
-async fn enqueue_batch(state: &AppState, batch: BatchRequest) -> ApiResult<Response> {
+/// A batch; with an `Idempotency-Key` header, each job without a key of its own is keyed
+/// `{header}:{index}`, so a retry of the whole batch makes no job twice.
+async fn enqueue_batch(
+    state: &AppState,
+    batch: BatchRequest,
+    key: Option<String>,
+) -> ApiResult<Response> {
     let max = state.config().max_batch;
     if batch.jobs.is_empty() || batch.jobs.len() > max {
         return Err(ApiError::invalid(
@@ -122,7 +124,11 @@ async fn enqueue_batch(state: &AppState, batch: BatchRequest) -> ApiResult<Respo
     }
     let mut jobs = Vec::with_capacity(batch.jobs.len());
     for (i, request) in batch.jobs.iter().enumerate() {
-        jobs.push(new_job(request, &format!("jobs[{i}]."), state)?);
+        let mut job = new_job(request, &format!("jobs[{i}]."), state)?;
+        if let (Some(key), None) = (&key, &request.idempotency_key) {
+            job = job.idempotency_key(format!("{key}:{i}"));
+        }
+        jobs.push(job);
     }
     let out = state.store().enqueue_many(jobs).await?;
     let accepted = out
@@ -153,8 +159,12 @@ fn with_location(status: StatusCode, accepted: Accepted) -> Response {
     response
 }
 
+/// The longest `Idempotency-Key`: a batch's jobs are keyed `{key}:{index}` within the
+/// store's 255 characters (indexes below 1,000,000).
+const MAX_HEADER_KEY: usize = floodgate_queue::MAX_NAME_LEN - 7;
+
 /// The `Idempotency-Key` header, checked: a quoted string (RFC 8941, as the IETF draft
-/// writes it: `"k-1"`) or a bare token, 1 to 255 visible ASCII characters, no `"`.
+/// writes it: `"k-1"`) or a bare token, 1 to 248 visible ASCII characters, no `"`.
 fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -162,7 +172,7 @@ fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let refuse = || {
         ApiError::invalid(
             "Idempotency-Key",
-            "must be 1 to 255 visible ASCII characters without `\"`, bare or in quotes",
+            "must be 1 to 248 visible ASCII characters without `\"`, bare or in quotes",
         )
     };
     let raw = value.to_str().map_err(|_| refuse())?;
@@ -173,7 +183,7 @@ fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
             }),
             None => (raw, |b| (0x21..=0x7e).contains(&b) && b != b'"'),
         };
-    if key.is_empty() || key.len() > floodgate_queue::MAX_NAME_LEN || !key.bytes().all(allowed) {
+    if key.is_empty() || key.len() > MAX_HEADER_KEY || !key.bytes().all(allowed) {
         return Err(refuse());
     }
     Ok(Some(key.to_owned()))

@@ -111,8 +111,9 @@ async fn whole_numbers_with_a_fraction_are_integers_but_payloads_are_kept() {
     );
 }
 
-/// One job's idempotency key is the `Idempotency-Key` header (bare or quoted); a batch's are
-/// its jobs' own `idempotency_key` fields. Each in the other's place is refused.
+/// One job's idempotency key is the `Idempotency-Key` header (bare or quoted), and the body's
+/// field is refused; a batch's are its jobs' own `idempotency_key` fields, and a header on a
+/// batch keys each job without one `{header}:{index}`, so a retried batch makes nothing twice.
 #[tokio::test]
 async fn one_key_in_the_header_a_batch_s_in_its_jobs() {
     let (app, _) = test_app().await;
@@ -164,11 +165,30 @@ async fn one_key_in_the_header_a_batch_s_in_its_jobs() {
             .unwrap()
             .contains("Idempotency-Key header")
     );
-    let batch = json!({"jobs": [{"kind": "a", "idempotency_key": "k-3"}]});
-    let header_on_batch = send_with(batch.clone(), "k-3").await;
-    assert_eq!(header_on_batch.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let batched = post(&app, "/v1/jobs", batch).await;
-    assert_eq!(batched.status, StatusCode::ACCEPTED, "{:?}", batched.body);
+    let batch = json!({"jobs": [{"kind": "a", "idempotency_key": "own"}, {"kind": "b"}]});
+    let first = send_with(batch.clone(), "batch-1").await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{:?}", first.body);
+    let again = send_with(batch, "batch-1").await;
+    assert_eq!(
+        again.body["jobs"],
+        json!([
+            {"id": first.body["jobs"][0]["id"], "state": "pending", "duplicate": true,
+             "location": first.body["jobs"][0]["location"]},
+            {"id": first.body["jobs"][1]["id"], "state": "pending", "duplicate": true,
+             "location": first.body["jobs"][1]["location"]},
+        ]),
+        "a retried batch makes nothing twice"
+    );
+    let keyed = get(&app, &format!("/v1/jobs/{}", first.body["jobs"][1]["id"])).await;
+    assert_eq!(keyed.body["idempotency_key"], "batch-1:1");
+    let own = get(&app, &format!("/v1/jobs/{}", first.body["jobs"][0]["id"])).await;
+    assert_eq!(own.body["idempotency_key"], "own");
+    let too_long = send_with(
+        json!({"kind": "a"}),
+        Box::leak("k".repeat(249).into_boxed_str()),
+    )
+    .await;
+    assert_eq!(too_long.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 /// A payload path alone lists the jobs whose payload has it; a value alone, those whose whole
