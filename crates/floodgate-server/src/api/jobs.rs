@@ -49,10 +49,10 @@ pub async fn enqueue(
     let is_batch = body.as_object().is_some_and(|o| o.contains_key("jobs"));
     if is_batch {
         let key = idempotency_header(&headers)?;
-        let batch: BatchRequest = from_json(body)?;
+        let batch: BatchRequest = super::json::from_value(body)?;
         return enqueue_batch(&state, batch, key).await;
     }
-    let request: JobRequest = from_json(body)?;
+    let request: JobRequest = super::json::from_value(body)?;
     if request.idempotency_key.is_some() {
         return Err(ApiError::invalid(
             "idempotency_key",
@@ -89,23 +89,6 @@ pub async fn enqueue(
     let mut accepted = accepted(original.id, None, true);
     accepted.state = ApiState::of(&original);
     Ok(with_location(StatusCode::OK, accepted))
-}
-
-/// Deserialises `body`, naming the field at fault (`jobs[2].priority: invalid type ...`).
-fn from_json<T: serde::de::DeserializeOwned>(mut body: Value) -> ApiResult<T> {
-    // `5.0` for an integer setting is `5` (see `ApiJson`); a request has no fractional
-    // settings, and its payload and metadata are left as sent.
-    super::json::whole_numbers(&mut body);
-    serde_path_to_error::deserialize(body).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let detail = if path == "." {
-            inner.to_string()
-        } else {
-            format!("{path}: {inner}")
-        };
-        ApiError::new(Code::ValidationFailed, detail)
-    })
 }
 
 /// A batch; with an `Idempotency-Key` header, each job without a key of its own is keyed

@@ -43,37 +43,54 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|e| ApiError::from(JsonRejection::from(e)))?;
-        if let Some(path) = duplicate_member(&bytes) {
-            return Err(ApiError::new(
-                Code::DuplicateMember,
-                format!("the body names the member `{path}` twice; send each member once"),
-            ));
-        }
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(JsonRejection::JsonDataError(e)) => {
-                // JSON does not tell `5` from `5.0`: a whole number written with a fraction
-                // is taken for an integer setting (never inside a payload, metadata or result,
-                // which are kept as sent).
-                let whole = with_whole_numbers(&bytes).and_then(|v| serde_json::from_value(v).ok());
-                whole
-                    .map(ApiJson)
-                    .ok_or_else(|| JsonRejection::JsonDataError(e).into())
-            }
-            Err(e) => Err(e.into()),
-        }
+        let mut value = read(&bytes)?;
+        // JSON does not tell `5` from `5.0`: a whole number written with a fraction is taken
+        // for an integer setting (never inside a payload, metadata or result, kept as sent).
+        whole_numbers(&mut value);
+        from_value(value).map(ApiJson)
+    }
+}
+
+/// `value` as `T`, or a `VALIDATION_FAILED` naming the path of what does not fit.
+pub(crate) fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let detail = if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        };
+        ApiError::new(Code::ValidationFailed, detail)
+    })
+}
+
+/// Reads a body in one pass: its value, or `DUPLICATE_MEMBER` naming the first member an
+/// object names twice, or `MALFORMED_JSON`.
+fn read(json: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let mut path = Vec::new();
+    let read = (Walk { path: &mut path })
+        .deserialize(&mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value));
+    match read {
+        Ok(value) => Ok(value),
+        Err(e) if e.to_string().starts_with(DUPLICATE) => Err(ApiError::new(
+            Code::DuplicateMember,
+            format!(
+                "the body names the member `{}` twice; send each member once",
+                render(&path)
+            ),
+        )),
+        Err(e) => Err(ApiError::new(
+            Code::MalformedJson,
+            format!("the body is not JSON: {e}"),
+        )),
     }
 }
 
 /// Members whose values are the user's own data, kept exactly as sent.
 const USER_DATA: &[&str] = &["payload", "metadata", "result"];
-
-/// The body with whole numbers written with a fraction (`5.0`) as integers (see
-/// [`whole_numbers`]); `None` when nothing changed or it is not JSON.
-fn with_whole_numbers(bytes: &[u8]) -> Option<serde_json::Value> {
-    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    whole_numbers(&mut value).then_some(value)
-}
 
 /// Turns whole numbers written with a fraction (`5.0`) into integers in a request's own
 /// fields and in those of the objects of its arrays (a batch's jobs), never inside a payload,
@@ -135,8 +152,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// The path (`payload.to`, `jobs[2].kind`) of the first member an object in `json` names
-/// twice; `None` when there is none, or when `json` is not JSON at all (the parser that reads
-/// it says so).
+/// twice; `None` when there is none, or when `json` is not JSON at all.
 pub fn duplicate_member(json: &[u8]) -> Option<String> {
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let mut path = Vec::new();
@@ -175,14 +191,17 @@ struct Walk<'p> {
 }
 
 impl<'de> DeserializeSeed<'de> for Walk<'_> {
-    type Value = ();
+    type Value = serde_json::Value;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-/// A member's name, borrowed from the document when it has no escapes.
+/// A member's name.
 struct Key(String);
 
 impl<'de> de::Deserialize<'de> for Key {
@@ -196,63 +215,71 @@ impl<'de> de::Deserialize<'de> for Key {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
                 Ok(Key(v.to_owned()))
             }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key, E> {
+                Ok(Key(v))
+            }
         }
         deserializer.deserialize_str(KeyVisitor)
     }
 }
 
 impl<'de> Visitor<'de> for Walk<'_> {
-    type Value = ();
+    type Value = serde_json::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: Vec<String> = Vec::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
         while let Some(Key(name)) = map.next_key::<Key>()? {
-            let repeated = seen.contains(&name);
-            self.path.push(Step::Member(name.clone()));
+            let repeated = object.contains_key(&name);
+            self.path.push(Step::Member(name));
             if repeated {
                 return Err(de::Error::custom(DUPLICATE));
             }
-            map.next_value_seed(Walk { path: self.path })?;
-            self.path.pop();
-            seen.push(name);
+            let value = map.next_value_seed(Walk { path: self.path })?;
+            let Some(Step::Member(name)) = self.path.pop() else {
+                unreachable!("the step pushed above")
+            };
+            object.insert(name, value);
         }
-        Ok(())
+        Ok(serde_json::Value::Object(object))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0;
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
         loop {
-            self.path.push(Step::Index(i));
-            if seq.next_element_seed(Walk { path: self.path })?.is_none() {
-                self.path.pop();
-                return Ok(());
-            }
+            self.path.push(Step::Index(items.len()));
+            let item = seq.next_element_seed(Walk { path: self.path })?;
             self.path.pop();
-            i += 1;
+            match item {
+                Some(item) => items.push(item),
+                None => return Ok(serde_json::Value::Array(items)),
+            }
         }
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
     }
 }
 
@@ -284,15 +311,15 @@ mod tests {
 
     #[test]
     fn whole_numbers_with_a_fraction_are_integers_outside_user_data() {
-        let v = with_whole_numbers(
-            br#"{"limit": 91.0, "payload": {"x": 1.0}, "jobs": [{"priority": 5.0}]}"#,
-        )
-        .unwrap();
+        let mut v = serde_json::json!(
+            {"limit": 91.0, "payload": {"x": 1.0}, "jobs": [{"priority": 5.0}]}
+        );
+        assert!(whole_numbers(&mut v));
         assert_eq!(v["limit"], 91);
         assert!(v["limit"].is_i64());
         assert!(v["payload"]["x"].is_f64(), "a payload is kept as sent");
         assert!(v["jobs"][0]["priority"].is_i64());
-        assert_eq!(with_whole_numbers(br#"{"limit": 91.5}"#), None);
-        assert_eq!(with_whole_numbers(br#"{"limit": 91}"#), None);
+        assert!(!whole_numbers(&mut serde_json::json!({"limit": 91.5})));
+        assert!(!whole_numbers(&mut serde_json::json!({"limit": 91})));
     }
 }
