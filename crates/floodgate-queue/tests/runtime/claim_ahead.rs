@@ -350,12 +350,23 @@ where
         "held jobs are reported pending, unstarted, their claim's attempt counted"
     );
     tokio::time::sleep(Duration::from_millis(700)).await; // the 600 ms leases run out
-    let rescued = store.rescue_expired(10_000).await.unwrap();
-    assert_eq!(
-        rescued.len(),
-        held.len() + running,
-        "every job it held is rescued"
-    );
+    // Rescue as the maintenance loop does, round after round: on a loaded machine a row the
+    // crashed connection still locks (its server-side session not yet reaped) is skipped by
+    // one round and taken by a later one. Every job it held is rescued, none twice.
+    let leased: std::collections::BTreeSet<JobId> = jobs
+        .iter()
+        .filter(|j| j.lease_token.is_some())
+        .map(|j| j.id)
+        .collect();
+    let mut rescued = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while rescued.len() < leased.len() && tokio::time::Instant::now() < deadline {
+        for job in store.rescue_expired(10_000).await.unwrap() {
+            assert!(rescued.insert(job.id), "{:?} rescued twice", job.id);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rescued, leased, "every job it held is rescued");
     for id in &held {
         let job = store.job(*id).await.unwrap().unwrap();
         assert_eq!(
