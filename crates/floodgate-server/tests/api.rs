@@ -3,6 +3,8 @@
 
 mod support;
 
+#[path = "api/batch_reports.rs"]
+mod batch_reports;
 #[path = "api/body_deadline.rs"]
 mod body_deadline;
 #[path = "api/document.rs"]

@@ -8,6 +8,7 @@ pub mod json;
 pub mod model;
 pub mod ops;
 pub mod queues;
+pub mod reports;
 pub mod webhooks;
 pub mod workers;
 
@@ -122,6 +123,7 @@ fn router() -> OpenApiRouter<AppState> {
         .merge(jobs::routes())
         .merge(filters::routes())
         .merge(workers::routes())
+        .merge(reports::routes())
         .merge(queues::routes())
         .merge(webhooks::routes())
         .merge(dashboard::routes())

@@ -318,7 +318,7 @@ pub async fn snooze(
 }
 
 /// The lease named by the path's id and the body's token.
-fn lease(id: i64, token: &str) -> ApiResult<Lease> {
+pub(crate) fn lease(id: i64, token: &str) -> ApiResult<Lease> {
     let token: i64 = token.parse().map_err(|_| {
         ApiError::invalid(
             "lease_token",
@@ -331,7 +331,8 @@ fn lease(id: i64, token: &str) -> ApiResult<Lease> {
     })
 }
 
-fn lease_ttl(secs: Option<u64>) -> ApiResult<Duration> {
+/// The lease length asked for (default 300 s), or the problem naming `lease_ttl`.
+pub(crate) fn lease_ttl(secs: Option<u64>) -> ApiResult<Duration> {
     let secs = secs.unwrap_or(DEFAULT_LEASE);
     if !(1..=3_600).contains(&secs) {
         return Err(ApiError::invalid(

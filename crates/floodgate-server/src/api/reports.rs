@@ -1,0 +1,230 @@
+//! Reports for many jobs in one request, for workers that run many jobs at once: complete a
+//! batch (one statement for all of them) and extend every lease a worker holds (one heartbeat
+//! per interval, not one per job). Each job is fenced by its own lease as in the single-job
+//! routes; a job whose lease no longer holds is listed under `lease_lost` and nothing is
+//! written for it, while the others go through.
+//!
+//! ```text
+//! POST /v1/jobs/complete  {"jobs": [{"id": 1, "lease_token": "41445..", "result": {"sent": true}}]}
+//! -> 200 {"succeeded": [1], "lease_lost": []}
+//! POST /v1/jobs/heartbeat {"worker": "w1", "lease_ttl": 60, "jobs": [{"id": 2, "lease_token": "77.."}]}
+//! -> 200 {"extended": [2], "cancel_requested": [], "lease_lost": [], "lease_expires_at": "..."}
+//! ```
+
+use std::collections::HashSet;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use floodgate_queue::{Completion, JobId, Lease, LeaseStatus, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::json::ApiJson;
+use super::workers::{lease, lease_ttl};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// The most jobs one report names (as many as one claim hands out).
+pub const MAX_REPORT: usize = 1_000;
+
+/// One job's lease, as the claim returned it.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRef {
+    /// The job's id.
+    pub id: i64,
+    /// The lease token from the claim.
+    #[schema(pattern = "^-?[0-9]{1,19}$")]
+    pub lease_token: String,
+}
+
+/// One job's success.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteItem {
+    /// The job's id.
+    pub id: i64,
+    /// The lease token from the claim.
+    #[schema(pattern = "^-?[0-9]{1,19}$")]
+    pub lease_token: String,
+    /// Kept on the job and shown by status polling.
+    pub result: Option<Value>,
+}
+
+/// Successes of many jobs, written in one statement.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteManyRequest {
+    /// The jobs, each named once.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub jobs: Vec<CompleteItem>,
+}
+
+/// What became of each job of a batch completion.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct CompletedMany {
+    /// Marked succeeded.
+    pub succeeded: Vec<i64>,
+    /// No longer running under the token sent (expired and taken back, cancelled, or already
+    /// reported): nothing was written for them.
+    pub lease_lost: Vec<i64>,
+}
+
+/// A heartbeat for every job a worker holds.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatManyRequest {
+    /// The worker's name, as given to the claims.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]+$")]
+    pub worker: String,
+    /// New lease length in seconds from now, 1..=3600 (default 300).
+    #[schema(minimum = 1, maximum = 3600)]
+    pub lease_ttl: Option<u64>,
+    /// The leases, each job named once.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub jobs: Vec<LeaseRef>,
+}
+
+/// What became of each lease of a batch heartbeat.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct HeartbeatMany {
+    /// Extended; carry on.
+    pub extended: Vec<i64>,
+    /// Extended, but cancellation was asked for: stop, and report the job failed or done.
+    pub cancel_requested: Vec<i64>,
+    /// No longer held under the token sent (rescued, taken over, finished, or held under
+    /// another worker's name): stop, write nothing.
+    pub lease_lost: Vec<i64>,
+    /// When the extended leases now run out.
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+/// Marks many running jobs succeeded in one statement, each fenced by its own lease.
+#[utoipa::path(
+    post, path = "/v1/jobs/complete", tag = "workers",
+    request_body = CompleteManyRequest,
+    responses(
+        crate::error::Problems,
+        (status = 200, description = "Each job succeeded, or its lease was lost", body = CompletedMany),
+    )
+)]
+pub async fn complete_many(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CompleteManyRequest>,
+) -> ApiResult<Json<CompletedMany>> {
+    let leases = leases(body.jobs.iter().map(|j| (j.id, j.lease_token.as_str())))?;
+    let mut completions = Vec::with_capacity(leases.len());
+    for (index, (item, lease)) in body.jobs.into_iter().zip(&leases).enumerate() {
+        if let Some(result) = &item.result {
+            floodgate_queue::Completion::check_result(result)
+                .map_err(|e| ApiError::invalid(&format!("jobs[{index}].result"), e))?;
+        }
+        completions.push(Completion {
+            lease: *lease,
+            result: item.result,
+        });
+    }
+    let lost: HashSet<JobId> = state
+        .store()
+        .complete_many(completions)
+        .await?
+        .into_iter()
+        .collect();
+    let mut answer = CompletedMany {
+        succeeded: Vec::with_capacity(leases.len()),
+        lease_lost: Vec::new(),
+    };
+    for lease in leases {
+        state.leases().finished(lease);
+        if lost.contains(&lease.id) {
+            answer.lease_lost.push(lease.id.0);
+        } else {
+            answer.succeeded.push(lease.id.0);
+        }
+    }
+    Ok(Json(answer))
+}
+
+/// Extends every lease a worker names, in one statement; says which jobs were asked to
+/// cancel and which leases were lost.
+#[utoipa::path(
+    post, path = "/v1/jobs/heartbeat", tag = "workers",
+    request_body = HeartbeatManyRequest,
+    responses(
+        crate::error::Problems,
+        (status = 200, description = "Each lease extended, extended with a cancel asked for, or lost", body = HeartbeatMany),
+    )
+)]
+pub async fn heartbeat_many(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<HeartbeatManyRequest>,
+) -> ApiResult<Json<HeartbeatMany>> {
+    let leases = leases(body.jobs.iter().map(|j| (j.id, j.lease_token.as_str())))?;
+    let ttl = lease_ttl(body.lease_ttl)?;
+    let statuses = state
+        .store()
+        .extend_leases(&body.worker, &leases, ttl)
+        .await?;
+    let expires = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+    let mut answer = HeartbeatMany {
+        extended: Vec::new(),
+        cancel_requested: Vec::new(),
+        lease_lost: Vec::new(),
+        lease_expires_at: expires,
+    };
+    for (lease, status) in leases.into_iter().zip(statuses) {
+        match status {
+            LeaseStatus::Extended => {
+                state.leases().extended(lease, ttl);
+                answer.extended.push(lease.id.0);
+            }
+            LeaseStatus::CancelRequested => {
+                state.leases().extended(lease, ttl);
+                answer.cancel_requested.push(lease.id.0);
+            }
+            LeaseStatus::Lost => {
+                state.leases().finished(lease);
+                answer.lease_lost.push(lease.id.0);
+            }
+        }
+    }
+    Ok(Json(answer))
+}
+
+/// The leases of a report: 1..=1000 of them, each job named once, each token well formed.
+fn leases<'a>(items: impl ExactSizeIterator<Item = (i64, &'a str)>) -> ApiResult<Vec<Lease>> {
+    let count = items.len();
+    if !(1..=MAX_REPORT).contains(&count) {
+        return Err(ApiError::invalid(
+            "jobs",
+            format!("holds {count} jobs; send 1..={MAX_REPORT} per request"),
+        ));
+    }
+    let mut seen = HashSet::with_capacity(count);
+    let mut leases = Vec::with_capacity(count);
+    for (index, (id, token)) in items.enumerate() {
+        if !seen.insert(id) {
+            return Err(ApiError::invalid(
+                &format!("jobs[{index}].id"),
+                format!("job {id} is named twice; name each job once"),
+            ));
+        }
+        leases.push(lease(id, token).map_err(|_| {
+            ApiError::invalid(
+                &format!("jobs[{index}].lease_token"),
+                "is not a lease token; send the lease_token string the claim returned",
+            )
+        })?);
+    }
+    Ok(leases)
+}
+
+/// This module's routes, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(complete_many))
+        .routes(routes!(heartbeat_many))
+}
