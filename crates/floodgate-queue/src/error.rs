@@ -71,6 +71,25 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A database object floodgate relies on is older than this build expects: the SQL
+    /// enqueue functions replaced by hand, or restored from an older dump.
+    #[error(
+        "the database's {object} is at version {found}, older than version {expected} which \
+         this floodgate needs; recreate it: DELETE FROM {ledger} WHERE version >= {migration}, \
+         then start again (that migration can run twice)"
+    )]
+    Outdated {
+        /// What is outdated (`floodgate_enqueue`).
+        object: String,
+        /// Its version in the database.
+        found: i32,
+        /// The version this build needs.
+        expected: i32,
+        /// The migrations ledger table.
+        ledger: String,
+        /// The migration that creates the expected version.
+        migration: i64,
+    },
     /// The database holds something this version cannot read (written by a newer version?).
     #[error("unreadable data in the job store: {0}")]
     Corrupt(String),

@@ -7,7 +7,8 @@
 //!   by a lease token, retries and dead letters, rescue of expired leases, cancel, pause,
 //!   wake-ups, retention and reads.
 //! * [`OutboxStore`]: enqueue inside the caller's own transaction (the outbox) and the
-//!   inbox's exactly-once effects.
+//!   inbox's exactly-once effects; from any language on PostgreSQL, the SQL function
+//!   `floodgate_enqueue` ([`sql`]).
 //! * Backends: [`SqliteStore`] (feature `sqlite`, default) and [`PgStore`] (feature
 //!   `postgres`), and [`AnyStore`], either one chosen at run time; all pass one conformance
 //!   suite.
@@ -50,6 +51,8 @@ mod json;
 pub mod leader;
 pub mod maintenance;
 mod observe;
+#[cfg(feature = "postgres")]
+pub mod sql;
 pub mod store;
 pub mod worker;
 

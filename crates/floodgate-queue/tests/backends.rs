@@ -1,6 +1,6 @@
 //! What only one backend has, or what needs raw SQL beside the store: business rows in the
 //! outbox transaction, migrations run twice and concurrently, table prefixes and schemas,
-//! session settings, and LISTEN surviving a dropped connection.
+//! session settings, LISTEN surviving a dropped connection, and the SQL enqueue functions.
 
 use std::time::Duration;
 
@@ -8,6 +8,10 @@ use floodgate_queue::{Claim, NewJob, OutboxStore, Store, Wakeup};
 use serde_json::json;
 
 mod support;
+
+#[cfg(feature = "postgres")]
+#[path = "backends/sql_enqueue.rs"]
+mod sql_enqueue;
 
 /// JSON nested `depth` arrays deep, as text (beyond what readers decode when deep enough).
 fn deep_json_text(depth: usize) -> String {
@@ -583,7 +587,7 @@ mod postgres {
         .fetch_all(stores[0].pool())
         .await
         .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4]);
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
         let id = stores[0]
             .enqueue(NewJob::new("k", json!(1)))
             .await

@@ -84,6 +84,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "groups_and_starts",
         sql: include_str!("../../migrations/postgres/0004_groups_and_starts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "enqueue_function",
+        sql: include_str!("../../migrations/postgres/0005_enqueue_function.sql"),
+    },
 ];
 
 /// How a backend records applied migrations, as SQL with the `{t}` hole.

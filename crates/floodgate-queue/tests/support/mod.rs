@@ -161,3 +161,17 @@ macro_rules! backends {
 
 #[allow(unused_imports)]
 pub(crate) use backends;
+
+/// Polls `check` until it holds, failing with `what` after 20 s.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn eventually_true<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

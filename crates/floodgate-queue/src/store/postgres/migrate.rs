@@ -37,3 +37,35 @@ pub(super) async fn run(
     tx.commit().await?;
     Ok(())
 }
+
+/// After the migrations: records this store's payload limit for the SQL enqueue functions
+/// (written only when it changes) and refuses functions older than this build's
+/// ([`crate::sql::ENQUEUE_VERSION`]), replaced by hand or restored from an old dump.
+pub(super) async fn check_functions(
+    pool: &PgPool,
+    names: &Names,
+    max_payload_bytes: usize,
+) -> Result<(), StoreError> {
+    let limit = i64::try_from(max_payload_bytes).unwrap_or(i64::MAX);
+    sqlx::query(sqlx::AssertSqlSafe(names.render(
+        "UPDATE {t}settings SET value = $1 WHERE name = 'max_payload_bytes' AND value <> $1",
+    )))
+    .bind(limit)
+    .execute(pool)
+    .await?;
+    let found: i32 = sqlx::query_scalar(sqlx::AssertSqlSafe(
+        names.render("SELECT {t}enqueue_version()"),
+    ))
+    .fetch_one(pool)
+    .await?;
+    if found < crate::sql::ENQUEUE_VERSION {
+        return Err(StoreError::Outdated {
+            object: names.render("{t}enqueue"),
+            found,
+            expected: crate::sql::ENQUEUE_VERSION,
+            ledger: names.render("{t}migrations"),
+            migration: crate::sql::ENQUEUE_MIGRATION,
+        });
+    }
+    Ok(())
+}

@@ -243,6 +243,7 @@ impl PgStoreBuilder {
             .connect_with(options.clone())
             .await?;
         migrate::run(&pool, self.schema.as_deref(), &names).await?;
+        migrate::check_functions(&pool, &names, self.max_payload_bytes).await?;
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
