@@ -91,6 +91,10 @@ pub struct Config {
     pub sqlite_synchronous_full: bool,
     /// Pool size on PostgreSQL (default 16).
     pub postgres_max_connections: u32,
+    /// The PostgreSQL schema for floodgate's tables and SQL functions (created if missing;
+    /// default: the connection's `search_path`, usually `public`), so several apps or
+    /// environments can share one database.
+    pub postgres_schema: Option<String>,
     /// `GET /v1/queues` answers from a sample of the counts at most this old (default 1 s;
     /// 0 counts on every request). Counting reads an index entry per job.
     #[serde(with = "secs")]
@@ -121,6 +125,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             sqlite_synchronous_full: true,
             postgres_max_connections: 16,
+            postgres_schema: None,
             queue_stats_max_age: Duration::from_secs(1),
             log: "info".to_owned(),
             webhooks: Default::default(),

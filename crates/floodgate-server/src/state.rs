@@ -242,13 +242,16 @@ impl AppState {
 pub(crate) async fn open_store(config: &Config) -> Result<AnyStore, StoreError> {
     let url = config.database_url.as_str();
     let store = match Backend::of(url)? {
-        Backend::Postgres => PgStore::builder(url)?
-            .max_connections(config.postgres_max_connections)
-            .max_payload_bytes(config.max_payload_bytes)
-            .name("server")
-            .connect()
-            .await?
-            .into(),
+        Backend::Postgres => {
+            let mut builder = PgStore::builder(url)?
+                .max_connections(config.postgres_max_connections)
+                .max_payload_bytes(config.max_payload_bytes)
+                .name("server");
+            if let Some(schema) = &config.postgres_schema {
+                builder = builder.schema(schema);
+            }
+            builder.connect().await?.into()
+        }
         Backend::Sqlite(path) => SqliteStore::builder(path)
             .synchronous_full(config.sqlite_synchronous_full)
             .max_payload_bytes(config.max_payload_bytes)
