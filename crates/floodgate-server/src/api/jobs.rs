@@ -297,7 +297,7 @@ pub async fn get_job(
 /// Jobs, newest first, a page at a time (keyset: pass `next` as `cursor`).
 #[utoipa::path(
     get, path = "/v1/jobs", tag = "jobs",
-    params(ListQuery),
+    params(super::model::JobFilter, super::model::Page),
     responses(
         crate::error::Problems,
         (status = 200, description = "A page", body = JobList),
@@ -308,21 +308,34 @@ pub async fn list_jobs(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Json<JobList>> {
     let Query(q) = query?;
-    if q.limit == Some(0) {
-        return Err(ApiError::invalid("limit", "0 is outside 1..=1000"));
+    if let Some(name) = q.unknown.keys().next() {
+        return Err(ApiError::invalid(
+            name,
+            "is not a filter; the filters are state, queue, kind, error, path, value, cursor, limit",
+        ));
     }
-    let list = ListJobs {
-        before: q.cursor.map(JobId),
-        limit: q.limit.unwrap_or(100),
-        ..super::model::JobFilter {
-            state: q.state,
-            queue: q.queue,
-            kind: q.kind,
-            error: q.error,
-            path: q.path,
-            value: q.value,
+    let cursor = q
+        .page
+        .cursor
+        .map(|c| c.parse::<i64>())
+        .transpose()
+        .map_err(|_| {
+            ApiError::invalid("cursor", "is not a job id; pass the previous page's next")
+        })?;
+    let limit = match q.page.limit.as_deref().map(str::parse::<u32>) {
+        None => 100,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("{} is outside 1..=1000", q.page.limit.unwrap_or_default()),
+            ));
         }
-        .to_list()?
+    };
+    let list = ListJobs {
+        before: cursor.map(JobId),
+        limit,
+        ..q.filter.to_list()?
     };
     let page = state.store().list(&list).await?;
     Ok(Json(JobList {

@@ -188,35 +188,32 @@ pub struct BatchAccepted {
     pub jobs: Vec<Accepted>,
 }
 
-/// Filters of `GET /v1/jobs`.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
+/// The query of `GET /v1/jobs`: the [`JobFilter`]s, a [`Page`], and nothing else.
+/// Documented as `params(JobFilter, Page)` (the OpenAPI derive cannot flatten).
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct ListQuery {
-    /// One of pending, running, succeeded, failed (or failed_will_retry), dead, cancelled
-    /// (`scheduled` jobs are listed under pending).
-    #[param(
-        pattern = "^(pending|scheduled|running|succeeded|failed|failed_will_retry|dead|cancelled)$"
-    )]
-    pub state: Option<String>,
-    /// Only this queue.
-    pub queue: Option<String>,
-    /// Only this kind.
-    pub kind: Option<String>,
-    /// Only jobs whose last error is exactly this.
-    pub error: Option<String>,
-    /// Only jobs whose payload holds `value` at this path (object keys joined by dots:
-    /// `customer.id`); without `value`, jobs whose payload has the path at all.
-    #[param(pattern = "^[A-Za-z0-9_-]{1,255}([.][A-Za-z0-9_-]{1,255}){0,15}$")]
-    pub path: Option<String>,
-    /// The value at `path`, compared as text (a string, or a number as written); without
-    /// `path`, the whole payload's.
-    pub value: Option<String>,
+    /// The filters.
+    #[serde(flatten)]
+    pub filter: JobFilter,
+    /// The page.
+    #[serde(flatten)]
+    pub page: Page,
+    /// Parameters that are none of the above (refused, naming them).
+    #[serde(flatten)]
+    pub unknown: std::collections::BTreeMap<String, String>,
+}
+
+/// A page of a listing. (Read as text and parsed by the handler: beside a flattened struct,
+/// the query-string reader hands every value over as text.)
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
     /// The `next` of the previous page.
-    pub cursor: Option<i64>,
+    #[param(value_type = Option<i64>)]
+    pub cursor: Option<String>,
     /// Page size, 1..=1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
 }
 
 /// The filters of a count or of an action on many jobs: those of `GET /v1/jobs`.
