@@ -33,7 +33,8 @@ use crate::state::AppState;
         pattern = r#"^("[\x20\x21\x23-\x5b\x5d-\x7e]{1,248}"|[\x21\x23-\x7e]{1,248})$"#,
         description = "Makes a repeat of this request return the first job (for a batch, keys \
                        each job without a key of its own `{key}:{index}`): a bare token or a \
-                       quoted string (`\"k-1\"`), 1 to 248 visible ASCII characters"
+                       quoted string (`\"k-1\"`), 1 to 248 visible ASCII characters; a key \
+                       reused with another request is refused, 422 `IDEMPOTENCY_KEY_REUSED`"
     )),
     responses(
         crate::error::Problems,

@@ -58,7 +58,8 @@ pub struct CompleteItem {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteManyRequest {
-    /// The jobs, each named once.
+    /// The jobs. The same lease named twice is completed once; a job named under several
+    /// tokens is completed under the one that holds it (the others are listed as lost).
     #[schema(min_items = 1, max_items = 1000)]
     pub jobs: Vec<CompleteItem>,
 }
@@ -83,7 +84,7 @@ pub struct HeartbeatManyRequest {
     /// New lease length in seconds from now, 1..=3600 (default 300).
     #[schema(minimum = 1, maximum = 3600)]
     pub lease_ttl: Option<u64>,
-    /// The leases, each job named once.
+    /// The leases (the same lease named twice is extended once).
     #[schema(min_items = 1, max_items = 1000)]
     pub jobs: Vec<LeaseRef>,
 }
@@ -116,34 +117,62 @@ pub async fn complete_many(
     ApiJson(body): ApiJson<CompleteManyRequest>,
 ) -> ApiResult<Json<CompletedMany>> {
     let leases = leases(body.jobs.iter().map(|j| (j.id, j.lease_token.as_str())))?;
-    let mut completions = Vec::with_capacity(leases.len());
+    let named = names(&leases);
+    let mut together = Vec::with_capacity(leases.len());
+    let mut alone = Vec::new();
+    let mut seen = HashSet::with_capacity(leases.len());
     for (index, (item, lease)) in body.jobs.into_iter().zip(&leases).enumerate() {
         if let Some(result) = &item.result {
-            floodgate_queue::Completion::check_result(result)
+            Completion::check_result(result)
                 .map_err(|e| ApiError::invalid(&format!("jobs[{index}].result"), e))?;
         }
-        completions.push(Completion {
+        if !seen.insert((lease.id, lease.token)) {
+            continue; // the same lease twice: completed once
+        }
+        let completion = Completion {
             lease: *lease,
             result: item.result,
-        });
+        };
+        // A job named under several tokens (at most one of which can hold it) is fenced one
+        // entry at a time; the rest go in one statement.
+        if named[&lease.id] > 1 {
+            alone.push(completion);
+        } else {
+            together.push(completion);
+        }
     }
-    let lost: HashSet<JobId> = state
-        .store()
-        .complete_many(completions)
-        .await?
-        .into_iter()
-        .collect();
     let mut answer = CompletedMany {
         succeeded: Vec::with_capacity(leases.len()),
         lease_lost: Vec::new(),
     };
+    let ids: Vec<JobId> = together.iter().map(|c| c.lease.id).collect();
+    let lost: HashSet<JobId> = state
+        .store()
+        .complete_many(together)
+        .await?
+        .into_iter()
+        .collect();
+    for id in ids {
+        if lost.contains(&id) {
+            answer.lease_lost.push(id.0);
+        } else {
+            answer.succeeded.push(id.0);
+        }
+    }
+    for completion in alone {
+        let id = completion.lease.id;
+        match state
+            .store()
+            .complete(completion.lease, completion.result)
+            .await
+        {
+            Ok(()) => answer.succeeded.push(id.0),
+            Err(floodgate_queue::StoreError::LeaseLost { .. }) => answer.lease_lost.push(id.0),
+            Err(e) => return Err(e.into()),
+        }
+    }
     for lease in leases {
         state.leases().finished(lease);
-        if lost.contains(&lease.id) {
-            answer.lease_lost.push(lease.id.0);
-        } else {
-            answer.succeeded.push(lease.id.0);
-        }
     }
     Ok(Json(answer))
 }
@@ -162,7 +191,10 @@ pub async fn heartbeat_many(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<HeartbeatManyRequest>,
 ) -> ApiResult<Json<HeartbeatMany>> {
-    let leases = leases(body.jobs.iter().map(|j| (j.id, j.lease_token.as_str())))?;
+    check_worker(&body.worker)?;
+    let mut leases = leases(body.jobs.iter().map(|j| (j.id, j.lease_token.as_str())))?;
+    let mut seen = HashSet::with_capacity(leases.len());
+    leases.retain(|l| seen.insert((l.id, l.token))); // the same lease twice: extended once
     let ttl = lease_ttl(body.lease_ttl)?;
     let statuses = state
         .store()
@@ -194,7 +226,8 @@ pub async fn heartbeat_many(
     Ok(Json(answer))
 }
 
-/// The leases of a report: 1..=1000 of them, each job named once, each token well formed.
+/// The leases of a report, in order: 1..=1000 of them, each token well formed. A job may be
+/// named more than once (each entry is answered for).
 fn leases<'a>(items: impl ExactSizeIterator<Item = (i64, &'a str)>) -> ApiResult<Vec<Lease>> {
     let count = items.len();
     if !(1..=MAX_REPORT).contains(&count) {
@@ -203,23 +236,46 @@ fn leases<'a>(items: impl ExactSizeIterator<Item = (i64, &'a str)>) -> ApiResult
             format!("holds {count} jobs; send 1..={MAX_REPORT} per request"),
         ));
     }
-    let mut seen = HashSet::with_capacity(count);
-    let mut leases = Vec::with_capacity(count);
-    for (index, (id, token)) in items.enumerate() {
-        if !seen.insert(id) {
-            return Err(ApiError::invalid(
-                &format!("jobs[{index}].id"),
-                format!("job {id} is named twice; name each job once"),
-            ));
-        }
-        leases.push(lease(id, token).map_err(|_| {
-            ApiError::invalid(
-                &format!("jobs[{index}].lease_token"),
-                "is not a lease token; send the lease_token string the claim returned",
-            )
-        })?);
+    items
+        .enumerate()
+        .map(|(index, (id, token))| {
+            lease(id, token).map_err(|_| {
+                ApiError::invalid(
+                    &format!("jobs[{index}].lease_token"),
+                    "is not a lease token; send the lease_token string the claim returned",
+                )
+            })
+        })
+        .collect()
+}
+
+/// How many distinct tokens name each job.
+fn names(leases: &[Lease]) -> std::collections::HashMap<JobId, usize> {
+    let distinct: HashSet<(JobId, floodgate_queue::LeaseToken)> =
+        leases.iter().map(|l| (l.id, l.token)).collect();
+    let mut named = std::collections::HashMap::with_capacity(distinct.len());
+    for (id, _) in distinct {
+        *named.entry(id).or_insert(0) += 1;
     }
-    Ok(leases)
+    named
+}
+
+/// A worker's name as the claim takes it: 1 to 255 characters, no NUL.
+pub(crate) fn check_worker(worker: &str) -> ApiResult<()> {
+    let chars = worker.chars().count();
+    if !(1..=255).contains(&chars) {
+        return Err(ApiError::invalid(
+            "worker",
+            format!("is {chars} characters long; give the claim's name, 1 to 255 characters"),
+        ));
+    }
+    if worker.contains('\0') {
+        return Err(ApiError::invalid(
+            "worker",
+            "must not contain a NUL character",
+        ));
+    }
+    Ok(())
 }
 
 /// This module's routes, with their documentation.

@@ -157,6 +157,9 @@ pub async fn heartbeat(
     let r = body;
     let lease = lease(id, &r.lease_token)?;
     let ttl = lease_ttl(r.lease_ttl)?;
+    if let Some(worker) = &r.worker {
+        super::reports::check_worker(worker)?;
+    }
     let worker = match &r.worker {
         Some(w) => w.clone(),
         None => match state.store().job(lease.id).await? {

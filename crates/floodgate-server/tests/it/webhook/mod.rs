@@ -4,15 +4,13 @@
 //! followed), a private address refused, and a breaker that opens for one destination while
 //! another keeps flowing.
 
-mod support;
-
-#[path = "webhook/isolation.rs"]
 mod isolation;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{app_with, get as get_json, post as post_json};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -23,7 +21,6 @@ use floodgate_server::state::AppState;
 use floodgate_server::webhook::config::{Destination, WebhookConfig};
 use floodgate_server::webhook::signature::{self, Secret};
 use serde_json::json;
-use support::{app_with, get as get_json, post as post_json};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -171,7 +168,7 @@ async fn enqueue_hook(app: &Router, url: &str, destination: Option<&str>) -> i64
 /// Waits (up to 20 s) until the job is finished; the job.
 async fn finished(state: &AppState, id: i64) -> floodgate_queue::Job {
     let what = format!("job {id} finished");
-    support::eventually(&what, Duration::from_secs(20), || async {
+    crate::support::eventually(&what, Duration::from_secs(20), || async {
         let job = state.store().job(JobId(id)).await.unwrap().unwrap();
         if job.state.is_finished() {
             Ok(job)

@@ -2,13 +2,11 @@
 //! messages, the client subcommands against a running server, and `/metrics` of a real
 //! process.
 
-mod support;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::support::process::{BIN, Server, enqueue, http};
 use serde_json::{Value, json};
-use support::process::{BIN, Server, enqueue, http};
 
 /// Runs `floodgate ARGS` with a clean `FLOODGATE_*` environment plus `env`.
 fn floodgate(args: &[&str], env: &[(&str, &str)]) -> Output {

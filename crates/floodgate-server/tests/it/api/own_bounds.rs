@@ -19,6 +19,8 @@ use crate::support::{app_with, get, post};
 /// answer at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polls_and_streams_leave_room_for_everything_else() {
+    // Measures latency: not beside the process tests' load. (Answers within 500 ms.)
+    let _machine = crate::support::process::whole_machine();
     let (app, _) = app_with(Config {
         max_concurrent_requests: 4,
         max_long_polls: 8,

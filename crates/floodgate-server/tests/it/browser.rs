@@ -8,8 +8,6 @@
 //!
 //! Skips when chromedriver is missing, unless `FLOODGATE_REQUIRE_SERVICES=1` (then fails).
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -51,7 +49,7 @@ fn start_driver() -> Result<Driver, String> {
         .ok_or(
             "chromedriver is not installed (Debian: apt-get install chromium chromium-driver)",
         )?;
-    let port = support::process::free_port();
+    let port = crate::support::process::free_port();
     let child = Command::new(binary)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())

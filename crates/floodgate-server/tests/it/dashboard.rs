@@ -2,15 +2,13 @@
 //! the page acts through (counts, actions on every job matching a filter, failure groups).
 //! `oneshot` here; the page in a real browser is `dashboard_browser` below.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{app_with, enqueue, events, get, post, send, test_app};
 use axum::http::{Method, StatusCode};
 use floodgate_queue::{Claim, NewJob, Store};
 use floodgate_server::config::Config;
 use serde_json::json;
-use support::{app_with, enqueue, events, get, post, send, test_app};
 
 const ADMIN: &str = "admin-token-0123456789";
 const READER: &str = "reader-token-0123456789";
@@ -407,13 +405,13 @@ async fn http_claims_skip_paused_groups() {
     .await;
     let held = held.body["id"].as_i64().unwrap();
     let free = enqueue(&app, "call", json!({})).await;
-    let claimed = support::claim(&app, 10).await;
+    let claimed = crate::support::claim(&app, 10).await;
     let ids: Vec<i64> = claimed.iter().map(|j| j["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, [free], "the paused group's job waits");
     state.store().resume_group("held").await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let claimed = support::claim(&app, 10).await;
+        let claimed = crate::support::claim(&app, 10).await;
         if let Some(job) = claimed.first() {
             assert_eq!(job["id"].as_i64().unwrap(), held);
             break;

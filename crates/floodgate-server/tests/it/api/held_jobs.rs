@@ -50,6 +50,8 @@ async fn a_held_job_is_shown_pending() {
 /// never started is `cancelled`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_a_worker_holds_are_cancelled_over_http_before_they_start() {
+    // Measures latency: not beside the process tests' load. (A start within 50 ms.)
+    let _machine = crate::support::process::whole_machine();
     let (app, state) = test_app().await;
     let store = state.store().clone();
     store

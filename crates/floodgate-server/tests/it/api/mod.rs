@@ -1,27 +1,19 @@
 //! The HTTP API through `app()` with `oneshot` (no socket): every route, every error case,
 //! tokens on every route, long polls, overload.
 
-mod support;
-
-#[path = "api/batch_reports.rs"]
 mod batch_reports;
-#[path = "api/body_deadline.rs"]
 mod body_deadline;
-#[path = "api/document.rs"]
 mod document;
-#[path = "api/held_jobs.rs"]
 mod held_jobs;
-#[path = "api/json_bodies.rs"]
 mod json_bodies;
-#[path = "api/own_bounds.rs"]
 mod own_bounds;
 
 use std::time::{Duration, Instant};
 
+use crate::support::{app_with, claim, enqueue, get, post, send, test_app};
 use axum::http::{Method, StatusCode};
 use floodgate_server::config::Config;
 use serde_json::{Value, json};
-use support::{app_with, claim, enqueue, get, post, send, test_app};
 
 #[tokio::test]
 async fn enqueue_answers_202_with_a_location_to_poll() {
@@ -150,7 +142,7 @@ async fn bad_requests_get_a_problem_with_a_stable_code() {
         ..Config::default()
     })
     .await;
-    let bad_json = support::raw(
+    let bad_json = crate::support::raw(
         &app,
         axum::http::Request::post("/v1/jobs")
             .header("content-type", "application/json")
@@ -162,7 +154,7 @@ async fn bad_requests_get_a_problem_with_a_stable_code() {
         (bad_json.status.as_u16(), bad_json.code()),
         (400, "MALFORMED_JSON")
     );
-    let no_type = support::raw(
+    let no_type = crate::support::raw(
         &app,
         axum::http::Request::post("/v1/jobs")
             .body(axum::body::Body::from("{\"kind\": \"k\"}"))
@@ -258,7 +250,7 @@ async fn bad_requests_get_a_problem_with_a_stable_code() {
         "[".repeat(200),
         "]".repeat(200)
     );
-    let a = support::raw(
+    let a = crate::support::raw(
         &app,
         axum::http::Request::post("/v1/jobs")
             .header("content-type", "application/json")

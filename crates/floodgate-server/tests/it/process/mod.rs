@@ -17,13 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-mod support;
-use support::process::*;
+use crate::support::process::*;
 
-#[path = "process/webhook_answers.rs"]
 mod webhook_answers;
 
-#[path = "process/half_sent.rs"]
 mod half_sent;
 
 /// The Python example worker drains a queue: emails succeed with their result, resizes
