@@ -1,6 +1,7 @@
 //! Tests of the real `floodgate` binary as separate processes, over real HTTP: the Python
-//! example worker draining a queue, a SIGTERM under load (nothing acknowledged is lost,
-//! nothing is left running), and two servers sharing one PostgreSQL database.
+//! example worker (on the client package) draining a queue, the client packages' own suites,
+//! a SIGTERM under load (nothing acknowledged is lost, nothing is left running), two servers
+//! sharing one PostgreSQL database, and half-sent requests.
 //!
 //! The HTTP client is a few lines over `std::net::TcpStream` (HTTP/1.1, `Connection: close`),
 //! so these tests see exactly what any client sees. The PostgreSQL test creates a database of
@@ -23,15 +24,17 @@ mod webhook_answers;
 
 mod half_sent;
 
+mod clients;
+
 /// The Python example worker drains a queue: emails succeed with their result, resizes
 /// succeed after sleeping, and jobs that always fail go dead with their error.
 #[test]
 fn python_worker_drains_jobs_and_reports_failures() {
     let _machine = shared_machine();
-    if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("skipped: python3 is not on PATH");
+    // The example runs on the client package, installed in the suites' virtual environment.
+    let Some(python) = clients::python_venv() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let db = dir.path().join("jobs.db");
     let server = Server::start(db.to_str().expect("a UTF-8 path"), dir.path());
@@ -50,7 +53,7 @@ fn python_worker_drains_jobs_and_reports_failures() {
         .collect();
     let resize = enqueue(port, json!({"kind": "resize", "payload": {"seconds": 0.2}}));
 
-    let mut worker = Command::new("python3")
+    let mut worker = Command::new(python)
         .arg(WORKER_PY)
         .arg("--server")
         .arg(format!("http://127.0.0.1:{port}"))

@@ -1,0 +1,312 @@
+"""The asyncio client (``httpx.AsyncClient``): the same surface as
+:class:`~floodgate_client.Client`, every call awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import (
+    Any,
+    Dict,
+    Iterable,
+    AsyncIterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+)
+
+import httpx
+
+from . import _api
+from ._api import Call, Settings
+from .models import (
+    Accepted,
+    ClaimedJob,
+    CompleteBatch,
+    Heartbeat,
+    HeartbeatBatch,
+    Job,
+    JobPage,
+    NewJob,
+    Reported,
+)
+from .retry import RetryPolicy
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """An asyncio client of a floodgate server, over one pooled ``httpx.AsyncClient``.
+
+    ``base_url`` defaults to ``$FLOODGATE_SERVER`` (else ``http://127.0.0.1:7070``) and
+    ``token`` to ``$FLOODGATE_API_TOKEN``; the token is sent as a bearer token. Idempotent
+    calls retry transient failures per ``retry``; every failure raises
+    :class:`~floodgate_client.FloodgateError`. Use it as an async context manager, or
+    call :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        base_url: Optional[str] = None,
+        *,
+        token: Optional[str] = None,
+        timeout: float = 30.0,
+        retry: Optional[RetryPolicy] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        transport: Optional[httpx.AsyncBaseTransport] = None,
+    ) -> None:
+        self.settings = Settings.resolve(base_url, token, timeout, retry, headers)
+        """The server, token, timeout, retry policy and headers in use."""
+        self._http = httpx.AsyncClient(
+            base_url=self.settings.base_url,
+            headers=self.settings.headers,
+            timeout=timeout,
+            transport=transport,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL."""
+        return self.settings.base_url
+
+    async def aclose(self) -> None:
+        """Closes the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.aclose()
+
+    async def send(self, call: Call[T]) -> T:
+        """Sends ``call``, retrying transient failures when it is idempotent."""
+        url = f"{self.settings.base_url}{call.path}"
+        attempts = 0
+        while True:
+            attempts += 1
+            response: Optional[httpx.Response] = None
+            failure: Optional[Exception] = None
+            try:
+                response = await self._http.request(**call.request_args())
+            except httpx.TransportError as e:
+                failure = e
+            out = _api.outcome(call, response, failure, url)
+            if isinstance(out, _api.Answer):
+                return out.value
+            error = out
+            delay = self.settings.retry.delay(error, attempts) if call.idempotent else None
+            if delay is None:
+                raise error from (failure or error.__cause__)
+            await asyncio.sleep(delay)
+
+    # --- Producers ---------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        kind: str,
+        payload: Any = None,
+        *,
+        queue: Optional[str] = None,
+        priority: Optional[int] = None,
+        run_at: Optional[Union[datetime, timedelta]] = None,
+        max_attempts: Optional[int] = None,
+        ordering_key: Optional[str] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Accepted:
+        """Enqueues one job. With ``idempotency_key`` (sent as the ``Idempotency-Key``
+        header) a repeat returns the first job, so the call is retried on transient
+        failures; without one it is sent once. ``run_at``: an aware ``datetime``, or a
+        ``timedelta`` from now."""
+        return await self.send(
+            _api.enqueue(
+                kind,
+                payload,
+                queue=queue,
+                priority=priority,
+                run_at=run_at,
+                max_attempts=max_attempts,
+                ordering_key=ordering_key,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def enqueue_many(
+        self,
+        jobs: Iterable[Union[NewJob, Mapping[str, Any]]],
+        idempotency_key: Optional[str] = None,
+    ) -> List[Accepted]:
+        """Enqueues jobs in one transaction (all or none), answers in request order. With
+        ``idempotency_key`` each job without a key of its own is keyed ``{key}:{index}``."""
+        return await self.send(_api.enqueue_many(jobs, idempotency_key))
+
+    async def get(self, job_id: int) -> Job:
+        """The job with this id (:class:`~floodgate_client.NotFoundError` if none)."""
+        return await self.send(_api.get(job_id))
+
+    async def list(
+        self,
+        *,
+        state: Optional[str] = None,
+        queue: Optional[str] = None,
+        kind: Optional[str] = None,
+        error: Optional[str] = None,
+        path: Optional[str] = None,
+        value: Optional[str] = None,
+        cursor: Optional[int] = None,
+        limit: Optional[int] = None,
+    ) -> JobPage:
+        """One page of jobs, newest first; pass the page's ``next`` as ``cursor`` for the
+        next one. ``path``/``value`` filter on a payload field (``customer.id`` = ``42``)."""
+        filters = dict(state=state, queue=queue, kind=kind, error=error, path=path, value=value)
+        return await self.send(_api.list_jobs({**filters, "cursor": cursor, "limit": limit}))
+
+    async def iter_jobs(
+        self,
+        *,
+        state: Optional[str] = None,
+        queue: Optional[str] = None,
+        kind: Optional[str] = None,
+        error: Optional[str] = None,
+        path: Optional[str] = None,
+        value: Optional[str] = None,
+        cursor: Optional[int] = None,
+        limit: Optional[int] = None,
+    ) -> AsyncIterator[Job]:
+        """Every job matching the filters, newest first, fetched a page (``limit``) at a time
+        by following each page's ``next`` cursor."""
+        filters: Dict[str, Any] = dict(
+            state=state, queue=queue, kind=kind, error=error, path=path, value=value
+        )
+        while True:
+            page = await self.send(_api.list_jobs({**filters, "cursor": cursor, "limit": limit}))
+            for job in page.jobs:
+                yield job
+            if page.next is None:
+                return
+            cursor = page.next
+
+    async def cancel(self, job_id: int) -> Reported:
+        """Cancels a waiting job (state ``cancelled``), or asks a running one to stop (state
+        ``running``; its worker sees it at its next heartbeat)."""
+        return await self.send(_api.cancel(job_id))
+
+    async def retry(self, job_id: int) -> Reported:
+        """Runs a dead or cancelled job again, with a fresh set of attempts."""
+        return await self.send(_api.retry(job_id))
+
+    async def wait_for(
+        self, job_id: int, timeout: Optional[float] = None, *, poll_interval: float = 1.0
+    ) -> Job:
+        """Polls the job until it is succeeded, dead or cancelled, and returns it. Between
+        polls it waits the ``Retry-After`` the server sent (``poll_interval`` without one).
+        Raises :class:`~floodgate_client.WaitTimeoutError` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job, retry_after = await self.send(_api.poll(job_id))
+            if job.finished:
+                return job
+            pause = poll_interval if retry_after is None else retry_after
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _api.wait_timeout(job, timeout)
+                pause = min(pause, left)
+            await asyncio.sleep(pause)
+
+    async def openapi(self) -> Dict[str, Any]:
+        """The server's API document (``GET /openapi.json``)."""
+        return await self.send(_api.openapi())
+
+    # --- Workers -----------------------------------------------------------------------
+
+    async def claim(
+        self,
+        queue: str,
+        *,
+        worker: str,
+        limit: int = 1,
+        wait: Optional[float] = None,
+        kinds: Optional[Iterable[str]] = None,
+        lease_ttl: Optional[int] = None,
+    ) -> List[ClaimedJob]:
+        """Claims up to ``limit`` jobs of ``queue`` (long-polling up to ``wait`` seconds, at
+        most 30, when none is ready). Never retried: a lost answer would strand its jobs
+        until their leases run out."""
+        return await self.send(
+            _api.claim(
+                queue,
+                worker=worker,
+                limit=limit,
+                wait=wait,
+                kinds=kinds,
+                lease_ttl=lease_ttl,
+                timeout=self.settings.timeout,
+            )
+        )
+
+    async def heartbeat(
+        self,
+        job_id: int,
+        lease_token: str,
+        *,
+        worker: Optional[str] = None,
+        lease_ttl: Optional[int] = None,
+    ) -> Heartbeat:
+        """Extends one job's lease; says whether its cancellation was asked for."""
+        call = _api.heartbeat(job_id, lease_token, worker=worker, lease_ttl=lease_ttl)
+        return await self.send(call)
+
+    async def heartbeat_many(
+        self,
+        leases: Iterable[Tuple[int, str]],
+        *,
+        worker: str,
+        lease_ttl: Optional[int] = None,
+    ) -> HeartbeatBatch:
+        """Extends many leases (``(id, lease_token)`` pairs) in one request."""
+        return await self.send(_api.heartbeat_many(leases, worker=worker, lease_ttl=lease_ttl))
+
+    async def complete(self, job_id: int, lease_token: str, result: Any = None) -> Reported:
+        """Marks the job succeeded with ``result`` (any JSON)."""
+        return await self.send(_api.complete(job_id, lease_token, result))
+
+    async def complete_many(self, completions: Iterable[Tuple[int, str, Any]]) -> CompleteBatch:
+        """Marks many jobs succeeded (``(id, lease_token, result)`` triples) in one request."""
+        return await self.send(_api.complete_many(completions))
+
+    async def fail(
+        self,
+        job_id: int,
+        lease_token: str,
+        error: str,
+        *,
+        retry_in: Optional[float] = None,
+        permanent: bool = False,
+    ) -> Reported:
+        """Records a failed attempt: retried after ``retry_in`` seconds (default: the server's
+        backoff), or dead when ``permanent`` or out of attempts."""
+        return await self.send(
+            _api.fail(job_id, lease_token, error, retry_in=retry_in, permanent=permanent)
+        )
+
+    async def snooze(self, job_id: int, lease_token: str, delay: float = 0) -> Reported:
+        """Puts the job back to run after ``delay`` seconds without spending the attempt
+        (``delay=0`` releases it for another worker at once)."""
+        return await self.send(_api.snooze(job_id, lease_token, delay))
+

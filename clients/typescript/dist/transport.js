@@ -1,0 +1,170 @@
+/**
+ * HTTP for the client: one request with a timeout and the caller's signal, answers and
+ * problems turned into values or `FloodgateError`s, and retries of idempotent requests.
+ * Node's `fetch` keeps connections alive between requests, so a busy worker reuses a few.
+ *
+ * @module
+ */
+import { FloodgateError, isProblem, parseRetryAfter } from "./errors.js";
+import { backoffMs, sleep } from "./retry.js";
+/** Sends requests for a client. */
+export class Transport {
+    #config;
+    #headers;
+    /** A transport with these settings. */
+    constructor(config) {
+        this.#config = config;
+        this.#headers = { accept: "application/json, application/problem+json" };
+        if (config.token !== undefined)
+            this.#headers.authorization = `Bearer ${config.token}`;
+    }
+    /** Sends `call`, retrying an idempotent one on transient failures as the policy says. */
+    async request(call) {
+        const policy = this.#config.retry;
+        for (let attempt = 0;; attempt++) {
+            try {
+                return await this.#once(call);
+            }
+            catch (error) {
+                if (!call.idempotent || attempt >= policy.retries || !(error instanceof FloodgateError) || !error.transient)
+                    throw error;
+                let wait;
+                if (error.retryAfter !== undefined) {
+                    wait = error.retryAfter * 1000;
+                    if (wait > policy.maxRetryAfterMs)
+                        throw error;
+                }
+                else {
+                    wait = backoffMs(attempt, policy.baseDelayMs, policy.maxDelayMs);
+                }
+                await sleep(wait, call.signal);
+            }
+        }
+    }
+    async #once(call) {
+        const outer = call.signal;
+        if (outer?.aborted)
+            throw outer.reason;
+        const controller = new AbortController();
+        const timeoutMs = call.timeoutMs ?? this.#config.timeoutMs;
+        let timedOut = false;
+        const timer = setTimeout(() => {
+            timedOut = true;
+            controller.abort();
+        }, timeoutMs);
+        const onAbort = () => controller.abort(outer.reason);
+        outer?.addEventListener("abort", onAbort, { once: true });
+        try {
+            const headers = call.body === undefined ? { ...this.#headers, ...call.headers } : { ...this.#headers, "content-type": "application/json", ...call.headers };
+            let response;
+            try {
+                response = await this.#config.fetch(this.#url(call), {
+                    method: call.method,
+                    headers,
+                    body: call.body === undefined ? null : JSON.stringify(call.body),
+                    signal: controller.signal,
+                });
+            }
+            catch (cause) {
+                throw this.#noAnswer(call, cause, timedOut, timeoutMs);
+            }
+            let text;
+            try {
+                text = await response.text();
+            }
+            catch (cause) {
+                throw this.#noAnswer(call, cause, timedOut, timeoutMs);
+            }
+            const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
+            if (!response.ok)
+                throw errorFromAnswer(call, response, text, retryAfter);
+            let data;
+            try {
+                data = (text === "" ? undefined : JSON.parse(text));
+            }
+            catch (cause) {
+                throw new FloodgateError({
+                    code: "INVALID_RESPONSE",
+                    status: response.status,
+                    title: "Invalid response",
+                    detail: `${call.method} ${call.path} answered ${response.status} with a body that is not JSON: ${text.slice(0, 200)}`,
+                    retryAfter,
+                    cause,
+                });
+            }
+            return { data, status: response.status, retryAfter };
+        }
+        finally {
+            clearTimeout(timer);
+            outer?.removeEventListener("abort", onAbort);
+        }
+    }
+    #url(call) {
+        let url = this.#config.baseUrl + call.path;
+        if (call.query !== undefined) {
+            const params = new URLSearchParams();
+            for (const [k, v] of Object.entries(call.query)) {
+                if (v !== undefined && v !== null)
+                    params.append(k, String(v));
+            }
+            const qs = params.toString();
+            if (qs !== "")
+                url += `?${qs}`;
+        }
+        return url;
+    }
+    /** The error for a request that got no (whole) answer: the caller's abort, a timeout, or the network. */
+    #noAnswer(call, cause, timedOut, timeoutMs) {
+        if (call.signal?.aborted)
+            return call.signal.reason;
+        if (timedOut) {
+            return new FloodgateError({
+                code: "REQUEST_TIMEOUT",
+                status: 0,
+                title: "Request timed out",
+                detail: `${call.method} ${call.path} got no answer within ${timeoutMs} ms`,
+                cause,
+            });
+        }
+        const reason = cause instanceof Error ? describe(cause) : String(cause);
+        return new FloodgateError({
+            code: "NETWORK_ERROR",
+            status: 0,
+            title: "Network error",
+            detail: `${call.method} ${this.#config.baseUrl}${call.path} failed: ${reason}`,
+            cause,
+        });
+    }
+}
+/** An error's message with its cause's (fetch's `TypeError: fetch failed` hides the reason there). */
+function describe(error) {
+    const inner = error.cause instanceof Error ? `: ${error.cause.message}` : "";
+    return `${error.message}${inner}`;
+}
+/** The error for a non-2xx answer: its problem document, or a plain `HTTP_ERROR`. */
+function errorFromAnswer(call, response, text, retryAfter) {
+    let parsed;
+    try {
+        parsed = JSON.parse(text);
+    }
+    catch {
+        parsed = undefined;
+    }
+    if (isProblem(parsed)) {
+        return new FloodgateError({
+            code: parsed.code,
+            status: response.status,
+            title: parsed.title,
+            detail: typeof parsed.detail === "string" ? parsed.detail : parsed.title,
+            retryAfter,
+            problem: parsed,
+        });
+    }
+    return new FloodgateError({
+        code: "HTTP_ERROR",
+        status: response.status,
+        title: response.statusText || `HTTP ${response.status}`,
+        detail: `${call.method} ${call.path} answered ${response.status} without a problem document${text ? `: ${text.slice(0, 200)}` : ""}`,
+        retryAfter,
+    });
+}

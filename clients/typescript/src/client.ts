@@ -1,0 +1,334 @@
+/**
+ * `Floodgate`: the client of a floodgate server. Producers enqueue and follow jobs; workers
+ * use `work()` (or the lease-fenced calls below it: claim, heartbeat, complete, fail, snooze).
+ *
+ * @module
+ */
+
+import { FloodgateError } from "./errors.js";
+import { retryPolicy, sleep, type RetryPolicy } from "./retry.js";
+import { Transport } from "./transport.js";
+import {
+  FINISHED_STATES,
+  type Accepted,
+  type ClaimedJob,
+  type CompleteItem,
+  type CompletedMany,
+  type HeartbeatMany,
+  type HeartbeatResponse,
+  type Job,
+  type JobPage,
+  type LeaseRef,
+  type ListAllFilters,
+  type ListFilters,
+  type NewBatchJob,
+  type NewJob,
+  type Reported,
+} from "./types.js";
+import { Worker, type WorkOptions } from "./worker.js";
+
+/** Options of a {@link Floodgate} client. */
+export interface FloodgateOptions {
+  /** The server, e.g. `http://127.0.0.1:7070`. */
+  baseUrl: string | URL;
+  /** The bearer token, when the server has `api_token` set. */
+  token?: string;
+  /** The `fetch` to use (default: the global one). */
+  fetch?: typeof globalThis.fetch;
+  /** Retries of idempotent calls: a count (default 3) or a partial {@link RetryPolicy}. */
+  retries?: number | Partial<RetryPolicy>;
+  /** A request's timeout in ms (default 30,000; a long-polling claim adds its wait). */
+  timeoutMs?: number;
+}
+
+/** Options every call takes. */
+export interface CallOptions {
+  /** Aborts the call (and its retries); it then rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Floodgate.enqueue} and {@link Floodgate.enqueueMany}. */
+export interface EnqueueOptions extends CallOptions {
+  /**
+   * Makes a repeat of the request return the first job instead of a new one (for a batch, each
+   * job without its own key is keyed `{key}:{index}`). With a key the call is idempotent and
+   * retried on transient failures; without one it is sent exactly once.
+   */
+  idempotencyKey?: string;
+}
+
+/** Options of {@link Floodgate.waitFor}. */
+export interface WaitOptions extends CallOptions {
+  /** Give up after this many ms with a `WAIT_TIMEOUT` error (default: wait as long as it takes). */
+  timeoutMs?: number;
+}
+
+/** Options of {@link Floodgate.claim}. */
+export interface ClaimOptions extends CallOptions {
+  /** The worker's name, recorded as the lease owner. */
+  worker: string;
+  /** At most this many jobs, 1..=1000 (default 1). */
+  limit?: number;
+  /** Long poll: wait up to this many seconds (0..=30) for a job when none is ready. */
+  wait?: number;
+  /** Only these kinds (default: any). */
+  kinds?: readonly string[];
+  /** Lease length in seconds (default: the server's, 300). */
+  leaseTtl?: number;
+}
+
+/** What a claim returned. */
+export interface ClaimResult {
+  /** The claimed jobs, highest priority first (possibly none). */
+  jobs: ClaimedJob[];
+  /** When the server is busy with long polls it claims at once and says when to come back. */
+  retryAfter: number | undefined;
+}
+
+/** Options of {@link Floodgate.fail}. */
+export interface FailOptions extends CallOptions {
+  /** What went wrong (kept as the job's last error). */
+  error: string;
+  /** Do not retry: the job goes dead now. */
+  permanent?: boolean;
+  /** Retry after this many seconds (default: the server's exponential backoff). */
+  retryIn?: number;
+}
+
+const enc = encodeURIComponent;
+
+/** A client of one floodgate server. Cheap to share; every call is independent. */
+export class Floodgate {
+  readonly #transport: Transport;
+  readonly #timeoutMs: number;
+
+  /** A client; no request is sent until a call. */
+  constructor(options: FloodgateOptions) {
+    const baseUrl = String(options.baseUrl).replace(/\/+$/, "");
+    if (!/^https?:\/\//.test(baseUrl)) throw new TypeError(`baseUrl must be an http(s) URL, not ${JSON.stringify(baseUrl)}`);
+    const fetchFn = options.fetch ?? globalThis.fetch;
+    if (typeof fetchFn !== "function") throw new TypeError("no fetch: pass options.fetch or run on Node.js 20 or later");
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    if (!(timeoutMs > 0)) throw new RangeError(`timeoutMs must be > 0, not ${timeoutMs}`);
+    this.#timeoutMs = timeoutMs;
+    this.#transport = new Transport({
+      baseUrl,
+      token: options.token,
+      fetch: fetchFn,
+      retry: retryPolicy(options.retries),
+      timeoutMs,
+    });
+  }
+
+  /**
+   * Enqueues one job (`POST /v1/jobs`). With `idempotencyKey` (sent as `Idempotency-Key`) a
+   * repeat returns the first job (`duplicate: true`) and the call is retried on transient
+   * failures; without one it is sent once and never retried.
+   */
+  async enqueue(job: NewJob, options: EnqueueOptions = {}): Promise<Accepted> {
+    const key = options.idempotencyKey;
+    const answer = await this.#transport.request<Accepted>({
+      method: "POST",
+      path: "/v1/jobs",
+      body: job,
+      headers: key === undefined ? undefined : { "idempotency-key": key },
+      idempotent: key !== undefined,
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /**
+   * Enqueues up to 1,000 jobs in one transaction (`{"jobs": [...]}`); one {@link Accepted} per
+   * job, in order. Retried on transient failures only with `idempotencyKey`.
+   */
+  async enqueueMany(jobs: readonly NewBatchJob[], options: EnqueueOptions = {}): Promise<Accepted[]> {
+    const key = options.idempotencyKey;
+    const answer = await this.#transport.request<{ jobs: Accepted[] }>({
+      method: "POST",
+      path: "/v1/jobs",
+      body: { jobs },
+      headers: key === undefined ? undefined : { "idempotency-key": key },
+      idempotent: key !== undefined,
+      signal: options.signal,
+    });
+    return answer.data.jobs;
+  }
+
+  /** A job (`GET /v1/jobs/{id}`). */
+  async get(id: number, options: CallOptions = {}): Promise<Job> {
+    return (await this.#getWithRetryAfter(id, options)).data;
+  }
+
+  #getWithRetryAfter(id: number, options: CallOptions) {
+    return this.#transport.request<Job>({ method: "GET", path: `/v1/jobs/${id}`, idempotent: true, signal: options.signal });
+  }
+
+  /** One page of jobs, newest first (`GET /v1/jobs`); pass `next` as `cursor` for the next. */
+  async list(filters: ListFilters = {}, options: CallOptions = {}): Promise<JobPage> {
+    const answer = await this.#transport.request<JobPage>({
+      method: "GET",
+      path: "/v1/jobs",
+      query: { ...filters },
+      idempotent: true,
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /** Every job matching `filters`, newest first, fetching page after page (`next` as `cursor`). */
+  async *listAll(filters: ListAllFilters = {}, options: CallOptions = {}): AsyncGenerator<Job, void, undefined> {
+    let cursor: number | undefined;
+    for (;;) {
+      const page = await this.list(cursor === undefined ? filters : { ...filters, cursor }, options);
+      yield* page.jobs;
+      if (page.next === undefined || page.next === null) return;
+      cursor = page.next;
+    }
+  }
+
+  /**
+   * Cancels a job (`POST /v1/jobs/{id}/cancel`): a waiting one at once; a running one is asked
+   * to stop (its worker sees it at the next heartbeat) and the answer's state is `running`.
+   */
+  async cancel(id: number, options: CallOptions = {}): Promise<Reported> {
+    const answer = await this.#transport.request<Reported>({ method: "POST", path: `/v1/jobs/${id}/cancel`, idempotent: true, signal: options.signal });
+    return answer.data;
+  }
+
+  /** Runs a dead or cancelled job again with fresh attempts (`POST /v1/jobs/{id}/retry`). */
+  async retry(id: number, options: CallOptions = {}): Promise<Reported> {
+    const answer = await this.#transport.request<Reported>({ method: "POST", path: `/v1/jobs/${id}/retry`, idempotent: true, signal: options.signal });
+    return answer.data;
+  }
+
+  /**
+   * Polls the job until it has finished (`succeeded`, `dead` or `cancelled`) and resolves with
+   * it, waiting between polls as long as the server's `Retry-After` says.
+   */
+  async waitFor(id: number, options: WaitOptions = {}): Promise<Job> {
+    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+    for (;;) {
+      const { data: job, retryAfter } = await this.#getWithRetryAfter(id, options);
+      if (FINISHED_STATES.includes(job.state)) return job;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new FloodgateError({
+          code: "WAIT_TIMEOUT",
+          status: 0,
+          title: "Job not finished in time",
+          detail: `job ${id} was still ${job.state} after ${options.timeoutMs} ms`,
+        });
+      }
+      await sleep(Math.min((retryAfter ?? 1) * 1000, left), options.signal);
+    }
+  }
+
+  /**
+   * Claims up to `limit` jobs of `queue` (`POST /v1/queues/{queue}/claim`), each with a lease
+   * token. Not idempotent (a repeat would claim other jobs), so never retried here.
+   */
+  async claim(queue: string, options: ClaimOptions): Promise<ClaimResult> {
+    const wait = options.wait ?? 0;
+    const answer = await this.#transport.request<{ jobs: ClaimedJob[] }>({
+      method: "POST",
+      path: `/v1/queues/${enc(queue)}/claim`,
+      body: {
+        worker: options.worker,
+        limit: options.limit ?? 1,
+        wait,
+        kinds: options.kinds,
+        lease_ttl: options.leaseTtl,
+      },
+      idempotent: false,
+      signal: options.signal,
+      timeoutMs: this.#timeoutFor(wait),
+    });
+    return { jobs: answer.data.jobs, retryAfter: answer.retryAfter };
+  }
+
+  /** A claim's timeout: the client's, plus the long poll's wait. */
+  #timeoutFor(waitSeconds: number): number {
+    return this.#timeoutMs + waitSeconds * 1000;
+  }
+
+  /** Extends one job's lease (`POST /v1/jobs/{id}/heartbeat`); lease-fenced, so retried. */
+  async heartbeat(id: number, leaseToken: string, options: CallOptions & { leaseTtl?: number; worker?: string } = {}): Promise<HeartbeatResponse> {
+    const answer = await this.#transport.request<HeartbeatResponse>({
+      method: "POST",
+      path: `/v1/jobs/${id}/heartbeat`,
+      body: { lease_token: leaseToken, lease_ttl: options.leaseTtl, worker: options.worker },
+      idempotent: true,
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /** Extends every lease a worker holds in one request (`POST /v1/jobs/heartbeat`, 1..=1000 jobs). */
+  async heartbeatMany(worker: string, jobs: readonly LeaseRef[], options: CallOptions & { leaseTtl?: number } = {}): Promise<HeartbeatMany> {
+    const answer = await this.#transport.request<HeartbeatMany>({
+      method: "POST",
+      path: "/v1/jobs/heartbeat",
+      body: { worker, lease_ttl: options.leaseTtl, jobs },
+      idempotent: true,
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /** Marks a job succeeded with `result` (`POST /v1/jobs/{id}/complete`); 409 `LEASE_LOST` if no longer held. */
+  async complete(id: number, leaseToken: string, result?: unknown, options: CallOptions = {}): Promise<Reported> {
+    const answer = await this.#transport.request<Reported>({
+      method: "POST",
+      path: `/v1/jobs/${id}/complete`,
+      body: { lease_token: leaseToken, result },
+      idempotent: true,
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /** Marks many jobs succeeded in one statement (`POST /v1/jobs/complete`, 1..=1000 jobs). */
+  async completeMany(jobs: readonly CompleteItem[], options: CallOptions = {}): Promise<CompletedMany> {
+    const answer = await this.#transport.request<CompletedMany>({
+      method: "POST",
+      path: "/v1/jobs/complete",
+      body: { jobs },
+      idempotent: true,
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /** Records a failed attempt (`POST /v1/jobs/{id}/fail`): retried later, or dead. */
+  async fail(id: number, leaseToken: string, options: FailOptions): Promise<Reported> {
+    const answer = await this.#transport.request<Reported>({
+      method: "POST",
+      path: `/v1/jobs/${id}/fail`,
+      body: { lease_token: leaseToken, error: options.error, permanent: options.permanent ?? false, retry_in: options.retryIn },
+      idempotent: true,
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /**
+   * Puts a held job back to run after `delaySeconds` without spending its attempt
+   * (`POST /v1/jobs/{id}/snooze`); 0 releases it for another worker at once.
+   */
+  async snooze(id: number, leaseToken: string, delaySeconds: number, options: CallOptions = {}): Promise<Reported> {
+    const answer = await this.#transport.request<Reported>({
+      method: "POST",
+      path: `/v1/jobs/${id}/snooze`,
+      body: { lease_token: leaseToken, delay: delaySeconds },
+      idempotent: true,
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /** Starts a worker on one queue; see {@link WorkOptions}. It runs until `stop()` (or a signal). */
+  work(options: WorkOptions): Worker {
+    return new Worker(this, options);
+  }
+}

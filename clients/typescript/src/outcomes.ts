@@ -1,0 +1,79 @@
+/**
+ * How a handler says what became of its job, beyond returning a result (success) or throwing
+ * any error (a failed attempt, retried with the server's exponential backoff until its
+ * `max_attempts` are spent):
+ *
+ * - `throw new PermanentError(message)`: do not retry; the job goes `dead` now.
+ * - `throw new RetryError(message, { retryInSeconds })`: a failed attempt, retried after
+ *   exactly that delay instead of the server's backoff.
+ * - `return snooze(seconds)` or `throw new SnoozeError(seconds)`: not a failure; the job runs
+ *   again after `seconds` and the attempt is not spent (a rate limit said "later", say).
+ *
+ * @module
+ */
+
+/** A failure that must not be retried: the job goes `dead` with this message. */
+export class PermanentError extends Error {
+  /** Makes the error; `options.cause` is kept as usual. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PermanentError";
+  }
+}
+
+/** Options of a {@link RetryError}. */
+export interface RetryErrorOptions extends ErrorOptions {
+  /** Retry after this many seconds (whole seconds, rounded up; default: the server's backoff). */
+  retryInSeconds?: number;
+}
+
+/** A failed attempt to retry after a given delay (`retry_in`) rather than the server's backoff. */
+export class RetryError extends Error {
+  /** Seconds until the retry, when given. */
+  readonly retryInSeconds: number | undefined;
+
+  /** Makes the error. */
+  constructor(message: string, options: RetryErrorOptions = {}) {
+    super(message, options);
+    this.name = "RetryError";
+    this.retryInSeconds = options.retryInSeconds;
+  }
+}
+
+/** Thrown by a handler: run the job again after `seconds`, without spending the attempt. */
+export class SnoozeError extends Error {
+  /** Seconds until the job runs again. */
+  readonly seconds: number;
+
+  /** Makes the error. */
+  constructor(seconds: number, message = `snoozed for ${seconds} s`) {
+    super(message);
+    this.name = "SnoozeError";
+    this.seconds = seconds;
+  }
+}
+
+const SNOOZE = Symbol.for("floodgate.snooze");
+
+/** What {@link snooze} returns; a handler returns it to put its job back for a while. */
+export interface Snooze {
+  /** Marks the value as a snooze (not a result). */
+  readonly [SNOOZE]: true;
+  /** Seconds until the job runs again. */
+  readonly seconds: number;
+}
+
+/** A handler's return value that puts the job back for `seconds` (0: at once), attempt unspent. */
+export function snooze(seconds: number): Snooze {
+  return Object.freeze({ [SNOOZE]: true as const, seconds });
+}
+
+/** Whether a handler's return value is a {@link Snooze}. */
+export function isSnooze(value: unknown): value is Snooze {
+  return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[SNOOZE] === true;
+}
+
+/** Whole seconds for the wire (rounded up, at least 0). */
+export function wholeSeconds(seconds: number): number {
+  return Number.isFinite(seconds) && seconds > 0 ? Math.ceil(seconds) : 0;
+}
