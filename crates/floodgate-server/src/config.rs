@@ -86,6 +86,11 @@ pub struct Config {
     /// workers still hold (default 10 s).
     #[serde(with = "secs")]
     pub shutdown_grace: Duration,
+    /// How often the maintenance leader takes back the jobs whose lease ran out (a crashed
+    /// worker's), 1 to 3,600 s (default 30 s): a crashed worker's jobs run again within their
+    /// lease plus this.
+    #[serde(with = "secs")]
+    pub rescue_interval: Duration,
     /// SQLite only: `synchronous = FULL`, so a 202 survives a power cut (default true; group
     /// commit pays for the fsync).
     pub sqlite_synchronous_full: bool,
@@ -99,7 +104,8 @@ pub struct Config {
     /// 0 counts on every request). Counting reads an index entry per job.
     #[serde(with = "secs")]
     pub queue_stats_max_age: Duration,
-    /// The log filter (`RUST_LOG` syntax, default `info`).
+    /// The log filter: a default level and `target=level` directives, comma-separated
+    /// (`info`, `warn,floodgate_server=debug`; default `info`). `RUST_LOG` overrides it.
     pub log: String,
     /// Webhook delivery (the built-in job kind `webhook`): `[webhooks]` in the file.
     pub webhooks: crate::webhook::config::WebhookConfig,
@@ -123,6 +129,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 8_192,
             shutdown_grace: Duration::from_secs(10),
+            rescue_interval: Duration::from_secs(30),
             sqlite_synchronous_full: true,
             postgres_max_connections: 16,
             postgres_schema: None,
@@ -276,6 +283,25 @@ impl Config {
         }
         if self.max_connections == 0 {
             return invalid("max_connections", "0".into(), "at least 1");
+        }
+        if self
+            .log
+            .parse::<tracing_subscriber::filter::Targets>()
+            .is_err()
+        {
+            return invalid(
+                "log",
+                format!("{:?}", self.log),
+                "a level (error, warn, info, debug, trace) and target=level directives, \
+                 comma-separated: warn,floodgate_server=debug",
+            );
+        }
+        if !(1..=3_600).contains(&self.rescue_interval.as_secs()) {
+            return invalid(
+                "rescue_interval",
+                self.rescue_interval.as_secs().to_string(),
+                "1 to 3600 seconds",
+            );
         }
         if self.postgres_max_connections == 0 {
             return invalid("postgres_max_connections", "0".into(), "at least 1");

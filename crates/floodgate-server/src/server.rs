@@ -236,7 +236,9 @@ impl ServerBuilder {
             }
         }
         let role = Singleton::lease(store.clone(), "maintenance", &node, Duration::from_secs(30));
-        let maintenance = Maintenance::new(store.clone()).start(role);
+        let maintenance = Maintenance::new(store.clone())
+            .rescue_every(config.rescue_interval)
+            .start(role);
         // The charts have the last 15 minutes when a dashboard opens.
         state.dashboard().start();
 

@@ -55,6 +55,7 @@ fn config_prints_the_layered_settings_with_secrets_masked() {
     // The connection bounds, with their defaults.
     assert!(shown.contains("header_read_timeout = 10"), "{shown}");
     assert!(shown.contains("request_body_timeout = 30"), "{shown}");
+    assert!(shown.contains("rescue_interval = 30"), "{shown}");
     assert!(shown.contains("max_connections = 8192"), "{shown}");
     assert!(
         shown.contains("listen = \"127.0.0.1:9001\""),
@@ -119,6 +120,14 @@ fn bad_settings_fail_at_start_naming_the_key_and_the_fix() {
     let err = text(&out.stderr);
     assert!(
         err.contains("request_body_timeout") && err.contains("request_timeout"),
+        "{err}"
+    );
+
+    let out = floodgate(&["config"], &[("FLOODGATE_RESCUE_INTERVAL", "0")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("rescue_interval") && err.contains("1 to 3600"),
         "{err}"
     );
 

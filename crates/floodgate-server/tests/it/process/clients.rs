@@ -1,6 +1,7 @@
 //! The client packages' own test suites, run against this build's binary: the TypeScript
-//! client's (`node --test`, through `npm test`) and the Python client's (pytest, in a virtual
-//! environment under `target/`). Each suite starts its own servers; this only provides the
+//! client's (`node --test`, through `npm test`), the Python client's (pytest, in a virtual
+//! environment under `target/`), and the TypeScript outbox example's (200 transfers, a worker
+//! killed with SIGKILL, each applied exactly once). Each suite starts its own servers; this only provides the
 //! binary (`FLOODGATE_BIN`), the tools, and the database settings.
 //!
 //! A missing `node`, `npm` or `python3` skips with the reason, or fails under
@@ -66,7 +67,7 @@ fn run(what: &str, command: &mut Command) -> Output {
 
 /// The Python virtual environment with the client package (editable) and its test
 /// dependencies, made once per test run; its `python`.
-pub fn python_venv() -> Option<PathBuf> {
+pub(super) fn python_venv() -> Option<PathBuf> {
     static VENV: OnceLock<Option<PathBuf>> = OnceLock::new();
     VENV.get_or_init(|| {
         have("python3")?;
@@ -111,6 +112,25 @@ fn the_typescript_client_suite_passes() {
     );
     run(
         "npm test",
+        Command::new("npm").arg("test").current_dir(&dir),
+    );
+}
+
+#[test]
+fn the_typescript_transfer_example_passes() {
+    let _machine = shared_machine();
+    if have("node").is_none() || have("npm").is_none() {
+        return;
+    }
+    let dir = root().join("examples/typescript/transfer");
+    run(
+        "npm ci (transfer example)",
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir),
+    );
+    run(
+        "npm test (transfer example)",
         Command::new("npm").arg("test").current_dir(&dir),
     );
 }
