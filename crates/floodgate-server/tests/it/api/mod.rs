@@ -547,7 +547,8 @@ async fn a_cancel_reaches_the_http_worker_at_its_heartbeat() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_answers_as_soon_as_a_job_arrives() {
-    let (app, _) = test_app().await;
+    let (app, state) = test_app().await;
+    let free = state.long_polls().available();
     let started = Instant::now();
     let waiter = {
         let app = app.clone();
@@ -560,7 +561,18 @@ async fn a_long_poll_answers_as_soon_as_a_job_arrives() {
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Enqueue once the claim holds its long-poll slot (waiting, or about to).
+    crate::support::eventually("the claim is long-polling", Duration::from_secs(10), || {
+        let available = state.long_polls().available();
+        async move {
+            if available < free {
+                Ok(())
+            } else {
+                Err(available)
+            }
+        }
+    })
+    .await;
     let id = enqueue(&app, "k", json!(1)).await;
     let a = waiter.await.unwrap();
     assert_eq!(a.body["jobs"][0]["id"], id, "{:?}", a.body);

@@ -263,7 +263,9 @@ async fn every_kind_of_answer_is_handled() {
     // A job for a disabled destination waits, unclaimed, until the destination is enabled.
     let again = enqueue_hook(&app, &url("gone"), Some("gone")).await;
     finished(&state, missing).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A witness enqueued after it is delivered: the claims have passed over the waiting job.
+    let witness = enqueue_hook(&app, &url("witness"), Some("witness")).await;
+    finished(&state, witness).await;
     let waiting = state.store().job(JobId(again)).await.unwrap().unwrap();
     assert_eq!(
         (waiting.state, waiting.attempt),
@@ -345,7 +347,22 @@ async fn an_open_breaker_holds_one_destination_and_not_the_others() {
     for _ in 0..6 {
         broken.push(enqueue_hook(&app, &broken_url, Some("broken")).await);
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    crate::support::eventually(
+        "the broken destination's breaker opens",
+        Duration::from_secs(20),
+        || {
+            let app = app.clone();
+            async move {
+                let listed = get_json(&app, "/v1/webhooks/destinations").await;
+                let open = listed.body["breakers"].as_array().is_some_and(|b| {
+                    b.iter()
+                        .any(|b| b["destination"] == "broken" && b["state"] == "open")
+                });
+                if open { Ok(()) } else { Err(listed.body) }
+            }
+        },
+    )
+    .await;
     let mut others = Vec::new();
     for _ in 0..10 {
         others.push(enqueue_hook(&app, &other_url, Some("other")).await);
@@ -381,9 +398,9 @@ async fn an_open_breaker_holds_one_destination_and_not_the_others() {
     for _ in 0..5 {
         later.push(enqueue_hook(&app, &broken_url, Some("broken")).await);
     }
+    // A witness enqueued after them is delivered: the claims have passed over them.
     let witness = enqueue_hook(&app, &other_url, Some("other")).await;
     finished(&state, witness).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     for id in later {
         let job = state.store().job(JobId(id)).await.unwrap().unwrap();
         assert_eq!(
