@@ -49,6 +49,9 @@ async fn a_held_job_is_shown_pending() {
 /// its start recorded and begins within a round trip, not a slow job later; every job that
 /// never started is `cancelled`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The machine lock is a process-wide std lock shared with the blocking process tests; this
+// test's own runtime holds it throughout, and nothing else on that runtime takes it.
+#[allow(clippy::await_holding_lock)]
 async fn jobs_a_worker_holds_are_cancelled_over_http_before_they_start() {
     // Measures latency: not beside the process tests' load. (A start within 50 ms.)
     let _machine = crate::support::process::whole_machine();

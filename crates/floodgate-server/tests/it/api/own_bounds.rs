@@ -18,6 +18,9 @@ use crate::support::{app_with, get, post};
 /// health check, an enqueue, a status read, a claim without waiting and a completion each
 /// answer at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The machine lock is a process-wide std lock shared with the blocking process tests; this
+// test's own runtime holds it throughout, and nothing else on that runtime takes it.
+#[allow(clippy::await_holding_lock)]
 async fn long_polls_and_streams_leave_room_for_everything_else() {
     // Measures latency: not beside the process tests' load. (Answers within 500 ms.)
     let _machine = crate::support::process::whole_machine();
