@@ -243,8 +243,11 @@ pub(crate) async fn open_store(config: &Config) -> Result<AnyStore, StoreError> 
     let url = config.database_url.as_str();
     let store = match Backend::of(url)? {
         Backend::Postgres => {
+            // A server keeps a few connections open: the first burst after a quiet spell does
+            // not wait for new ones.
             let mut builder = PgStore::builder(url)?
                 .max_connections(config.postgres_max_connections)
+                .min_connections(config.postgres_max_connections.min(4))
                 .max_payload_bytes(config.max_payload_bytes)
                 .name("server");
             if let Some(schema) = &config.postgres_schema {
