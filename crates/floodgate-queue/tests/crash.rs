@@ -3,8 +3,13 @@
 //! run every job has succeeded and the ledger holds each job exactly once.
 //!
 //! The test re-executes its own binary as the child (`child_process` below does the work
-//! only when `FLOODGATE_CRASH_CHILD` is set). The ledger has no unique key on purpose: an
-//! effect applied twice shows up as a second row instead of being masked by a conflict.
+//! only when `FLOODGATE_CRASH_CHILD` is set). Two tables, neither with a unique key, so that
+//! nothing masks a repeat:
+//! * `ledger`: the effect, written through the inbox in the job's transaction: exactly one row
+//!   per job.
+//! * `runs`: one row per start of a handler, written on its own before the inbox sees the job.
+//!   A job runs again only after a killed child's lease on it was rescued, so no job has
+//!   more runs than one plus the rescues the store recorded on it.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -72,10 +77,11 @@ fn crash_repeatedly(backend: &str, db: &str, schema: &str) {
 
 /// The worker each child runs: jobs write `job_id` into the ledger through the inbox.
 macro_rules! child_worker {
-    ($store:expr, $insert:expr) => {{
+    ($store:expr, $insert:expr, $run:expr) => {{
         let store = $store;
         let inbox = std::sync::Arc::new(Inbox::new(store.clone()));
         let insert: &'static str = $insert;
+        let run: &'static str = $run;
         let role = Singleton::lease(
             store.clone(),
             "maintenance",
@@ -95,8 +101,13 @@ macro_rules! child_worker {
                 .handler("ledger", KindOptions::new(), move |job, _| {
                     let (store, inbox) = (store.clone(), inbox.clone());
                     async move {
-                        let tx = store.begin().await.map_err(JobError::retry)?;
                         let id = job.id.0;
+                        sqlx::query(run)
+                            .bind(id)
+                            .execute(store.pool())
+                            .await
+                            .map_err(JobError::retry)?;
+                        let tx = store.begin().await.map_err(JobError::retry)?;
                         inbox
                             .process_once(tx, "ledger", &format!("job-{id}"), move |tx| {
                                 Box::pin(async move {
@@ -134,9 +145,9 @@ async fn child_process() {
     let schema = std::env::var("FLOODGATE_CRASH_SCHEMA").unwrap();
     let until_done = std::env::var("FLOODGATE_CRASH_UNTIL_DONE").unwrap() == "1";
     macro_rules! run {
-        ($store:expr, $insert:expr) => {{
+        ($store:expr, $insert:expr, $run:expr) => {{
             let store = $store;
-            let (worker, maintenance) = child_worker!(store.clone(), $insert);
+            let (worker, maintenance) = child_worker!(store.clone(), $insert, $run);
             println!("{READY}");
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -152,12 +163,16 @@ async fn child_process() {
         #[cfg(feature = "sqlite")]
         "sqlite" => run!(
             floodgate_queue::SqliteStore::open(&db).await.unwrap(),
-            "INSERT INTO ledger (job_id) VALUES (?1)"
+            "INSERT INTO ledger (job_id) VALUES (?1)",
+            "INSERT INTO runs (job_id) VALUES (?1)"
         ),
         #[cfg(feature = "postgres")]
         "postgres" => {
             let insert: &'static str = Box::leak(
                 format!("INSERT INTO \"{schema}\".ledger (job_id) VALUES ($1)").into_boxed_str(),
+            );
+            let runs: &'static str = Box::leak(
+                format!("INSERT INTO \"{schema}\".runs (job_id) VALUES ($1)").into_boxed_str(),
             );
             run!(
                 floodgate_queue::PgStore::builder(&db)
@@ -166,26 +181,42 @@ async fn child_process() {
                     .connect()
                     .await
                     .unwrap(),
-                insert
+                insert,
+                runs
             )
         }
         other => panic!("unknown backend {other}"),
     }
 }
 
-/// `rescued`: jobs taken back from a killed child (their metadata records the rescue) — proof
-/// that children died with jobs in flight.
-async fn check<S: Store>(store: &S, ledger_counts: (i64, i64), rescued: i64) {
-    assert!(rescued > 0, "some kill happened mid-job");
-    assert_eq!(unfinished(store).await, 0);
-    let stats = store.queue_stats().await.unwrap();
+/// What the parent reads back after the children, each count straight from the tables.
+#[derive(Debug)]
+struct Tally {
+    /// Ledger rows, and distinct jobs among them.
+    ledger: (i64, i64),
+    /// Handler starts, and distinct jobs among them.
+    runs: (i64, i64),
+    /// Rows in state `succeeded`, counted in SQL (not the store's own summary).
+    succeeded: i64,
+    /// Rescues the store recorded (the sum of every job's `metadata.rescues`): proof that
+    /// children died with jobs in flight.
+    rescues: i64,
+    /// Jobs that ran more often than once plus their own rescues: a job runs again only after
+    /// a killed child's lease on it was taken back.
+    over_run: i64,
+}
+
+fn check(tally: &Tally) {
+    eprintln!("{tally:?}");
+    assert!(tally.rescues > 0, "some kill happened mid-job");
+    assert_eq!(tally.succeeded, JOBS as i64, "every job succeeded");
+    assert_eq!(tally.ledger.1, JOBS as i64, "every job is in the ledger");
+    assert_eq!(tally.ledger.0, JOBS as i64, "and only once");
+    assert_eq!(tally.runs.1, JOBS as i64, "every job ran");
     assert_eq!(
-        stats[0].counts.succeeded, JOBS as u64,
-        "every job succeeded"
+        tally.over_run, 0,
+        "a job ran again only after a rescue of it"
     );
-    let (rows, distinct) = ledger_counts;
-    assert_eq!(distinct, JOBS as i64, "every job is in the ledger");
-    assert_eq!(rows, JOBS as i64, "and only once");
 }
 
 #[cfg(feature = "sqlite")]
@@ -197,10 +228,14 @@ async fn sqlite_survives_repeated_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.db");
     let store = floodgate_queue::SqliteStore::open(&path).await.unwrap();
-    sqlx::query("CREATE TABLE ledger (job_id INTEGER NOT NULL)")
+    for table in ["ledger", "runs"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {table} (job_id INTEGER NOT NULL)"
+        )))
         .execute(store.pool())
         .await
         .unwrap();
+    }
     store
         .enqueue_many((0..JOBS).map(|n| NewJob::new("ledger", json!(n))).collect())
         .await
@@ -209,18 +244,37 @@ async fn sqlite_survives_repeated_kill_9() {
     tokio::task::spawn_blocking(move || crash_repeatedly("sqlite", &p, ""))
         .await
         .unwrap();
-    let counts: (i64, i64) = sqlx::query_as("SELECT count(*), count(DISTINCT job_id) FROM ledger")
+    let pairs = |table: &str| {
+        sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*), count(DISTINCT job_id) FROM {table}"
+        )))
+        .fetch_one(store.pool())
+    };
+    let tally = Tally {
+        ledger: pairs("ledger").await.unwrap(),
+        runs: pairs("runs").await.unwrap(),
+        succeeded: sqlx::query_scalar(
+            "SELECT count(*) FROM floodgate_jobs WHERE state = 'succeeded'",
+        )
         .fetch_one(store.pool())
         .await
-        .unwrap();
-    let rescued: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM floodgate_jobs WHERE json_extract(metadata, '$.rescues') >= 1",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
-    eprintln!("sqlite: {rescued} jobs rescued from killed children");
-    check(&store, counts, rescued).await;
+        .unwrap(),
+        rescues: sqlx::query_scalar(
+            "SELECT coalesce(sum(json_extract(metadata, '$.rescues')), 0) FROM floodgate_jobs",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap(),
+        over_run: sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT job_id, count(*) AS n FROM runs GROUP BY job_id) AS r \
+             JOIN floodgate_jobs AS j ON j.id = r.job_id \
+             WHERE r.n > 1 + coalesce(json_extract(j.metadata, '$.rescues'), 0)",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap(),
+    };
+    check(&tally);
 }
 
 #[cfg(feature = "postgres")]
@@ -237,35 +291,54 @@ async fn postgres_survives_repeated_kill_9() {
         .connect()
         .await
         .unwrap();
-    let ledger = format!("\"{}\".ledger", schema.name());
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE TABLE {ledger} (job_id bigint NOT NULL)"
-    )))
-    .execute(store.pool())
-    .await
-    .unwrap();
+    let name = schema.name().to_owned();
+    for table in ["ledger", "runs"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE \"{name}\".{table} (job_id bigint NOT NULL)"
+        )))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
     store
         .enqueue_many((0..JOBS).map(|n| NewJob::new("ledger", json!(n))).collect())
         .await
         .unwrap();
-    let (url, name) = (schema.url().to_owned(), schema.name().to_owned());
-    tokio::task::spawn_blocking(move || crash_repeatedly("postgres", &url, &name))
+    let (url, child_schema) = (schema.url().to_owned(), name.clone());
+    tokio::task::spawn_blocking(move || crash_repeatedly("postgres", &url, &child_schema))
         .await
         .unwrap();
-    let counts: (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*), count(DISTINCT job_id) FROM {ledger}"
-    )))
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
-    let rescued: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM \"{}\".floodgate_jobs WHERE (metadata->>'rescues')::int >= 1",
-        schema.name()
-    )))
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
-    eprintln!("postgres: {rescued} jobs rescued from killed children");
-    check(&store, counts, rescued).await;
+    let pairs = |table: &str| {
+        sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*), count(DISTINCT job_id) FROM \"{name}\".{table}"
+        )))
+        .fetch_one(store.pool())
+    };
+    let tally = Tally {
+        ledger: pairs("ledger").await.unwrap(),
+        runs: pairs("runs").await.unwrap(),
+        succeeded: sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM \"{name}\".floodgate_jobs WHERE state = 'succeeded'"
+        )))
+        .fetch_one(store.pool())
+        .await
+        .unwrap(),
+        rescues: sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT coalesce(sum((metadata->>'rescues')::bigint), 0)::bigint \
+             FROM \"{name}\".floodgate_jobs"
+        )))
+        .fetch_one(store.pool())
+        .await
+        .unwrap(),
+        over_run: sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM (SELECT job_id, count(*) AS n FROM \"{name}\".runs \
+             GROUP BY job_id) AS r JOIN \"{name}\".floodgate_jobs AS j ON j.id = r.job_id \
+             WHERE r.n > 1 + coalesce((j.metadata->>'rescues')::bigint, 0)"
+        )))
+        .fetch_one(store.pool())
+        .await
+        .unwrap(),
+    };
+    check(&tally);
     store.close().await;
 }

@@ -181,8 +181,9 @@ pub async fn redis_url() -> Option<String> {
     }
 }
 
-/// Sends a RESP `PING` to the host and port of a `redis://` URL and expects `+PONG`.
-async fn ping_redis(url: &str) -> Result<(), String> {
+/// Sends a RESP `PING` to the host and port of a `redis://` URL and expects `+PONG`; the
+/// error says what failed (not a `redis://` URL, no connection, another answer).
+pub async fn ping_redis(url: &str) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url
         .strip_prefix("redis://")

@@ -42,9 +42,18 @@ async fn a_test_schema_is_private_and_dropped_afterwards() {
 
 #[tokio::test]
 async fn redis_is_found_when_it_answers() {
-    if let Some(url) = floodgate_testing::redis_url().await {
-        assert!(url.starts_with("redis://"));
-    }
+    // Skips (printing why) when Redis is down, unless FLOODGATE_REQUIRE_SERVICES=1.
+    let Some(url) = floodgate_testing::redis_url().await else {
+        return;
+    };
+    floodgate_testing::ping_redis(&url)
+        .await
+        .expect("the URL found answers PING");
+    // The probe tells a server that answers from one that does not, and a wrong scheme.
+    let closed = floodgate_testing::ping_redis("redis://127.0.0.1:1").await;
+    assert!(closed.is_err(), "{closed:?}");
+    let wrong = floodgate_testing::ping_redis("http://127.0.0.1:6379").await;
+    assert!(wrong.is_err_and(|e| e.contains("not a redis:// URL")));
 }
 
 #[test]

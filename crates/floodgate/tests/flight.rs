@@ -203,9 +203,17 @@ fn a_call_outside_a_runtime_does_not_poison_the_key() {
     })
     .join()
     .unwrap();
-    if let Ok(Some(r)) = &outside {
-        assert!(r.is_err(), "no runtime, no work: {r:?}");
-    }
+    // Like `tokio::spawn`, it panics outside a runtime, saying why, before it holds the key.
+    let panic = outside.expect_err("a call outside a runtime panics");
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default();
+    assert!(
+        message.contains("must be called inside a Tokio runtime"),
+        "{message:?}"
+    );
     assert_eq!(flight.stats().in_flight, 0, "the entry was left behind");
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

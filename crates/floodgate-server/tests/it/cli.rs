@@ -210,6 +210,23 @@ fn client_subcommands_talk_to_a_running_server() {
         all.extend(["--server", url.as_str()]);
         floodgate(&all, &[])
     };
+    // A command that must work: exit 0, its output returned.
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "floodgate {args:?} exited {:?}: {}",
+            out.status.code(),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    // The job as the server has it, read back over HTTP.
+    let state_of = |id: i64| {
+        let (status, job) = http("GET", server.port, &format!("/v1/jobs/{id}"), None);
+        assert_eq!(status, 200, "{job}");
+        job["state"].as_str().unwrap_or_default().to_owned()
+    };
 
     let out = run(&[
         "enqueue",
@@ -222,7 +239,7 @@ fn client_subcommands_talk_to_a_running_server() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let accepted: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = accepted["id"].as_i64().unwrap();
-    let out = run(&[
+    let second = ok(&[
         "enqueue",
         "--kind",
         "email",
@@ -230,55 +247,65 @@ fn client_subcommands_talk_to_a_running_server() {
         "9",
         "--idempotency-key",
         "k1",
+        "--json",
     ]);
-    assert!(
-        text(&out.stdout).contains("pending"),
-        "{}",
-        text(&out.stdout)
+    let second: Value = serde_json::from_str(&second).unwrap();
+    let (_, job) = http(
+        "GET",
+        server.port,
+        &format!("/v1/jobs/{}", second["id"]),
+        None,
+    );
+    assert_eq!(
+        (&job["priority"], &job["idempotency_key"], &job["state"]),
+        (&json!(9), &json!("k1"), &json!("pending")),
+        "{job}"
     );
 
-    let out = run(&["status", &id.to_string()]);
-    let table = text(&out.stdout);
+    let table = ok(&["status", &id.to_string()]);
     assert!(
-        out.status.success() && table.contains("email") && table.contains("pending"),
+        table.contains("email") && table.contains("pending"),
         "{table}"
     );
-    let out = run(&["jobs", "--state", "pending"]);
-    assert!(text(&out.stdout).contains("email"));
+    let listed = ok(&["jobs", "--state", "pending"]);
+    assert!(listed.contains("email"), "{listed}");
     // Counts come from a sample at most a second old (the server samples from its start).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let out = run(&["queues"]);
-        if text(&out.stdout).contains("default") {
+        let out = ok(&["queues"]);
+        if out.contains("default") {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            text(&out.stdout)
-        );
+        assert!(std::time::Instant::now() < deadline, "{out}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let out = run(&["pause", "default"]);
-    assert!(
-        text(&out.stdout).contains("paused"),
-        "{}",
-        text(&out.stdout)
-    );
-    let out = run(&["resume", "default"]);
-    assert!(text(&out.stdout).contains("resumed"));
-    let out = run(&["cancel", &id.to_string()]);
-    assert!(
-        text(&out.stdout).contains("cancelled"),
-        "{}",
-        text(&out.stdout)
-    );
-    let out = run(&["retry", &id.to_string()]);
-    assert!(
-        text(&out.stdout).contains("pending"),
-        "{}",
-        text(&out.stdout)
-    );
+    // The server's queue list (a sample at most a second old) comes to show `paused`.
+    let shows_paused = |expected: bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, queues) = http("GET", server.port, "/v1/queues", None);
+            let default = queues["queues"]
+                .as_array()
+                .and_then(|q| q.iter().find(|q| q["queue"] == "default").cloned());
+            if default.as_ref().map(|q| &q["paused"]) == Some(&json!(expected)) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{queues}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let out = ok(&["pause", "default"]);
+    assert!(out.contains("paused"), "{out}");
+    shows_paused(true);
+    let out = ok(&["resume", "default"]);
+    assert!(out.contains("resumed"), "{out}");
+    shows_paused(false);
+    let out = ok(&["cancel", &id.to_string()]);
+    assert!(out.contains("cancelled"), "{out}");
+    assert_eq!(state_of(id), "cancelled");
+    let out = ok(&["retry", &id.to_string()]);
+    assert!(out.contains("pending"), "{out}");
+    assert_eq!(state_of(id), "pending");
 
     let out = run(&["status", "999"]);
     assert_eq!(out.status.code(), Some(1));
