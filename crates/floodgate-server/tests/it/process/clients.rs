@@ -97,42 +97,33 @@ pub(super) fn python_venv() -> Option<PathBuf> {
     .clone()
 }
 
-#[test]
-fn the_typescript_client_suite_passes() {
+/// `npm ci` then `npm test` in `dir` (a package of this repository), when Node.js is here.
+fn npm_suite(dir: &str) {
     let _machine = shared_machine();
     if have("node").is_none() || have("npm").is_none() {
         return;
     }
-    let dir = root().join("clients/typescript");
+    let dir = root().join(dir);
     run(
-        "npm ci",
+        &format!("npm ci ({})", dir.display()),
         Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir),
     );
     run(
-        "npm test",
+        &format!("npm test ({})", dir.display()),
         Command::new("npm").arg("test").current_dir(&dir),
     );
 }
 
 #[test]
+fn the_typescript_client_suite_passes() {
+    npm_suite("clients/typescript");
+}
+
+#[test]
 fn the_typescript_transfer_example_passes() {
-    let _machine = shared_machine();
-    if have("node").is_none() || have("npm").is_none() {
-        return;
-    }
-    let dir = root().join("examples/typescript/transfer");
-    run(
-        "npm ci (transfer example)",
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir),
-    );
-    run(
-        "npm test (transfer example)",
-        Command::new("npm").arg("test").current_dir(&dir),
-    );
+    npm_suite("examples/typescript/transfer");
 }
 
 #[test]
