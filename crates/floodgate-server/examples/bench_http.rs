@@ -6,6 +6,7 @@
 //! cargo run --release -p floodgate-server --example bench_http -- --mode single
 //! cargo run --release -p floodgate-server --example bench_http -- --mode batch
 //! cargo run --release -p floodgate-server --example bench_http -- --mode workers
+//! cargo run --release -p floodgate-server --example bench_http -- --mode workers --batch-complete
 //! # webhook deliveries to a local no-op target at 2 destinations (in-process server only):
 //! cargo run --release -p floodgate-server --example bench_http -- --mode webhooks --jobs 20000
 //! # GET /v1/queues over 1,000,000 finished and 100,000 pending jobs (in-process server only):
@@ -46,6 +47,10 @@ struct Args {
     /// workers: dashboards (event streams) open while the workers drain.
     #[arg(long, default_value_t = 0)]
     dashboards: usize,
+    /// workers: report each claim's jobs with one `POST /v1/jobs/complete` instead of one
+    /// request per job.
+    #[arg(long)]
+    batch_complete: bool,
 }
 
 #[tokio::main]
@@ -116,7 +121,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "webhooks" => webhooks(&client, &base, args.jobs).await,
         _ => {
             let streams = open_dashboards(&client, &base, args.dashboards).await;
-            workers(&client, &base, args.jobs, args.connections.unwrap_or(4)).await;
+            let connections = args.connections.unwrap_or(4);
+            workers(&client, &base, args.jobs, connections, args.batch_complete).await;
             for s in streams {
                 s.abort();
             }
@@ -206,7 +212,13 @@ async fn batch(client: &reqwest::Client, base: &str, jobs: u64, connections: usi
     );
 }
 
-async fn workers(client: &reqwest::Client, base: &str, jobs: u64, connections: usize) {
+async fn workers(
+    client: &reqwest::Client,
+    base: &str,
+    jobs: u64,
+    connections: usize,
+    batch_complete: bool,
+) {
     batch(client, base, jobs, 4).await;
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -228,17 +240,10 @@ async fn workers(client: &reqwest::Client, base: &str, jobs: u64, connections: u
                     if list.is_empty() {
                         return;
                     }
-                    let completes: Vec<_> = list
-                        .iter()
-                        .map(|j| {
-                            let url = format!("{base}/v1/jobs/{}/complete", j["id"]);
-                            let body = json!({"lease_token": j["lease_token"]});
-                            let client = client.clone();
-                            async move { client.post(url).json(&body).send().await }
-                        })
-                        .collect();
-                    for r in futures_util::future::join_all(completes).await {
-                        assert_eq!(r.expect("complete").status(), 200);
+                    if batch_complete {
+                        complete_all(&client, &base, &list).await;
+                    } else {
+                        complete_each(&client, &base, &list).await;
                     }
                     done.fetch_add(list.len() as u64, Ordering::Relaxed);
                 }
@@ -250,12 +255,51 @@ async fn workers(client: &reqwest::Client, base: &str, jobs: u64, connections: u
     }
     let n = done.load(Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let how = if batch_complete {
+        "one POST /v1/jobs/complete per claim"
+    } else {
+        "one complete per job"
+    };
     println!(
-        "HTTP workers (claim limit 100 + one complete per job), {connections} workers: {n} jobs in \
-         {:.2} s = {:.0} jobs/s",
+        "HTTP workers (claim limit 100 + {how}), {connections} workers: {n} jobs in {:.2} s = \
+         {:.0} jobs/s",
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64()
     );
+}
+
+/// One completion request per job, all at once.
+async fn complete_each(client: &reqwest::Client, base: &str, list: &[Value]) {
+    let completes: Vec<_> = list
+        .iter()
+        .map(|j| {
+            let url = format!("{base}/v1/jobs/{}/complete", j["id"]);
+            let body = json!({"lease_token": j["lease_token"]});
+            let client = client.clone();
+            async move { client.post(url).json(&body).send().await }
+        })
+        .collect();
+    for r in futures_util::future::join_all(completes).await {
+        assert_eq!(r.expect("complete").status(), 200);
+    }
+}
+
+/// One batch completion for the whole claim.
+async fn complete_all(client: &reqwest::Client, base: &str, list: &[Value]) {
+    let jobs: Vec<Value> = list
+        .iter()
+        .map(|j| json!({"id": j["id"], "lease_token": j["lease_token"]}))
+        .collect();
+    let answer: Value = client
+        .post(format!("{base}/v1/jobs/complete"))
+        .json(&json!({ "jobs": jobs }))
+        .send()
+        .await
+        .expect("complete")
+        .json()
+        .await
+        .expect("complete body");
+    assert_eq!(answer["lease_lost"], json!([]), "{answer}");
 }
 
 static WEBHOOK_STATE: std::sync::OnceLock<floodgate_server::state::AppState> =
