@@ -36,6 +36,10 @@ pub struct WorkerStats {
     /// Jobs claimed ahead of a free permit, waiting to start now (see
     /// [`WorkerBuilder::claim_ahead`](super::WorkerBuilder::claim_ahead)).
     pub prefetched: u64,
+    /// Chances to claim the worker let pass: no permit free for a kind group (every slot busy,
+    /// the kinds at their limits), or memory above the high-water mark. A worker that never
+    /// hoards shows it here, one passed-up chance per claim round while it is full.
+    pub claims_passed_up: u64,
 }
 
 /// The live counters behind [`WorkerStats`].
@@ -50,6 +54,7 @@ pub(super) struct Counters {
     snoozed: AtomicU64,
     lease_lost: AtomicU64,
     store_errors: AtomicU64,
+    passed_up: AtomicU64,
 }
 
 impl Counters {
@@ -74,6 +79,11 @@ impl Counters {
         self.started.load(Relaxed)
     }
 
+    /// Counts a chance to claim let pass (full, or memory high).
+    pub(super) fn passed_up(&self) {
+        self.passed_up.fetch_add(1, Relaxed);
+    }
+
     /// Counts `n` claimed jobs.
     pub(super) fn claimed(&self, n: usize) {
         self.claimed.fetch_add(n as u64, Relaxed);
@@ -92,6 +102,7 @@ impl Counters {
             store_errors: self.store_errors.load(Relaxed),
             running: running as u64,
             prefetched: prefetched as u64,
+            claims_passed_up: self.passed_up.load(Relaxed),
         }
     }
 }

@@ -127,7 +127,11 @@ async fn claim_round<S: Store + Clone>(
         let mut full = false;
         let skip_groups = paused.skipped(config).await;
         for group in groups {
-            if shared.stop_claiming.is_cancelled() || shared.memory_high.load(Ordering::Relaxed) {
+            if shared.stop_claiming.is_cancelled() {
+                return Ok(());
+            }
+            if shared.memory_high.load(Ordering::Relaxed) {
+                shared.counters.passed_up();
                 return Ok(());
             }
             let ahead_allowed = claimed_ahead(config, group);
@@ -172,6 +176,7 @@ async fn claim_round<S: Store + Clone>(
             }
             let limit = limit.min(config.claim_batch as usize) as u32;
             if limit == 0 {
+                shared.counters.passed_up();
                 continue;
             }
             let claim = Claim {
