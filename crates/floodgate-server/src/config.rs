@@ -87,7 +87,7 @@ pub struct Config {
     #[serde(with = "secs")]
     pub shutdown_grace: Duration,
     /// How often the maintenance leader takes back the jobs whose lease ran out (a crashed
-    /// worker's), 1 to 3,600 s (default 30 s): a crashed worker's jobs run again within their
+    /// worker's), 1 to 3,600 s (default 1 s): a crashed worker's jobs run again within their
     /// lease plus this.
     #[serde(with = "secs")]
     pub rescue_interval: Duration,
@@ -129,7 +129,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 8_192,
             shutdown_grace: Duration::from_secs(10),
-            rescue_interval: Duration::from_secs(30),
+            rescue_interval: Duration::from_secs(1),
             sqlite_synchronous_full: true,
             postgres_max_connections: 16,
             postgres_schema: None,

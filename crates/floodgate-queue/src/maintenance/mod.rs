@@ -45,12 +45,13 @@ pub struct Maintenance<S> {
 }
 
 impl<S: Store + Clone> Maintenance<S> {
-    /// Rescue every 30 s; clean every 5 minutes with the default [`Retention`] and inbox keys
+    /// Rescue every second (a dead worker's jobs run again within about a second of their
+    /// lease's end; a pass with nothing to rescue is one indexed statement); clean every 5 minutes with the default [`Retention`] and inbox keys
     /// kept 7 days; no periodic jobs; catch up 10 minutes of missed occurrences.
     pub fn new(store: S) -> Self {
         Maintenance {
             store,
-            rescue_every: Duration::from_secs(30),
+            rescue_every: Duration::from_secs(1),
             retention: Retention::default(),
             clean_every: Duration::from_secs(300),
             inbox_retention: Some(Duration::from_secs(7 * 24 * 3600)),

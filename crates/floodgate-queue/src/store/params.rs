@@ -199,6 +199,8 @@ pub struct Rescued {
     /// Its new state: `pending` to run again, `dead` when its attempts were used up, or
     /// `cancelled` when cancellation had been asked for.
     pub state: JobState,
+    /// Its queue (whose workers are woken when it is pending again).
+    pub queue: String,
 }
 
 /// How long finished jobs are kept before [`delete_finished`](super::Store::delete_finished)

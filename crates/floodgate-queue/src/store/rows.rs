@@ -216,6 +216,7 @@ pub(crate) fn rescued<R: Columns>(rows: &[R]) -> Result<Vec<Rescued>, StoreError
                 id: JobId(row.int("id")?),
                 previous_owner: row.opt_text("lease_owner")?,
                 state: row.state("state")?,
+                queue: row.text("queue")?,
             })
         })
         .collect()

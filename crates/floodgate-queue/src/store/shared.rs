@@ -197,6 +197,18 @@ pub(crate) async fn rescue<R: Columns>(
     Ok(rescued)
 }
 
+/// The queues of the rescued jobs that are pending again, each once, in order.
+pub(crate) fn queues_to_wake(rescued: &[Rescued]) -> Vec<&str> {
+    let mut queues: Vec<&str> = rescued
+        .iter()
+        .filter(|r| r.state == crate::job::JobState::Pending)
+        .map(|r| r.queue.as_str())
+        .collect();
+    queues.sort_unstable();
+    queues.dedup();
+    queues
+}
+
 /// Pausing or resuming `queue`: the name is checked before `update` runs, the change logged.
 pub(crate) async fn set_paused<T>(
     observe: &Observe,

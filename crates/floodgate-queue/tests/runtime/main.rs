@@ -16,3 +16,4 @@ mod leader;
 mod maintenance;
 #[cfg(feature = "sqlite")]
 mod metric_labels;
+mod takeover;

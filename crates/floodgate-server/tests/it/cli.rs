@@ -55,7 +55,7 @@ fn config_prints_the_layered_settings_with_secrets_masked() {
     // The connection bounds, with their defaults.
     assert!(shown.contains("header_read_timeout = 10"), "{shown}");
     assert!(shown.contains("request_body_timeout = 30"), "{shown}");
-    assert!(shown.contains("rescue_interval = 30"), "{shown}");
+    assert!(shown.contains("rescue_interval = 1\n"), "{shown}");
     assert!(shown.contains("max_connections = 8192"), "{shown}");
     assert!(
         shown.contains("listen = \"127.0.0.1:9001\""),

@@ -307,7 +307,7 @@ impl Sql {
                       ORDER BY lease_expires_at LIMIT $1
                       FOR UPDATE SKIP LOCKED) AS e
                 WHERE j.id = e.id
-                RETURNING j.id, j.lease_owner, j.state"),
+                RETURNING j.id, j.lease_owner, j.state, j.queue"),
             retry_dead: r(
                 "UPDATE {t}jobs SET state = 'pending', attempt = 0, run_at = now(),
                     finished_at = NULL, cancel_requested = false, updated_at = now(), {requeue}

@@ -225,7 +225,12 @@ impl Store for PgStore {
         let rescue = sqlx::query(sqlx::AssertSqlSafe(self.inner.sql.rescue.as_str()))
             .bind(i64::from(limit.max(1)))
             .fetch_all(&self.inner.pool);
-        shared::rescue(&self.inner.observe, rescue).await
+        let rescued = shared::rescue(&self.inner.observe, rescue).await?;
+        // Workers waiting on these queues take the jobs back now, not at their next poll.
+        for queue in shared::queues_to_wake(&rescued) {
+            self.notify(queue).await?;
+        }
+        Ok(rescued)
     }
 
     async fn retry_dead(&self, id: JobId) -> Result<(), StoreError> {

@@ -236,7 +236,7 @@ impl Sql {
                 WHERE id IN (SELECT id FROM {t}jobs
                              WHERE state = 'running' AND lease_expires_at < ?1
                              ORDER BY lease_expires_at LIMIT ?3)
-                RETURNING id, lease_owner, state"),
+                RETURNING id, lease_owner, state, queue"),
             retry_dead: r(
                 "UPDATE {t}jobs SET state = 'pending', attempt = 0, run_at = ?2,
                     finished_at = NULL, cancel_requested = 0, updated_at = ?2, {requeue}

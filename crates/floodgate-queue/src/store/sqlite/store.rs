@@ -235,7 +235,10 @@ impl Store for SqliteStore {
             .bind(at)
             .bind(i64::from(limit.max(1)))
             .fetch_all(&self.inner.writer);
-        shared::rescue(&self.inner.observe, rescue).await
+        let rescued = shared::rescue(&self.inner.observe, rescue).await?;
+        // Workers waiting on these queues take the jobs back now, not at their next poll.
+        self.notify(shared::queues_to_wake(&rescued));
+        Ok(rescued)
     }
 
     async fn retry_dead(&self, id: JobId) -> Result<(), StoreError> {
