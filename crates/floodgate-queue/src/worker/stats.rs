@@ -40,6 +40,10 @@ pub struct WorkerStats {
     /// the kinds at their limits), or memory above the high-water mark. A worker that never
     /// hoards shows it here, one passed-up chance per claim round while it is full.
     pub claims_passed_up: u64,
+    /// Jobs the worker held and gave back to the queue before starting them: they would not
+    /// start soon, the worker stalled, or it stopped. The next claim (by any worker) takes the
+    /// best there is, so each of them may start out of priority order.
+    pub gave_back: u64,
 }
 
 /// The live counters behind [`WorkerStats`].
@@ -55,6 +59,7 @@ pub(super) struct Counters {
     lease_lost: AtomicU64,
     store_errors: AtomicU64,
     passed_up: AtomicU64,
+    gave_back: AtomicU64,
 }
 
 impl Counters {
@@ -84,6 +89,11 @@ impl Counters {
         self.passed_up.fetch_add(1, Relaxed);
     }
 
+    /// Counts `n` held jobs given back.
+    pub(super) fn gave_back(&self, n: usize) {
+        self.gave_back.fetch_add(n as u64, Relaxed);
+    }
+
     /// Counts `n` claimed jobs.
     pub(super) fn claimed(&self, n: usize) {
         self.claimed.fetch_add(n as u64, Relaxed);
@@ -103,6 +113,7 @@ impl Counters {
             running: running as u64,
             prefetched: prefetched as u64,
             claims_passed_up: self.passed_up.load(Relaxed),
+            gave_back: self.gave_back.load(Relaxed),
         }
     }
 }

@@ -192,16 +192,18 @@ async fn buffered_jobs_start_in_priority_order<S: Store + Clone>(store: &S) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Before shutdown, whose give-back is not a reordering.
+    let gave_back = handle.stats().gave_back;
     handle.shutdown(Duration::from_secs(5)).await;
     let order = order.lock().unwrap();
     assert_eq!(order.len(), 2_000);
-    // Strict order, but for the rare batch a false stall alarm gives back (a no-op handler
-    // descheduled for 5 ms on a loaded machine looks like a slow job; what went back starts
-    // after the jobs already recorded): at most two such inversions.
-    let inversions = order.windows(2).filter(|w| w[0] < w[1]).count();
+    // Strict order, but for held jobs given back (a no-op handler descheduled on a loaded
+    // machine looks like a slow job or a stall; what went back starts after the jobs already
+    // recorded): at most one inversion per job given back, none on a quiet run.
+    let inversions = order.windows(2).filter(|w| w[0] < w[1]).count() as u64;
     assert!(
-        inversions <= 2,
-        "started out of priority order {inversions} times: {:?}",
+        inversions <= gave_back,
+        "started out of priority order {inversions} times, {gave_back} jobs given back: {:?}",
         order
             .windows(2)
             .position(|w| w[0] < w[1])

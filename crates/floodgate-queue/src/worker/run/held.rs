@@ -254,6 +254,7 @@ async fn release<S: Store + Clone>(
         .iter()
         .map(|job| job.lease().expect("a claimed job is leased"))
         .collect();
+    shared.counters.gave_back(leases.len());
     let statuses = match config.store.release_held(&leases).await {
         Ok(s) => s,
         Err(e) => {
