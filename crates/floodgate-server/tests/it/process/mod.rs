@@ -26,6 +26,8 @@ mod half_sent;
 
 mod clients;
 
+mod takeover;
+
 /// The Python example worker drains a queue: emails succeed with their result, resizes
 /// succeed after sleeping, and jobs that always fail go dead with their error.
 #[test]
