@@ -55,14 +55,14 @@ async fn claiming_pauses_above_the_high_water_mark_and_resumes_below_the_low_one
     // A claim round that passes up for memory comes after any claim in flight when the mark
     // was passed; then rounds after the enqueue pass the job up too.
     let seen = handle.stats().claims_passed_up;
-    passes_up(&handle, seen + 1).await;
+    support::passes_up(&handle, seen + 1).await;
     let id = store
         .enqueue(NewJob::new("k", json!(null)))
         .await
         .unwrap()
         .id;
     let seen = handle.stats().claims_passed_up;
-    passes_up(&handle, seen + 3).await;
+    support::passes_up(&handle, seen + 3).await;
     assert_eq!(
         store.job(id).await.unwrap().unwrap().state,
         JobState::Pending,
@@ -79,17 +79,4 @@ async fn claiming_pauses_above_the_high_water_mark_and_resumes_below_the_low_one
     // Claiming resumed.
     support::eventually(&store, id, JobState::Succeeded).await;
     handle.shutdown(Duration::from_secs(5)).await;
-}
-
-/// Waits (up to 10 s) until the worker has passed up at least `total` chances to claim.
-async fn passes_up(handle: &floodgate_queue::worker::WorkerHandle, total: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while handle.stats().claims_passed_up < total {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker passed up {} chances to claim, not {total}",
-            handle.stats().claims_passed_up
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }

@@ -94,19 +94,6 @@ async fn runs_jobs_and_keeps_results<S: Store + Clone>(store: &S) {
     handle.shutdown(Duration::from_secs(5)).await;
 }
 
-/// Waits (up to 10 s) until the worker has passed up at least `total` chances to claim.
-async fn passes_up(handle: &WorkerHandle, total: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while handle.stats().claims_passed_up < total {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker passed up {} chances to claim, not {total}",
-            handle.stats().claims_passed_up
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 async fn claims_only_what_it_can_start<S: Store + Clone>(store: &S) {
     let release = Arc::new(tokio::sync::Semaphore::new(0));
     let gauge = Arc::new(Gauge::default());
@@ -137,7 +124,7 @@ async fn claims_only_what_it_can_start<S: Store + Clone>(store: &S) {
     }
     // Full, it passes up its next chances to claim (a hoarding worker would claim instead).
     let seen = handle.stats().claims_passed_up;
-    passes_up(&handle, seen + 2).await;
+    support::passes_up(&handle, seen + 2).await;
     let stats = store.queue_stats().await.unwrap();
     assert_eq!(
         stats[0].counts.running, 2,
@@ -598,7 +585,7 @@ async fn memory_above_the_high_water_mark_stops_claims<S: Store + Clone>(store: 
     // A claim round that passes up for memory comes after any claim in flight when the mark
     // was passed (one task claims, one round at a time).
     let seen = handle.stats().claims_passed_up;
-    passes_up(&handle, seen + 1).await;
+    support::passes_up(&handle, seen + 1).await;
     let id = store
         .enqueue(NewJob::new("k", json!(null)))
         .await
@@ -606,7 +593,7 @@ async fn memory_above_the_high_water_mark_stops_claims<S: Store + Clone>(store: 
         .id;
     // Rounds after the enqueue (woken by it, then polls) pass it up too.
     let seen = handle.stats().claims_passed_up;
-    passes_up(&handle, seen + 3).await;
+    support::passes_up(&handle, seen + 3).await;
     assert_eq!(
         store.job(id).await.unwrap().unwrap().state,
         JobState::Pending

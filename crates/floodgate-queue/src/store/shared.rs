@@ -121,10 +121,13 @@ async fn bury_unreadable<S: Store>(store: &S, unreadable: Vec<Unreadable>) {
 /// A heartbeat: checks the TTL, runs nothing for no leases, and reads the rows `extend`
 /// returns into one status per lease.
 pub(crate) async fn extend_leases<R: Columns>(
+    worker_id: &str,
     leases: &[Lease],
     ttl: Duration,
     extend: impl AsyncFnOnce() -> Result<Vec<R>, StoreError>,
 ) -> Result<Vec<LeaseStatus>, StoreError> {
+    // The name a claim would take: one it would refuse holds no lease to extend.
+    validate_name("worker_id", worker_id)?;
     crate::store::params::validate_ttl(ttl)?;
     if leases.is_empty() {
         return Ok(Vec::new());

@@ -175,3 +175,18 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Waits (up to 10 s) until the worker has passed up at least `total` chances to claim: the
+/// event a "nothing was claimed" assertion waits for, instead of a sleep.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn passes_up(handle: &floodgate_queue::worker::WorkerHandle, total: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while handle.stats().claims_passed_up < total {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker passed up {} chances to claim, not {total}",
+            handle.stats().claims_passed_up
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -11,7 +11,7 @@
 //! -> 200 {"extended": [2], "cancel_requested": [], "lease_lost": [], "lease_expires_at": "..."}
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use axum::Json;
 use axum::extract::State;
@@ -117,30 +117,30 @@ pub async fn complete_many(
     ApiJson(body): ApiJson<CompleteManyRequest>,
 ) -> ApiResult<Json<CompletedMany>> {
     let leases = leases(body.jobs.iter().map(|j| (j.id, j.lease_token.as_str())))?;
-    let named = names(&leases);
-    let mut together = Vec::with_capacity(leases.len());
-    let mut alone = Vec::new();
     let mut seen = HashSet::with_capacity(leases.len());
+    let mut completions = Vec::with_capacity(leases.len());
     for (index, (item, lease)) in body.jobs.into_iter().zip(&leases).enumerate() {
         if let Some(result) = &item.result {
             Completion::check_result(result)
                 .map_err(|e| ApiError::invalid(&format!("jobs[{index}].result"), e))?;
         }
-        if !seen.insert((lease.id, lease.token)) {
-            continue; // the same lease twice: completed once
-        }
-        let completion = Completion {
-            lease: *lease,
-            result: item.result,
-        };
-        // A job named under several tokens (at most one of which can hold it) is fenced one
-        // entry at a time; the rest go in one statement.
-        if named[&lease.id] > 1 {
-            alone.push(completion);
-        } else {
-            together.push(completion);
+        // The same lease twice: completed once.
+        if seen.insert((lease.id, lease.token)) {
+            completions.push(Completion {
+                lease: *lease,
+                result: item.result,
+            });
         }
     }
+    // A job named under several tokens (at most one of which can hold it) is fenced one entry
+    // at a time; the rest go in one statement.
+    let mut entries: HashMap<JobId, usize> = HashMap::with_capacity(completions.len());
+    for c in &completions {
+        *entries.entry(c.lease.id).or_default() += 1;
+    }
+    let (alone, together): (Vec<_>, Vec<_>) = completions
+        .into_iter()
+        .partition(|c| entries[&c.lease.id] > 1);
     let mut answer = CompletedMany {
         succeeded: Vec::with_capacity(leases.len()),
         lease_lost: Vec::new(),
@@ -191,7 +191,6 @@ pub async fn heartbeat_many(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<HeartbeatManyRequest>,
 ) -> ApiResult<Json<HeartbeatMany>> {
-    check_worker(&body.worker)?;
     let mut leases = leases(body.jobs.iter().map(|j| (j.id, j.lease_token.as_str())))?;
     let mut seen = HashSet::with_capacity(leases.len());
     leases.retain(|l| seen.insert((l.id, l.token))); // the same lease twice: extended once
@@ -247,35 +246,6 @@ fn leases<'a>(items: impl ExactSizeIterator<Item = (i64, &'a str)>) -> ApiResult
             })
         })
         .collect()
-}
-
-/// How many distinct tokens name each job.
-fn names(leases: &[Lease]) -> std::collections::HashMap<JobId, usize> {
-    let distinct: HashSet<(JobId, floodgate_queue::LeaseToken)> =
-        leases.iter().map(|l| (l.id, l.token)).collect();
-    let mut named = std::collections::HashMap::with_capacity(distinct.len());
-    for (id, _) in distinct {
-        *named.entry(id).or_insert(0) += 1;
-    }
-    named
-}
-
-/// A worker's name as the claim takes it: 1 to 255 characters, no NUL.
-pub(crate) fn check_worker(worker: &str) -> ApiResult<()> {
-    let chars = worker.chars().count();
-    if !(1..=255).contains(&chars) {
-        return Err(ApiError::invalid(
-            "worker",
-            format!("is {chars} characters long; give the claim's name, 1 to 255 characters"),
-        ));
-    }
-    if worker.contains('\0') {
-        return Err(ApiError::invalid(
-            "worker",
-            "must not contain a NUL character",
-        ));
-    }
-    Ok(())
 }
 
 /// This module's routes, with their documentation.

@@ -157,13 +157,15 @@ pub async fn heartbeat(
     let r = body;
     let lease = lease(id, &r.lease_token)?;
     let ttl = lease_ttl(r.lease_ttl)?;
-    if let Some(worker) = &r.worker {
-        super::reports::check_worker(worker)?;
-    }
     let worker = match &r.worker {
         Some(w) => w.clone(),
-        None => match state.store().job(lease.id).await? {
-            Some(job) => job.lease_owner.unwrap_or_default(),
+        None => match state
+            .store()
+            .job(lease.id)
+            .await?
+            .and_then(|j| j.lease_owner)
+        {
+            Some(owner) => owner,
             None => return Err(lost(lease.id)),
         },
     };

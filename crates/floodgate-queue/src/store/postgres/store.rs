@@ -143,7 +143,7 @@ impl Store for PgStore {
         leases: &[Lease],
         ttl: Duration,
     ) -> Result<Vec<LeaseStatus>, StoreError> {
-        shared::extend_leases(leases, ttl, async || {
+        shared::extend_leases(worker_id, leases, ttl, async || {
             let ids: Vec<i64> = leases.iter().map(|l| l.id.0).collect();
             let tokens: Vec<i64> = leases.iter().map(|l| l.token.0).collect();
             Ok(

@@ -136,7 +136,7 @@ impl Store for SqliteStore {
         leases: &[Lease],
         ttl: Duration,
     ) -> Result<Vec<LeaseStatus>, StoreError> {
-        shared::extend_leases(leases, ttl, async || {
+        shared::extend_leases(worker_id, leases, ttl, async || {
             let now = now_micros();
             let wanted: Vec<(i64, i64)> = leases.iter().map(|l| (l.id.0, l.token.0)).collect();
             Ok(

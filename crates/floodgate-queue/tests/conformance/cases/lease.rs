@@ -93,6 +93,23 @@ pub async fn heartbeat_extends_held_leases_and_reports_lost_and_cancelled<S: Sto
         .await
         .unwrap();
     assert_eq!(other, [LeaseStatus::Lost]);
+    // A name a claim would refuse is refused here too, naming it.
+    for bad in ["", "a\0b"] {
+        let err = store
+            .extend_leases(bad, &[leases[0]], Duration::from_secs(600))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                floodgate_queue::StoreError::Invalid {
+                    field: "worker_id",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
     assert!(
         store
             .extend_leases("w", &[], Duration::from_secs(1))
