@@ -11,6 +11,7 @@
 //! config.validate().unwrap();
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -18,6 +19,8 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+use crate::limits::config::{BreakerSpec, LimiterSpec, RateLimitSpec};
 
 /// The top-level settings' keys, as in the TOML file (and, upper-cased after `FLOODGATE_`,
 /// the environment): the fields of [`Config`] that are not tables, read from its serde form,
@@ -109,6 +112,16 @@ pub struct Config {
     pub log: String,
     /// Webhook delivery (the built-in job kind `webhook`): `[webhooks]` in the file.
     pub webhooks: crate::webhook::config::WebhookConfig,
+    /// A Redis URL: with it, the named limiters and rate limits hold across every server
+    /// using it, and breakers follow each other's opens and closes; without, each server
+    /// limits alone.
+    pub redis_url: Option<String>,
+    /// Named concurrency limits, `[limiters.NAME]`: permits over HTTP.
+    pub limiters: BTreeMap<String, LimiterSpec>,
+    /// Named rate limits, `[rate_limits.NAME]`: checks per key over HTTP.
+    pub rate_limits: BTreeMap<String, RateLimitSpec>,
+    /// Named circuit breakers, `[breakers.NAME]`: calls admitted and reported over HTTP.
+    pub breakers: BTreeMap<String, BreakerSpec>,
 }
 
 impl Default for Config {
@@ -136,6 +149,10 @@ impl Default for Config {
             queue_stats_max_age: Duration::from_secs(1),
             log: "info".to_owned(),
             webhooks: Default::default(),
+            redis_url: None,
+            limiters: BTreeMap::new(),
+            rate_limits: BTreeMap::new(),
+            breakers: BTreeMap::new(),
         }
     }
 }
@@ -146,8 +163,8 @@ pub enum ConfigError {
     /// A value is out of range or malformed.
     #[error("invalid setting {key} = {value}: {fix}")]
     Invalid {
-        /// The setting's key (as in the TOML file).
-        key: &'static str,
+        /// The setting's key (as in the TOML file; `limiters.llm.lease_ttl` in a table).
+        key: String,
         /// The value given (secrets masked).
         value: String,
         /// What a valid value looks like.
@@ -201,7 +218,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, value: String, fix: &str| {
             Err(ConfigError::Invalid {
-                key,
+                key: key.to_owned(),
                 value,
                 fix: fix.to_owned(),
             })
@@ -309,6 +326,21 @@ impl Config {
         if let Err(e) = self.webhooks.validate() {
             return invalid("webhooks", "(see the file)".into(), &e.to_string());
         }
+        if let Some(url) = &self.redis_url
+            && let Err(e) = redis::Client::open(url.as_str())
+        {
+            return invalid(
+                "redis_url",
+                mask_url(url),
+                &format!("{e}; write redis://host:6379 (or rediss:// for TLS)"),
+            );
+        }
+        // The named limits' own checks, without reaching Redis.
+        let local = Config {
+            redis_url: None,
+            ..self.clone()
+        };
+        crate::limits::Limits::from_config(&local)?;
         Ok(())
     }
 
@@ -322,6 +354,7 @@ impl Config {
         let hide = |secrets: &mut Vec<String>| secrets.iter_mut().for_each(|s| *s = "***".into());
         hide(&mut shown.webhooks.secrets);
         shown.webhooks.redis_url = self.webhooks.redis_url.as_deref().map(mask_url);
+        shown.redis_url = self.redis_url.as_deref().map(mask_url);
         for d in shown.webhooks.destinations.values_mut() {
             if let Some(secrets) = d.secrets.as_mut() {
                 hide(secrets);

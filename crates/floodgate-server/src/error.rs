@@ -53,6 +53,22 @@ pub enum Code {
     BodyTimeout,
     /// The database could not be reached.
     DatabaseUnavailable,
+    /// A limiter's wait queue is full: retry later.
+    QueueFull,
+    /// No permit was free within the wait asked for.
+    AcquireTimeout,
+    /// A fleet-wide limiter cannot reach Redis and its failure policy is closed.
+    LimiterUnavailable,
+    /// The permit's lease ran out (or it was released): it no longer counts; acquire another.
+    PermitLost,
+    /// Over a rate limit: retry after `Retry-After`.
+    RateLimited,
+    /// A fleet-wide rate limit cannot reach Redis and its failure policy is closed.
+    RateLimitUnavailable,
+    /// The circuit breaker is open: retry after `Retry-After`.
+    BreakerOpen,
+    /// The call was reported already, or its deadline passed and it counted as failed.
+    CallExpired,
     /// Something failed inside the server (details are in its log).
     Internal,
 }
@@ -65,7 +81,15 @@ impl Code {
             Code::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::InvalidState | Code::LeaseLost => StatusCode::CONFLICT,
+            Code::InvalidState | Code::LeaseLost | Code::PermitLost | Code::CallExpired => {
+                StatusCode::CONFLICT
+            }
+            Code::QueueFull | Code::AcquireTimeout | Code::RateLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Code::LimiterUnavailable | Code::RateLimitUnavailable | Code::BreakerOpen => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Code::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -94,6 +118,14 @@ impl Code {
             Code::Timeout => "Timeout",
             Code::BodyTimeout => "Request body timeout",
             Code::DatabaseUnavailable => "Database unavailable",
+            Code::QueueFull => "Queue full",
+            Code::AcquireTimeout => "Acquire timeout",
+            Code::LimiterUnavailable => "Limiter unavailable",
+            Code::PermitLost => "Permit lost",
+            Code::RateLimited => "Rate limited",
+            Code::RateLimitUnavailable => "Rate limit unavailable",
+            Code::BreakerOpen => "Breaker open",
+            Code::CallExpired => "Call expired",
             Code::Internal => "Internal error",
         }
     }
@@ -154,7 +186,7 @@ pub enum Problems {
         content_type = "application/problem+json"
     )]
     BodyTimeout(Problem),
-    /// `INVALID_STATE` or `LEASE_LOST`.
+    /// `INVALID_STATE`, `LEASE_LOST`, `PERMIT_LOST` or `CALL_EXPIRED`.
     #[response(
         status = 409,
         description = "Not in a state the operation applies to",
@@ -175,6 +207,13 @@ pub enum Problems {
         content_type = "application/problem+json"
     )]
     Invalid(Problem),
+    /// `RATE_LIMITED`, `QUEUE_FULL` or `ACQUIRE_TIMEOUT`, with `Retry-After`.
+    #[response(
+        status = 429,
+        description = "Over a limit; retry after `Retry-After`",
+        content_type = "application/problem+json"
+    )]
+    TooMany(Problem),
     /// `INTERNAL`: a bug; the server's log has it.
     #[response(
         status = 500,
@@ -182,7 +221,8 @@ pub enum Problems {
         content_type = "application/problem+json"
     )]
     Internal(Problem),
-    /// `OVERLOADED`, `TIMEOUT` or `DATABASE_UNAVAILABLE`, with `Retry-After`.
+    /// `OVERLOADED`, `TIMEOUT`, `DATABASE_UNAVAILABLE`, `LIMITER_UNAVAILABLE`,
+    /// `RATE_LIMIT_UNAVAILABLE` or `BREAKER_OPEN`, with `Retry-After`.
     #[response(
         status = 503,
         description = "Unavailable for now; retry after `Retry-After`",
@@ -197,6 +237,7 @@ pub struct ApiError {
     code: Code,
     detail: String,
     retry_after: Option<u64>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -206,7 +247,14 @@ impl ApiError {
             code,
             detail: detail.into(),
             retry_after: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header field to the response (a rate limit's `RateLimit`, say).
+    pub fn header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// A validation failure of `field`.
@@ -255,6 +303,9 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
         response
     }
 }
@@ -284,6 +335,33 @@ impl From<StoreError> for ApiError {
                     "an internal error occurred; see the server log",
                 )
             }
+        }
+    }
+}
+
+impl From<crate::limits::LimitError> for ApiError {
+    fn from(e: crate::limits::LimitError) -> Self {
+        use crate::limits::LimitError as L;
+        let detail = e.to_string();
+        match e {
+            L::Unknown { .. } | L::NoSuchId(_) => ApiError::new(Code::NotFound, detail),
+            L::Invalid(field, reason) => ApiError::invalid(field, reason),
+            L::QueueFull(_) => ApiError::new(Code::QueueFull, detail).retry_after(1),
+            L::AcquireTimeout(_) => ApiError::new(Code::AcquireTimeout, detail).retry_after(1),
+            L::LimiterUnavailable(_) => {
+                ApiError::new(Code::LimiterUnavailable, detail).retry_after(1)
+            }
+            L::RateLimitUnavailable(_) => {
+                ApiError::new(Code::RateLimitUnavailable, detail).retry_after(1)
+            }
+            L::PermitLost(_) => ApiError::new(Code::PermitLost, detail),
+            L::CallExpired(_) => ApiError::new(Code::CallExpired, detail),
+            L::BreakerOpen { retry_after, .. } => {
+                // Forced open: no end is known; a minute is a sensible pause.
+                let secs = retry_after.map_or(60, |d| d.as_secs_f64().ceil().max(1.0) as u64);
+                ApiError::new(Code::BreakerOpen, detail).retry_after(secs)
+            }
+            L::Closing => ApiError::new(Code::Overloaded, detail).retry_after(1),
         }
     }
 }

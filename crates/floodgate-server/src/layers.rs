@@ -26,6 +26,7 @@ const OWN_BOUNDS: &[&str] = &[
     "/health/live",
     "/health/ready",
     "/v1/queues/{queue}/claim",
+    "/v1/limiters/{name}/permits",
     "/v1/dashboard/events",
 ];
 

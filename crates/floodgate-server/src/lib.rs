@@ -47,6 +47,7 @@ pub mod groups;
 mod hub;
 mod layers;
 pub mod leases;
+pub mod limits;
 pub mod sampler;
 pub mod server;
 pub mod state;

@@ -27,6 +27,7 @@ use crate::delivery::{Deliveries, Delivery};
 use crate::groups::PausedGroups;
 use crate::hub::WakeHub;
 use crate::leases::LeaseBook;
+use crate::limits::Limits;
 use crate::sampler::QueueSampler;
 
 /// The server's shared state; cheap to clone.
@@ -47,6 +48,7 @@ struct Inner {
     webhooks: Arc<dyn Delivery>,
     dashboard: Arc<Dashboard>,
     paused_groups: Arc<PausedGroups>,
+    limits: Arc<Limits>,
     requests: Limiter,
     /// Long-polling claims waiting (`max_long_polls`).
     long_polls: Limiter,
@@ -89,10 +91,12 @@ impl AppState {
                 .expect("the webhook settings were validated"),
         );
         let deliveries = Deliveries::default().with(webhooks.clone());
+        let limits = Arc::new(Limits::from_config(&config).expect("the limits were validated"));
         let enqueuer = Enqueuer::start(store.clone());
         let completer = Completer::start(store.clone());
         let background = CancellationToken::new();
         let hub = WakeHub::start(store.clone(), background.clone());
+        limits.start(background.clone());
         let requests = Limiter::builder()
             .name("http")
             .max_concurrency(config.max_concurrent_requests)
@@ -129,6 +133,7 @@ impl AppState {
                 webhooks,
                 dashboard,
                 paused_groups,
+                limits,
                 requests,
                 long_polls,
                 streams,
@@ -206,6 +211,11 @@ impl AppState {
     /// The dashboard's sampler.
     pub fn dashboard(&self) -> &Arc<Dashboard> {
         &self.inner.dashboard
+    }
+
+    /// The named limiters, rate limits and breakers of the settings.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// The limiter of requests in flight (closed at shutdown).

@@ -43,11 +43,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|e| ApiError::from(JsonRejection::from(e)))?;
-        let mut value = read(&bytes)?;
-        // JSON does not tell `5` from `5.0`: a whole number written with a fraction is taken
-        // for an integer setting (never inside a payload, metadata or result, kept as sent).
-        whole_numbers(&mut value);
-        from_value(value).map(ApiJson)
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+/// A body as `T` (see the [module docs](self)).
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut value = read(bytes)?;
+    // JSON does not tell `5` from `5.0`: a whole number written with a fraction is taken for
+    // an integer setting (never inside a payload, metadata or result, kept as sent).
+    whole_numbers(&mut value);
+    from_value(value)
+}
+
+/// An optional JSON body (`Option<ApiJson<T>>`): none when the request sends no bytes, else
+/// read as [`ApiJson`] reads it.
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let json = is_json(request.headers());
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::from(JsonRejection::from(e)))?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        if !json {
+            return Err(ApiError::new(
+                Code::MalformedJson,
+                "send the body as JSON with `Content-Type: application/json`, or no body",
+            ));
+        }
+        parse(&bytes).map(|v| Some(ApiJson(v)))
     }
 }
 

@@ -1,13 +1,16 @@
 //! The HTTP API's routes and its OpenAPI document, generated from the handlers' annotations
 //! (so the document cannot drift from the code).
 
+pub mod breakers;
 pub mod dashboard;
 pub mod filters;
 pub mod jobs;
 pub mod json;
+pub mod limiters;
 pub mod model;
 pub mod ops;
 pub mod queues;
+pub mod rate_limits;
 pub mod reports;
 pub mod webhooks;
 pub mod workers;
@@ -25,7 +28,8 @@ use crate::state::AppState;
     info(
         title = "floodgate",
         description = "A durable job queue over HTTP: enqueue (202 + status polling), workers in \
-                       any language with lease-fenced reports, queues, health and metrics. Every \
+                       any language with lease-fenced reports, queues, health and metrics; and \
+                       limits as a service (permits, rate limits, circuit breakers). Every \
                        error is an RFC 9457 problem document with a stable `code`."
     ),
     components(schemas(crate::error::Problem, crate::error::Code, model::BatchRequest, model::BatchAccepted)),
@@ -35,6 +39,7 @@ use crate::state::AppState;
         (name = "workers", description = "Claim and report on jobs from any language"),
         (name = "queues", description = "Queue counts, pause and resume"),
         (name = "webhooks", description = "Webhook destinations"),
+        (name = "limits", description = "Concurrency limits, rate limits and circuit breakers shared by a fleet"),
         (name = "dashboard", description = "The live dashboard's data"),
         (name = "operations", description = "Health, metrics, this document"),
     )
@@ -126,6 +131,9 @@ fn router() -> OpenApiRouter<AppState> {
         .merge(reports::routes())
         .merge(queues::routes())
         .merge(webhooks::routes())
+        .merge(limiters::routes())
+        .merge(rate_limits::routes())
+        .merge(breakers::routes())
         .merge(dashboard::routes())
         .merge(ops::routes())
 }

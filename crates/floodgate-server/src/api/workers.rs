@@ -70,7 +70,7 @@ pub async fn claim(
 }
 
 /// A slot of `max_concurrent_requests`, or the overload problem.
-fn request_slot(state: &AppState) -> ApiResult<floodgate::OwnedPermit> {
+pub(crate) fn request_slot(state: &AppState) -> ApiResult<floodgate::OwnedPermit> {
     state.requests().try_acquire_owned().map_err(|_| {
         ApiError::new(
             Code::Overloaded,

@@ -232,6 +232,14 @@ impl CircuitBreaker {
         self.engine.force(State::Closed, "reset");
     }
 
+    /// Opens the breaker as a trip would: for its open wait, then half-open with probes (e.g.
+    /// because another node saw the dependency fail). A no-op while it is open already.
+    pub fn trip(&self) {
+        if self.engine.state() != State::Open {
+            self.engine.force(State::Open, "tripped from outside");
+        }
+    }
+
     /// Opens the breaker until [`reset`](Self::reset) (e.g. during maintenance of the
     /// dependency).
     pub fn force_open(&self) {

@@ -135,6 +135,16 @@ pub(crate) struct Ticket {
     start: Option<Instant>,
 }
 
+impl Ticket {
+    /// Makes the call's measured duration `took` (when slowness is tracked).
+    /// (A duration longer than the clock can go back keeps the admission as the start.)
+    pub(crate) fn set_duration(&mut self, took: Duration) {
+        if self.start.is_some() {
+            self.start = Instant::now().checked_sub(took).or(self.start);
+        }
+    }
+}
+
 impl Engine {
     /// A closed breaker with `config` (checked here).
     pub(crate) fn new(

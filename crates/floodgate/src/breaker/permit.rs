@@ -2,6 +2,7 @@
 //! run by [`CircuitBreaker::call`](super::CircuitBreaker::call).
 
 use std::fmt::Display;
+use std::time::Duration;
 
 use super::circuit::CircuitBreaker;
 use super::engine::{Engine, Ticket};
@@ -27,6 +28,18 @@ impl CallPermit {
     /// Reports the call's outcome; `error` describes a failure for health reports.
     pub fn record(mut self, outcome: Outcome, error: Option<&dyn Display>) {
         if let Some(ticket) = self.ticket.take() {
+            self.breaker.engine.record(ticket, outcome, || {
+                error.map_or_else(|| "failure".to_owned(), |e| e.to_string())
+            });
+        }
+    }
+
+    /// Reports the call's outcome with its duration as the caller measured it (a call made
+    /// elsewhere, reported later): the breaker judges slowness from `took`, not from the time
+    /// since the permit was given.
+    pub fn record_took(mut self, outcome: Outcome, took: Duration, error: Option<&dyn Display>) {
+        if let Some(mut ticket) = self.ticket.take() {
+            ticket.set_duration(took);
             self.breaker.engine.record(ticket, outcome, || {
                 error.map_or_else(|| "failure".to_owned(), |e| e.to_string())
             });

@@ -2,9 +2,11 @@
 
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use lru::LruCache;
 
+use super::allowance::Allowance;
 use super::clock::{Clock, RateClock};
 use super::error::{NotUntil, RateError};
 use super::gcra::{OnCancel, Quota};
@@ -93,6 +95,20 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
                 Ok(())
             }
         }
+    }
+
+    /// Takes `n` cells for `key`, and says what the key has left: its remaining cells and when
+    /// its bucket is full again (for answers that advertise them).
+    pub fn take(&self, key: &K, n: u32) -> Result<Allowance, NotUntil> {
+        let now = self.clock.now();
+        let mut map = lock(self.shard(key));
+        let tat = map.get(key).copied().unwrap_or(0);
+        let next = self.quota.step(tat, now, n)?;
+        map.put(key.clone(), next);
+        Ok(Allowance::after(
+            &self.quota,
+            Duration::from_nanos(next.saturating_sub(now)),
+        ))
     }
 
     /// Waits until `key` has a cell and takes it.

@@ -21,6 +21,7 @@
 //! assert!(matches!(RetryDecision::from(&refused), RetryDecision::RetryAfter(_)));
 //! ```
 
+mod allowance;
 mod clock;
 mod error;
 mod gcra;
@@ -31,6 +32,7 @@ pub mod layer;
 #[cfg(feature = "redis")]
 pub mod redis;
 
+pub use allowance::Allowance;
 pub use clock::RateClock;
 pub use error::{NotUntil, RateError};
 pub use gcra::{Quota, RateLimiter};

@@ -31,7 +31,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{
-    AtomicBool,
+    AtomicBool, AtomicU32,
     Ordering::{AcqRel, Acquire, Release},
 };
 use std::time::Duration;
@@ -40,6 +40,7 @@ use metrics::{Counter, Gauge};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
+use super::allowance::Allowance;
 use super::error::{NotUntil, RateError};
 use super::gcra::Quota;
 
@@ -204,7 +205,7 @@ if new - now > tau then
   return {0, new - tau - now}
 end
 redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1)
-return {1, 0}
+return {1, new - now}
 "#;
 
 /// GCRA shared by every node through Redis; see the [module docs](self).
@@ -250,6 +251,17 @@ impl RedisRateLimiter {
     /// Nothing is left behind locally, but a command already sent when the future is dropped
     /// may still take its cells in Redis, as if the call had been allowed.
     pub async fn check_n(&self, key: &str, n: u32) -> Result<(), RateError> {
+        self.take(key, n).await.map(|_| ())
+    }
+
+    /// Takes `n` cells for `key`, and says what the key has left (its remaining cells and
+    /// when its bucket is full again). Under `FailurePolicy::Open` with Redis unreachable the
+    /// answer is an allowance with `enforced: false` and the whole burst remaining.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`check_n`](Self::check_n).
+    pub async fn take(&self, key: &str, n: u32) -> Result<Allowance, RateError> {
         if n > self.quota.burst {
             return Err(RateError::Limited(NotUntil::Never {
                 burst: self.quota.burst,
@@ -261,15 +273,27 @@ impl RedisRateLimiter {
             .key(format!("{}rate:{key}", self.link.settings.prefix));
         inv.arg(interval_us).arg(self.quota.burst).arg(n);
         match self.link.invoke::<(i64, i64)>(&mut inv).await {
-            Ok((1, _)) => Ok(()),
+            Ok((1, ahead_us)) => Ok(Allowance::after(
+                &self.quota,
+                Duration::from_micros(ahead_us.max(0) as u64),
+            )),
             Ok((_, wait_us)) => Err(RateError::Limited(NotUntil::Wait(Duration::from_micros(
                 wait_us.max(0) as u64,
             )))),
             Err(reason) => match self.link.settings.failure_policy {
-                FailurePolicy::Open => Ok(()),
+                FailurePolicy::Open => Ok(Allowance {
+                    remaining: self.quota.burst,
+                    reset_after: Duration::ZERO,
+                    enforced: false,
+                }),
                 FailurePolicy::Closed => Err(RateError::Unavailable { reason }),
             },
         }
+    }
+
+    /// The quota of each key.
+    pub fn quota(&self) -> Quota {
+        self.quota
     }
 
     /// Whether the last command reached Redis.
@@ -278,16 +302,36 @@ impl RedisRateLimiter {
     }
 }
 
+/// The limit in force: a run-time override (`set_limit`) stored as `configured:override`, which
+/// applies only while the nodes are configured with the limit it overrode.
+const LIMIT: &str = r#"
+local function limit_of(key, configured)
+  local stored = redis.call('GET', key)
+  if stored then
+    local base, override = string.match(stored, '^(%d+):(%d+)$')
+    if base == configured then return tonumber(override) end
+  end
+  return tonumber(configured)
+end
+"#;
+
 const ACQUIRE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = limit_of(KEYS[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+if redis.call('ZCARD', KEYS[1]) < limit then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-  return 1
+  return {1, limit}
 end
-return 0
+return {0, limit}
+"#;
+
+const HELD: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return {redis.call('ZCOUNT', KEYS[1], now + 1, '+inf'), limit_of(KEYS[2], ARGV[1])}
 "#;
 
 const RENEW: &str = r#"
@@ -312,9 +356,20 @@ const RELEASE: &str = "return redis.call('ZREM', KEYS[1], ARGV[1])";
 pub struct GlobalLimiter {
     link: Link,
     key: String,
+    limit_key: String,
+    /// The configured limit.
     limit: u32,
+    /// The limit in force as last read from Redis (a run-time override, or `limit`).
+    in_force: Arc<AtomicU32>,
     ttl: Duration,
-    scripts: Arc<(Script, Script, Script)>,
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
+    acquire: Script,
+    renew: Script,
+    release: Script,
+    held: Script,
 }
 
 impl std::fmt::Debug for GlobalLimiter {
@@ -360,7 +415,7 @@ impl Drop for GlobalPermit {
         {
             let id = std::mem::take(&mut self.id);
             rt.spawn(async move {
-                let mut inv = limiter.scripts.2.key(&limiter.key);
+                let mut inv = limiter.scripts.release.key(&limiter.key);
                 inv.arg(&id);
                 let _ = limiter.link.invoke::<i64>(&mut inv).await;
             });
@@ -385,14 +440,17 @@ impl GlobalLimiter {
         let key = format!("{}permits:{name}", settings.prefix);
         Ok(GlobalLimiter {
             link: Link::new(settings)?,
+            limit_key: format!("{key}:limit"),
             key,
             limit,
+            in_force: Arc::new(AtomicU32::new(limit)),
             ttl,
-            scripts: Arc::new((
-                Script::new(ACQUIRE),
-                Script::new(RENEW),
-                Script::new(RELEASE),
-            )),
+            scripts: Arc::new(Scripts {
+                acquire: Script::new(&format!("{LIMIT}{ACQUIRE}")),
+                renew: Script::new(RENEW),
+                release: Script::new(RELEASE),
+                held: Script::new(&format!("{LIMIT}{HELD}")),
+            }),
         })
     }
 
@@ -406,11 +464,16 @@ impl GlobalLimiter {
     pub async fn try_acquire(&self) -> Result<Option<GlobalPermit>, RateError> {
         let id = format!("{:032x}", rand::random::<u128>());
         let ttl_ms = self.ttl.as_millis() as u64;
-        let mut inv = self.scripts.0.key(&self.key);
-        inv.arg(self.limit).arg(ttl_ms).arg(&id);
-        match self.link.invoke::<i64>(&mut inv).await {
-            Ok(1) => Ok(Some(self.guard(id))),
-            Ok(_) => Ok(None),
+        let mut inv = self.scripts.acquire.key(&self.key);
+        inv.key(&self.limit_key)
+            .arg(self.limit)
+            .arg(ttl_ms)
+            .arg(&id);
+        match self.link.invoke::<(i64, u32)>(&mut inv).await {
+            Ok((granted, limit)) => {
+                self.in_force.store(limit, Release);
+                Ok((granted == 1).then(|| self.guard(id)))
+            }
             Err(reason) => match self.link.settings.failure_policy {
                 FailurePolicy::Open => Ok(Some(GlobalPermit {
                     limiter: None,
@@ -457,7 +520,7 @@ impl GlobalLimiter {
                 let every = limiter.ttl / 3;
                 loop {
                     tokio::time::sleep(every).await;
-                    let mut inv = limiter.scripts.1.key(&limiter.key);
+                    let mut inv = limiter.scripts.renew.key(&limiter.key);
                     inv.arg(limiter.ttl.as_millis() as u64).arg(&id);
                     if let Ok(0) = limiter.link.invoke::<i64>(&mut inv).await {
                         tracing::warn!(key = %limiter.key, "global permit lease lost");
@@ -475,20 +538,58 @@ impl GlobalLimiter {
         }
     }
 
-    /// Permits held fleet-wide now (expired leases not counted).
+    /// Permits held fleet-wide now (expired leases not counted), and the limit in force.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: it only reads.
-    pub async fn held(&self) -> Result<u32, RateError> {
-        let script = Script::new(
-            "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
-             return redis.call('ZCOUNT', KEYS[1], now + 1, '+inf')",
-        );
-        let mut inv = script.key(&self.key);
-        self.link
-            .invoke::<u32>(&mut inv)
+    pub async fn held(&self) -> Result<(u32, u32), RateError> {
+        let mut inv = self.scripts.held.key(&self.key);
+        inv.key(&self.limit_key).arg(self.limit);
+        let (held, limit) = self
+            .link
+            .invoke::<(u32, u32)>(&mut inv)
             .await
-            .map_err(|reason| RateError::Unavailable { reason })
+            .map_err(|reason| RateError::Unavailable { reason })?;
+        self.in_force.store(limit, Release);
+        Ok((held, limit))
+    }
+
+    /// Changes the limit for every node at once (stored in Redis beside the permits). The
+    /// change holds while the nodes are configured with the limit it overrides: a node started
+    /// with another configured limit uses its own, so a changed configuration wins over an old
+    /// run-time change. Shrinking never revokes a held permit.
+    ///
+    /// # Cancel safety
+    ///
+    /// A command already sent when the future is dropped may still apply.
+    pub async fn set_limit(&self, limit: u32) -> Result<(), RateError> {
+        if limit == 0 {
+            return Err(RateError::InvalidQuota("limit must be at least 1"));
+        }
+        let script = Script::new("redis.call('SET', KEYS[1], ARGV[1]) return 1");
+        let mut inv = script.key(&self.limit_key);
+        inv.arg(format!("{}:{limit}", self.limit));
+        self.link
+            .invoke::<i64>(&mut inv)
+            .await
+            .map_err(|reason| RateError::Unavailable { reason })?;
+        self.in_force.store(limit, Release);
+        Ok(())
+    }
+
+    /// The limit in force as last read from Redis (the configured one until then).
+    pub fn limit(&self) -> u32 {
+        self.in_force.load(Acquire)
+    }
+
+    /// Whether the last command reached Redis.
+    pub fn is_healthy(&self) -> bool {
+        self.link.healthy()
+    }
+
+    /// The failure policy.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.link.settings.failure_policy
     }
 }
