@@ -6,6 +6,7 @@ mod body_deadline;
 mod document;
 mod held_jobs;
 mod json_bodies;
+mod limits;
 mod own_bounds;
 
 use std::time::{Duration, Instant};
@@ -658,6 +659,10 @@ async fn tokens_guard_every_route() {
         "/health/ready",
         "/metrics",
         "/openapi.json",
+        "/v1/breakers",
+        "/v1/breakers/{name}/calls",
+        "/v1/breakers/{name}/calls/{call_id}",
+        "/v1/breakers/{name}/reset",
         "/v1/dashboard",
         "/v1/dashboard/events",
         "/v1/failures",
@@ -674,10 +679,17 @@ async fn tokens_guard_every_route() {
         "/v1/jobs/{id}/heartbeat",
         "/v1/jobs/{id}/retry",
         "/v1/jobs/{id}/snooze",
+        "/v1/limiters",
+        "/v1/limiters/{name}",
+        "/v1/limiters/{name}/permits",
+        "/v1/permits/{id}",
+        "/v1/permits/{id}/heartbeat",
         "/v1/queues",
         "/v1/queues/{queue}/claim",
         "/v1/queues/{queue}/pause",
         "/v1/queues/{queue}/resume",
+        "/v1/rate-limits",
+        "/v1/rate-limits/{name}/check",
         "/v1/webhooks/destinations",
         "/v1/webhooks/destinations/{destination}/enable",
     ];
@@ -689,7 +701,9 @@ async fn tokens_guard_every_route() {
         let concrete = path
             .replace("{id}", "1")
             .replace("{queue}", "default")
-            .replace("{destination}", "example.com");
+            .replace("{destination}", "example.com")
+            .replace("{name}", "x")
+            .replace("{call_id}", "c");
         for method in ops.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();
             let public = floodgate_server::api::PUBLIC_PATHS.contains(&path.as_str());
