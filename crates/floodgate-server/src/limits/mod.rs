@@ -21,6 +21,7 @@ pub mod book;
 pub mod breakers;
 pub mod config;
 pub mod fanout;
+pub mod fleet_queue;
 pub mod permits;
 pub mod rates;
 

@@ -1,15 +1,15 @@
 //! Named concurrency limits handed out over HTTP as leased permits: [`Permits`].
 //!
 //! Each `[limiters.NAME]` is a [`Limiter`] on this server (priorities 1-10, aging, a bounded
-//! wait queue) and, with `redis_url`, also a [`GlobalLimiter`] that bounds the permits held
-//! across every server. A caller waits in the local priority queue first, then (fleet-wide)
-//! for a slot in Redis, within the `wait` it asked for. A permit is a lease: a heartbeat
+//! wait queue) holding the permits, within the `wait` a caller asked for. With `redis_url` the
+//! permits are held in Redis instead, by a [`GlobalLimiter`] that bounds them across every
+//! server, and this server's waiters line up in a [`FleetQueue`] by priority: only its head
+//! asks Redis, so the most urgent waiter of each server is always the next one served there. A permit is a lease: a heartbeat
 //! extends it, a release ends it, and one not heard from within its lease is taken back. A
 //! caller that disconnects while waiting drops its wait, and with it any permit it was about
 //! to get.
 //!
-//! Priorities order the waiters of one server; across servers, a free slot goes to whichever
-//! server asks first (each polls Redis while it has waiters).
+//! Across servers, a free slot goes to whichever server asks first.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -28,37 +28,66 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use floodgate::rate::RateError;
 use floodgate::rate::redis::{GlobalLimiter, GlobalPermit, RedisSettings};
-use floodgate::{Limiter, LimiterStats, OwnedPermit, Priority, Rejected};
+use floodgate::{Limiter, OwnedPermit, Priority, Rejected};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::book::{Book, Gone};
 use super::config::{LimiterSpec, check_name, secs};
+use super::fleet_queue::FleetQueue;
 use super::{LimitError, Scope};
 
 /// The longest lease a permit may ask for, in seconds.
 pub const MAX_LEASE_SECS: f64 = 3_600.0;
 
+/// Where a limiter's permits are held.
+enum Bound {
+    /// On this server.
+    Local(Limiter),
+    /// In Redis, for every server; this server's waiters line up in `queue`.
+    Fleet {
+        global: GlobalLimiter,
+        queue: FleetQueue,
+    },
+}
+
 /// One named limiter.
 struct Named {
     name: String,
     spec: LimiterSpec,
-    local: Limiter,
-    fleet: Option<GlobalLimiter>,
-    expired: std::sync::atomic::AtomicU64,
+    bound: Bound,
+    granted: AtomicU64,
+    expired: AtomicU64,
 }
 
 /// A permit held for an HTTP caller.
 struct Held {
     limiter: Arc<Named>,
     ttl: Duration,
-    _local: OwnedPermit,
+    permit: Option<Either>,
+}
+
+/// A local or a fleet-wide permit.
+enum Either {
+    Local(#[allow(dead_code)] OwnedPermit),
     /// Released (in the background) when dropped.
-    _fleet: Option<GlobalPermit>,
+    Fleet(#[allow(dead_code)] GlobalPermit),
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(Either::Fleet(permit)) = self.permit.take() {
+            drop(permit);
+            // This server's head waiter asks Redis again now.
+            if let Bound::Fleet { queue, .. } = &self.limiter.bound {
+                queue.freed();
+            }
+        }
+    }
 }
 
 /// What a caller asks for.
@@ -99,8 +128,12 @@ pub struct LimiterSnapshot {
     pub held_here: usize,
     /// Permits held across the fleet (`None` locally, or when Redis did not answer).
     pub held_fleet: Option<u32>,
-    /// The local limiter's counters.
-    pub stats: LimiterStats,
+    /// Permits given through this server since start.
+    pub granted: u64,
+    /// Callers waiting on this server now.
+    pub waiting: usize,
+    /// Callers refused because this server's queue was full, since start.
+    pub queue_full: u64,
     /// Permits taken back because their lease ran out.
     pub expired: u64,
     /// The settings.
@@ -111,6 +144,12 @@ pub struct LimiterSnapshot {
 pub struct Permits {
     limiters: BTreeMap<String, Arc<Named>>,
     book: Book<Held>,
+}
+
+impl Named {
+    fn scope(&self) -> Scope {
+        Scope::of(matches!(self.bound, Bound::Fleet { .. }))
+    }
 }
 
 impl Permits {
@@ -137,17 +176,20 @@ impl Permits {
             if !(spec.max_wait.is_finite() && (0.0..=300.0).contains(&spec.max_wait)) {
                 return Err((key("max_wait"), "0 to 300 seconds".into()));
             }
-            let mut builder = Limiter::builder()
-                .name(format!("limit:{name}"))
-                .max_concurrency(spec.max_concurrency)
-                .max_queue(spec.max_queue);
-            if let Some(aging) = spec.aging {
-                builder = builder.aging(secs(aging).map_err(|e| (key("aging"), e))?);
-            }
-            let local = builder
-                .build()
-                .map_err(|e| (key("max_concurrency"), e.to_string()))?;
-            let fleet = match redis {
+            let bound = match redis {
+                None => {
+                    let mut builder = Limiter::builder()
+                        .name(format!("limit:{name}"))
+                        .max_concurrency(spec.max_concurrency)
+                        .max_queue(spec.max_queue);
+                    if let Some(aging) = spec.aging {
+                        builder = builder.aging(secs(aging).map_err(|e| (key("aging"), e))?);
+                    }
+                    let local = builder
+                        .build()
+                        .map_err(|e| (key("max_concurrency"), e.to_string()))?;
+                    Bound::Local(local)
+                }
                 Some(url) => {
                     let settings = RedisSettings::new(url)
                         .name(format!("limit:{name}"))
@@ -155,16 +197,18 @@ impl Permits {
                     let limit = u32::try_from(spec.max_concurrency).unwrap_or(u32::MAX);
                     let global = GlobalLimiter::new(settings, &name, limit, lease)
                         .map_err(|e| ("redis_url".to_owned(), e.to_string()))?;
-                    Some(global)
+                    Bound::Fleet {
+                        global,
+                        queue: FleetQueue::new(spec.max_queue),
+                    }
                 }
-                None => None,
             };
             let named = Named {
                 name: name.clone(),
                 spec,
-                local,
-                fleet,
-                expired: Default::default(),
+                bound,
+                granted: AtomicU64::new(0),
+                expired: AtomicU64::new(0),
             };
             limiters.insert(name, Arc::new(named));
         }
@@ -212,46 +256,40 @@ impl Permits {
             }
         };
         let deadline = Instant::now() + Duration::from_secs_f64(wait);
-        // `timeout_at` polls the wait once before looking at the clock: a free permit is
-        // taken even with no wait.
-        let local =
-            match tokio::time::timeout_at(deadline, named.local.acquire_owned_with(priority)).await
-            {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(Rejected::QueueFull { capacity })) => {
-                    return Err(LimitError::QueueFull(capacity));
-                }
-                Ok(Err(Rejected::Closed)) => return Err(LimitError::Closing),
-                Ok(Err(_)) | Err(_) => return Err(LimitError::AcquireTimeout(wait)),
-            };
-        let (fleet, enforced) = match &named.fleet {
-            None => (None, true),
-            Some(global) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match global.acquire(left).await {
-                    Ok(Some(permit)) => {
-                        let enforced = !permit.is_unguarded();
-                        (Some(permit), enforced)
+        let (permit, enforced) = match &named.bound {
+            Bound::Local(local) => {
+                // `timeout_at` polls the wait once before looking at the clock: a free
+                // permit is taken even with no wait.
+                let waited =
+                    tokio::time::timeout_at(deadline, local.acquire_owned_with(priority)).await;
+                match waited {
+                    Ok(Ok(permit)) => (Either::Local(permit), true),
+                    Ok(Err(Rejected::QueueFull { capacity })) => {
+                        return Err(LimitError::QueueFull(capacity));
                     }
-                    Ok(None) => return Err(LimitError::AcquireTimeout(wait)),
-                    Err(RateError::Unavailable { reason }) => {
-                        return Err(LimitError::LimiterUnavailable(reason));
-                    }
-                    Err(e) => return Err(LimitError::LimiterUnavailable(e.to_string())),
+                    Ok(Err(Rejected::Closed)) => return Err(LimitError::Closing),
+                    Ok(Err(_)) | Err(_) => return Err(LimitError::AcquireTimeout(wait)),
                 }
             }
+            Bound::Fleet { global, queue } => {
+                let permit = queue
+                    .acquire(global, priority.get(), deadline, wait)
+                    .await?;
+                let enforced = !permit.is_unguarded();
+                (Either::Fleet(permit), enforced)
+            }
         };
+        named.granted.fetch_add(1, Relaxed);
         let held = Held {
             limiter: named.clone(),
             ttl: lease,
-            _local: local,
-            _fleet: fleet,
+            permit: Some(permit),
         };
         let permit_id = self.book.insert(held, Instant::now() + lease);
         Ok(Granted {
             permit_id,
             lease,
-            scope: Scope::of(named.fleet.is_some()),
+            scope: named.scope(),
             enforced,
         })
     }
@@ -298,16 +336,23 @@ impl Permits {
     /// Changes a limit at run time (fleet-wide: for every server).
     pub async fn set_limit(&self, name: &str, limit: usize) -> Result<(), LimitError> {
         let named = self.named(name)?;
-        named
-            .local
-            .set_limit(limit)
-            .map_err(|e| LimitError::Invalid("max_concurrency", e.to_string()))?;
-        if let Some(global) = &named.fleet {
-            let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-            global
+        if limit == 0 {
+            return Err(LimitError::Invalid(
+                "max_concurrency",
+                "give at least 1".into(),
+            ));
+        }
+        match &named.bound {
+            Bound::Local(local) => local
                 .set_limit(limit)
-                .await
-                .map_err(|e| LimitError::LimiterUnavailable(e.to_string()))?;
+                .map_err(|e| LimitError::Invalid("max_concurrency", e.to_string()))?,
+            Bound::Fleet { global, .. } => {
+                let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+                global
+                    .set_limit(limit)
+                    .await
+                    .map_err(|e| LimitError::LimiterUnavailable(e.to_string()))?;
+            }
         }
         tracing::info!(limiter = %name, limit, "limit changed");
         Ok(())
@@ -318,28 +363,29 @@ impl Permits {
         let here = self.book.count_by(|h| h.limiter.name.clone());
         let mut out = Vec::with_capacity(self.limiters.len());
         for (name, named) in &self.limiters {
-            let (held_fleet, limit) = match &named.fleet {
-                None => (None, named.local.limit()),
-                Some(global) => match global.held().await {
-                    Ok((held, limit)) => {
-                        // Another server's change reaches this one's queue here too.
-                        let limit = limit as usize;
-                        if limit != named.local.limit() {
-                            let _ = named.local.set_limit(limit);
-                        }
-                        (Some(held), limit)
-                    }
-                    Err(_) => (None, global.limit() as usize),
-                },
+            let (limit, held_fleet, waiting, queue_full) = match &named.bound {
+                Bound::Local(local) => {
+                    let stats = local.stats();
+                    (stats.limit, None, stats.queued, stats.rejected.queue_full)
+                }
+                Bound::Fleet { global, queue } => {
+                    let (held, limit) = match global.held().await {
+                        Ok((held, limit)) => (Some(held), limit),
+                        Err(_) => (None, global.limit()),
+                    };
+                    (limit as usize, held, queue.len(), queue.refused_full())
+                }
             };
             out.push(LimiterSnapshot {
                 name: name.clone(),
-                scope: Scope::of(named.fleet.is_some()),
+                scope: named.scope(),
                 limit,
                 held_here: here.get(name).copied().unwrap_or(0),
                 held_fleet,
-                stats: named.local.stats(),
-                expired: named.expired.load(std::sync::atomic::Ordering::Relaxed),
+                granted: named.granted.load(Relaxed),
+                waiting,
+                queue_full,
+                expired: named.expired.load(Relaxed),
                 spec: named.spec.clone(),
             });
         }
@@ -354,9 +400,7 @@ impl Permits {
     /// Takes back permits whose lease ran out, until `stop`; then releases every permit held.
     pub async fn run(&self, stop: CancellationToken) {
         let expired = |held: Held| {
-            held.limiter
-                .expired
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            held.limiter.expired.fetch_add(1, Relaxed);
             metrics::counter!("floodgate_permits_expired_total", "limiter" => held.limiter.name.clone())
                 .increment(1);
             tracing::info!(limiter = %held.limiter.name, "a permit's lease ran out: taken back");

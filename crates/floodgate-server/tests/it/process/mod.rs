@@ -28,6 +28,8 @@ mod clients;
 
 mod takeover;
 
+mod fleet_limits;
+
 /// The Python example worker drains a queue: emails succeed with their result, resizes
 /// succeed after sleeping, and jobs that always fail go dead with their error.
 #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod process;
+pub mod proxy;
 
 use axum::Router;
 use axum::body::Body;

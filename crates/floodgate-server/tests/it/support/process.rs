@@ -2,6 +2,7 @@
 //! HTTP/1.1 client over `std::net::TcpStream` (`Connection: close`), so the tests see exactly
 //! what any client sees.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -139,6 +140,16 @@ pub type Answer = (u16, Value);
 /// One HTTP/1.1 request: the status and the body as JSON (`Null` when empty, a JSON string
 /// when it is not JSON), or the I/O error that left it unanswered.
 pub fn try_http(method: &str, port: u16, path: &str, body: Option<&Value>) -> io::Result<Answer> {
+    try_http_full(method, port, path, body).map(|(status, _, body)| (status, body))
+}
+
+/// [`try_http`] with the answer's header fields (names lower-cased).
+pub fn try_http_full(
+    method: &str,
+    port: u16,
+    path: &str,
+    body: Option<&Value>,
+) -> io::Result<(u16, HashMap<String, String>, Value)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let body = body.map(Value::to_string).unwrap_or_default();
@@ -154,11 +165,17 @@ pub fn try_http(method: &str, port: u16, path: &str, body: Option<&Value>) -> io
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&*response, ""));
     let status = head.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
     let status = status.ok_or_else(|| io::Error::other(format!("no status in {head:?}")))?;
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
     let value = match body.trim() {
         "" => Value::Null,
         text => serde_json::from_str(text).unwrap_or_else(|_| Value::from(text)),
     };
-    Ok((status, value))
+    Ok((status, headers, value))
 }
 
 /// [`try_http`], panicking when there is no answer.
