@@ -50,7 +50,7 @@ enum Bound {
     Local(Limiter),
     /// In Redis, for every server; this server's waiters line up in `queue`.
     Fleet {
-        global: GlobalLimiter,
+        global: Box<GlobalLimiter>,
         queue: FleetQueue,
     },
 }
@@ -73,9 +73,9 @@ struct Held {
 
 /// A local or a fleet-wide permit.
 enum Either {
-    Local(#[allow(dead_code)] OwnedPermit),
+    Local(#[expect(dead_code, reason = "held for its drop, which frees the slot")] OwnedPermit),
     /// Released (in the background) when dropped.
-    Fleet(#[allow(dead_code)] GlobalPermit),
+    Fleet(GlobalPermit),
 }
 
 impl Drop for Held {
@@ -198,7 +198,7 @@ impl Permits {
                     let global = GlobalLimiter::new(settings, &name, limit, lease)
                         .map_err(|e| ("redis_url".to_owned(), e.to_string()))?;
                     Bound::Fleet {
-                        global,
+                        global: Box::new(global),
                         queue: FleetQueue::new(spec.max_queue),
                     }
                 }
