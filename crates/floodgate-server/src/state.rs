@@ -118,6 +118,7 @@ impl AppState {
             sampler: sampler.clone(),
             deliveries: deliveries.clone(),
             requests: requests.clone(),
+            limits: limits.clone(),
             stop: background.clone(),
         });
         AppState {

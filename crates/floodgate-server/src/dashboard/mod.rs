@@ -64,6 +64,8 @@ pub(crate) struct Sources {
     pub(crate) sampler: Arc<QueueSampler>,
     pub(crate) deliveries: Deliveries,
     pub(crate) requests: Limiter,
+    /// The named limiters and breakers of the settings.
+    pub(crate) limits: Arc<crate::limits::Limits>,
     /// Cancelled when the server stops: the sampler ends before the store closes.
     pub(crate) stop: tokio_util::sync::CancellationToken,
 }
@@ -176,10 +178,34 @@ impl Dashboard {
         let mut limiters = vec![LimiterView::from(s.requests.stats())];
         let deliveries = s.deliveries.iter();
         limiters.extend(deliveries.flat_map(|d| d.limiters()).map(LimiterView::from));
+        // The named limiters beside the server's own (fleet-wide: the fleet's count).
+        limiters.extend(
+            s.limits
+                .permits()
+                .snapshot()
+                .await
+                .into_iter()
+                .map(|l| LimiterView {
+                    name: format!("limit:{}", l.name),
+                    active: l.held_fleet.map_or(l.held_here, |n| n as usize),
+                    queued: l.waiting,
+                    limit: l.limit,
+                }),
+        );
+        let named = s
+            .limits
+            .breakers()
+            .snapshot()
+            .into_iter()
+            .map(|(mut b, _)| {
+                b.name = format!("breaker:{}", b.name);
+                b
+            });
         let breakers = s
             .deliveries
             .iter()
             .flat_map(|d| d.health().breakers)
+            .chain(named)
             .map(|b| BreakerView {
                 name: b.name,
                 state: b.state.as_str().to_owned(),

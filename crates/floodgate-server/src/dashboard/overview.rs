@@ -29,9 +29,10 @@ pub struct Overview {
     pub queues: Vec<QueueView>,
     /// The last 15 minutes, oldest first.
     pub series: Vec<Point>,
-    /// Limiters: requests in flight, and each webhook destination's deliveries.
+    /// Limiters: requests in flight, each webhook destination's deliveries, and the named
+    /// `[limiters]` (`limit:NAME`).
     pub limiters: Vec<LimiterView>,
-    /// Webhook destinations' breakers.
+    /// Webhook destinations' breakers, and the named `[breakers]` (`breaker:NAME`).
     pub breakers: Vec<BreakerView>,
     /// Protective mode (no server component uses it yet: always null).
     pub protective: Option<Protective>,
@@ -81,7 +82,7 @@ impl From<LimiterStats> for LimiterView {
 /// A breaker's state.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BreakerView {
-    /// Its name (the destination).
+    /// Its name (a destination, or `breaker:NAME`).
     pub name: String,
     /// `closed`, `open`, `half_open`, `forced_open` or `disabled`.
     pub state: String,

@@ -158,6 +158,14 @@ pub struct Limits {
     redis_url: Option<String>,
 }
 
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("fleet", &self.redis_url.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Limits {
     /// The limits the settings declare; errors name the key.
     pub fn from_config(config: &Config) -> Result<Limits, ConfigError> {

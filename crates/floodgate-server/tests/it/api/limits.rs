@@ -564,3 +564,26 @@ async fn bad_limit_settings_name_their_key() {
             .contains("1 to 64")
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_named_limiters_and_breakers() {
+    let mut config = limiter(3, 10, 30.0);
+    config.breakers = breaker_config(BreakerSpec::default()).breakers;
+    let (app, _) = app_with(config).await;
+    id(&acquire(&app, json!({})).await);
+    let overview = get(&app, "/v1/dashboard").await;
+    assert_eq!(overview.status, StatusCode::OK, "{:?}", overview.body);
+    let limiters = overview.body["limiters"].as_array().unwrap();
+    let llm = limiters.iter().find(|l| l["name"] == "limit:llm");
+    let llm = llm.unwrap_or_else(|| panic!("{limiters:?}"));
+    assert_eq!(
+        (llm["active"].clone(), llm["limit"].clone()),
+        (json!(1), json!(3))
+    );
+    let breakers = overview.body["breakers"].as_array().unwrap();
+    let payments = breakers.iter().find(|b| b["name"] == "breaker:payments");
+    assert_eq!(
+        payments.unwrap_or_else(|| panic!("{breakers:?}"))["state"],
+        "closed"
+    );
+}
