@@ -20,6 +20,32 @@ DEADLINE = 60.0
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)
 """Retries that do not slow tests down."""
 
+LIMITS_CONFIG = """
+[limiters.llm]          # the concurrency tests: 3 at once, many waiting
+max_concurrency = 3
+lease_ttl = 30
+
+[limiters.solo]         # one at a time, a short queue
+max_concurrency = 1
+max_queue = 1
+lease_ttl = 30
+
+[limiters.short]        # a max_wait under the client's 30 s polls
+max_concurrency = 1
+max_wait = 1
+
+[rate_limits.per_customer]
+rate = 3
+per = 60
+
+[breakers.payments]     # open long enough to be seen open
+consecutive_failures = 2
+open_wait = 60
+half_open_probes = 1
+call_deadline = 60
+"""
+"""The ``--config`` of the limits tests' servers."""
+
 
 def eventually(
     probe: Callable[[], Optional[T]], what: str, deadline: float = DEADLINE, every: float = 0.05

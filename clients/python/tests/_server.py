@@ -46,12 +46,20 @@ def server_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
 
 
 class Server:
-    """A running ``floodgate serve`` on a free port, with its own database."""
+    """A running ``floodgate serve`` on a free port, with its own database, and with
+    ``config`` (TOML text: ``[limiters.NAME]`` and the like) as its ``--config`` file."""
 
-    def __init__(self, database_url: str, workdir: Path, env: Optional[Dict[str, str]] = None):
+    def __init__(
+        self,
+        database_url: str,
+        workdir: Path,
+        env: Optional[Dict[str, str]] = None,
+        config: Optional[str] = None,
+    ):
         self.database_url = database_url
         self.workdir = workdir
         self.extra_env = env or {}
+        self.config = config
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.url = ""
         self.log_path = workdir / "server.log"
@@ -66,6 +74,10 @@ class Server:
                 str(exe), "serve", "--listen", f"127.0.0.1:{port}",
                 "--database-url", self.database_url,
             ]
+            if self.config is not None:
+                config_path = self.workdir / "floodgate.toml"
+                config_path.write_text(self.config)
+                cmd += ["--config", str(config_path)]
             log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=server_env(self.extra_env)

@@ -31,18 +31,19 @@ class Stub:
                     stub.requests.append((self.command, self.path, dict(self.headers), body))
                     answers = stub.script.get(route) or [(404, {}, {"code": "NOT_FOUND"})]
                     status, headers, doc = answers.pop(0) if len(answers) > 1 else answers[0]
-                data = json.dumps(doc).encode()
+                data = b"" if status == 204 else json.dumps(doc).encode()
                 self.send_response(status)
                 is_problem = status >= 400 and isinstance(doc, dict)
                 ctype = "application/problem+json" if is_problem else "application/json"
-                self.send_header("content-type", ctype)
-                self.send_header("content-length", str(len(data)))
+                if status != 204:
+                    self.send_header("content-type", ctype)
+                    self.send_header("content-length", str(len(data)))
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = _answer
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
 
             def log_message(self, *args: Any) -> None:
                 pass

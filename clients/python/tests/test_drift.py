@@ -13,19 +13,33 @@ import pytest
 
 from floodgate_client import (
     Accepted,
+    AdmittedCall,
+    BreakerState,
+    BreakerView,
+    CallOutcome,
     ClaimedJob,
     Client,
     CompleteBatch,
+    FailurePolicy,
     Heartbeat,
     HeartbeatBatch,
     Job,
     JobPage,
     JobState,
+    LimiterView,
     NewJob,
+    PermitGrant,
+    PermitLease,
+    RateDecision,
+    RateLimitView,
     Reported,
+    Scope,
 )
 
 SCHEMA_NAMES: Dict[Any, str] = {Job: "JobView"}
+
+LITERAL_NAMES: List[Tuple[Any, str]] = [(Scope, "Scope"), (FailurePolicy, "Policy")]
+"""The server's schema name of a ``Literal`` alias (its enum)."""
 """The server's schema name of a Python type, where they differ."""
 
 Shape = Tuple[str, bool]
@@ -60,6 +74,11 @@ def _schema_shape(doc: Dict[str, Any], prop: Dict[str, Any]) -> Shape:
     if "$ref" in prop:
         target = prop["$ref"].rsplit("/", 1)[1]
         return ("state" if target == "ApiState" else target, False)
+    if "oneOf" in prop:
+        parts = [p for p in prop["oneOf"] if p.get("type") != "null"]
+        assert len(parts) == 1, prop
+        kind, _ = _schema_shape(doc, parts[0])
+        return (kind, len(parts) < len(prop["oneOf"]))
     types = prop.get("type")
     if types is None:
         return ("any", True)
@@ -70,6 +89,8 @@ def _schema_shape(doc: Dict[str, Any], prop: Dict[str, Any]) -> Shape:
     kind = names[0]
     if kind == "integer":
         return ("int", nullable)
+    if kind == "number":
+        return ("float", nullable)
     if kind == "boolean":
         return ("bool", nullable)
     if kind == "string":
@@ -93,10 +114,13 @@ def _python_shape(hint: Any) -> Shape:
         hint = args[0]
     if hint is JobState:
         return ("state", nullable)
+    for alias, name in LITERAL_NAMES:
+        if hint == alias:
+            return (name, nullable)
     if get_origin(hint) in (list, List):
         item, _ = _python_shape(get_args(hint)[0])
         return (f"list[{item}]", nullable)
-    names = {int: "int", str: "str", bool: "bool", datetime: "datetime"}
+    names = {int: "int", str: "str", bool: "bool", datetime: "datetime", float: "float"}
     if hint in names:
         return (names[hint], nullable)
     if dataclasses.is_dataclass(hint):
@@ -104,11 +128,14 @@ def _python_shape(hint: Any) -> Shape:
     raise AssertionError(f"unexpected Python type {hint}")
 
 
-def _compare(doc: Dict[str, Any], schema: str, cls: type) -> None:
-    """Every property of ``schema`` is a field of ``cls`` of the same shape, and back."""
+def _compare(
+    doc: Dict[str, Any], schema: str, cls: type, client_only: Tuple[str, ...] = ()
+) -> None:
+    """Every property of ``schema`` is a field of ``cls`` of the same shape, and back (but
+    the ``client_only`` fields, which the client fills in from elsewhere)."""
     props, required = _object(doc, schema)
     hints = get_type_hints(cls)
-    fields = {f.name: f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f.name for f in dataclasses.fields(cls) if f.name not in client_only}
     assert set(props) == set(fields), (
         f"{schema} vs {cls.__name__}: only on the server {sorted(set(props) - set(fields))}, "
         f"only in Python {sorted(set(fields) - set(props))}"
@@ -140,6 +167,24 @@ def test_answer_types_match_the_server(document: Dict[str, Any]) -> None:
 def test_batch_report_types_match_the_server(document: Dict[str, Any]) -> None:
     _compare(document, "HeartbeatMany", HeartbeatBatch)
     _compare(document, "CompletedMany", CompleteBatch)
+
+
+def test_limits_types_match_the_server(document: Dict[str, Any]) -> None:
+    _compare(document, "PermitGranted", PermitGrant)
+    _compare(document, "PermitLease", PermitLease)
+    _compare(document, "LimiterView", LimiterView)
+    # retry_after comes from a refusal's Retry-After (a refusal is a 429 problem).
+    _compare(document, "RateAllowed", RateDecision, client_only=("retry_after",))
+    _compare(document, "RateLimitView", RateLimitView)
+    _compare(document, "CallAdmitted", AdmittedCall)
+    _compare(document, "BreakerState", BreakerState)
+    _compare(document, "BreakerView", BreakerView)
+
+
+def test_limits_enums_match_the_server(document: Dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    for alias, name in [*LITERAL_NAMES, (CallOutcome, "CallOutcome")]:
+        assert set(schemas[name]["enum"]) == set(get_args(alias)), name
 
 
 def test_job_states_match_the_server(document: Dict[str, Any]) -> None:
@@ -195,6 +240,17 @@ ROUTES = [
     ("post", "/v1/jobs/{id}/snooze"),
     ("post", "/v1/jobs/heartbeat"),
     ("post", "/v1/jobs/complete"),
+    ("post", "/v1/limiters/{name}/permits"),
+    ("post", "/v1/permits/{id}/heartbeat"),
+    ("delete", "/v1/permits/{id}"),
+    ("get", "/v1/limiters"),
+    ("put", "/v1/limiters/{name}"),
+    ("post", "/v1/rate-limits/{name}/check"),
+    ("get", "/v1/rate-limits"),
+    ("post", "/v1/breakers/{name}/calls"),
+    ("post", "/v1/breakers/{name}/calls/{call_id}"),
+    ("post", "/v1/breakers/{name}/reset"),
+    ("get", "/v1/breakers"),
 ]
 
 
@@ -215,6 +271,10 @@ def test_report_request_members_match(document: Dict[str, Any]) -> None:
         "CompleteManyRequest": {"jobs"},
         "CompleteItem": {"id", "lease_token", "result"},
         "LeaseRef": {"id", "lease_token"},
+        "PermitRequest": {"wait", "priority", "lease_ttl", "holder"},
+        "SetLimit": {"max_concurrency"},
+        "RateCheck": {"key", "cost"},
+        "CallReport": {"outcome", "duration_ms", "error"},
     }
     for name, members in expected.items():
         props, _ = _object(document, name)

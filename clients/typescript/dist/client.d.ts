@@ -4,8 +4,9 @@
  *
  * @module
  */
+import { Breaker, type AcquireOptions, type BreakerOptions, type GuardContext, type GuardOptions, type PermitContext, type PermitOptions, type RateCheckOptions, type RateDecision } from "./limits.js";
 import { type RetryPolicy } from "./retry.js";
-import { type Accepted, type ClaimedJob, type CompleteItem, type CompletedMany, type HeartbeatMany, type HeartbeatResponse, type Job, type JobPage, type LeaseRef, type ListAllFilters, type ListFilters, type NewBatchJob, type NewJob, type Reported } from "./types.js";
+import { type Accepted, type BreakerState, type BreakerView, type CallAdmitted, type CallReport, type ClaimedJob, type CompleteItem, type CompletedMany, type HeartbeatMany, type HeartbeatResponse, type Job, type JobPage, type LeaseRef, type ListAllFilters, type LimiterView, type ListFilters, type NewBatchJob, type NewJob, type PermitGranted, type PermitLease, type RateLimitView, type Reported } from "./types.js";
 import { Worker, type WorkOptions } from "./worker.js";
 /** Options of a {@link Floodgate} client. */
 export interface FloodgateOptions {
@@ -129,4 +130,79 @@ export declare class Floodgate {
     snooze(id: number, leaseToken: string, delaySeconds: number, options?: CallOptions): Promise<Reported>;
     /** Starts a worker on one queue; see {@link WorkOptions}. It runs until `stop()` (or a signal). */
     work(options: WorkOptions): Worker;
+    /**
+     * Runs `fn` while holding a permit of the limiter `name` (`[limiters.NAME]`): waits up to
+     * `options.wait` seconds in all for one (long polls of at most `maxWait` each; 0, the
+     * default, takes one only if free now), heartbeats it every `heartbeatIntervalMs` (a third
+     * of the lease) while `fn` runs, and releases it when `fn` settles, also when it throws.
+     *
+     * `fn` gets `{ signal, permit }`; `signal` aborts when the permit is lost (reason: a
+     * `FloodgateError` `PERMIT_LOST`) or `options.signal` aborts. Rejects with `fn`'s error when
+     * it throws; with `PERMIT_LOST` when `fn` returned but the permit was lost meanwhile; before
+     * `fn` runs, with `QUEUE_FULL` or `ACQUIRE_TIMEOUT` (429), `LIMITER_UNAVAILABLE` (503) or
+     * `NOT_FOUND` (no such limiter). Aborting `options.signal` while waiting aborts the request:
+     * the server drops the wait and no permit is left behind.
+     */
+    withPermit<T>(name: string, fn: (context: PermitContext) => Promise<T> | T, options?: PermitOptions): Promise<T>;
+    /**
+     * One permit request (`POST /v1/limiters/{name}/permits`), waiting up to `options.wait`
+     * seconds (at most the limiter's `max_wait`). Not retried (a repeat could take a second
+     * permit). Heartbeat the permit within its `lease_ttl` and release it; or use
+     * {@link withPermit}.
+     */
+    acquirePermit(name: string, options?: AcquireOptions): Promise<PermitGranted>;
+    /**
+     * Extends a permit's lease by its own `lease_ttl` (or `leaseTtl` seconds) from now
+     * (`POST /v1/permits/{id}/heartbeat`); 409 `PERMIT_LOST` once its lease ran out.
+     */
+    heartbeatPermit(permitId: string, options?: CallOptions & {
+        leaseTtl?: number;
+    }): Promise<PermitLease>;
+    /**
+     * Releases a permit (`DELETE /v1/permits/{id}`; again: still a success); 409 `PERMIT_LOST`
+     * when its lease ran out first (its slot was taken back already).
+     */
+    releasePermit(permitId: string, options?: CallOptions): Promise<void>;
+    /** Every configured limiter with its live counts (`GET /v1/limiters`). */
+    listLimiters(options?: CallOptions): Promise<LimiterView[]>;
+    /** Changes a limiter's limit at run time (`PUT /v1/limiters/{name}`); shrinking revokes no permit. */
+    setLimit(name: string, maxConcurrency: number, options?: CallOptions): Promise<LimiterView>;
+    /**
+     * Takes `cost` (default 1) from `key`'s allowance under the rate limit `name`
+     * (`POST /v1/rate-limits/{name}/check`). A refusal (429 `RATE_LIMITED`) is not thrown: it
+     * resolves `allowed: false` with `retryAfter` (seconds, from `Retry-After`). Fields the body
+     * lacks are read from the `RateLimit` header. Rejects with `RATE_LIMIT_UNAVAILABLE` (503)
+     * when Redis cannot answer under a closed policy. Not retried (a repeat takes again).
+     */
+    rateCheck(name: string, key: string, options?: RateCheckOptions): Promise<RateDecision>;
+    /** Every configured rate limit with its counts (`GET /v1/rate-limits`). */
+    listRateLimits(options?: CallOptions): Promise<RateLimitView[]>;
+    /**
+     * The breaker `name` (`[breakers.NAME]`): `call(fn, { classify?, signal? })` runs `fn`
+     * through it (admitted, timed, reported) and `reset()` closes it. See {@link Breaker}.
+     */
+    breaker(name: string, options?: BreakerOptions): Breaker;
+    /**
+     * Admits one call through the breaker `name` (`POST /v1/breakers/{name}/calls`); 503
+     * `BREAKER_OPEN` with `retryAfter` while open. Not retried (each admission is a call the
+     * server waits a report for). Report it with {@link reportCall} by `report_by`.
+     */
+    admitCall(name: string, options?: CallOptions): Promise<CallAdmitted>;
+    /**
+     * Reports an admitted call's outcome (`POST /v1/breakers/{name}/calls/{call_id}`); 409
+     * `CALL_EXPIRED` when reported already or past its deadline (then it counted failed).
+     */
+    reportCall(name: string, callId: string, report: CallReport, options?: CallOptions): Promise<BreakerState>;
+    /** Closes the breaker `name` and forgets its window (`POST /v1/breakers/{name}/reset`). */
+    resetBreaker(name: string, options?: CallOptions): Promise<BreakerState>;
+    /** Every configured breaker with its live state (`GET /v1/breakers`). */
+    listBreakers(options?: CallOptions): Promise<BreakerView[]>;
+    /**
+     * Runs `fn` behind each guard `options` names, in this order: a rate check (`rateLimit`; a
+     * refusal rejects with a `FloodgateError` `RATE_LIMITED`, status 429, `retryAfter` seconds,
+     * and nothing else happens), a permit (`permit`, as {@link withPermit}) held while the rest
+     * runs, and a call through a breaker (`breaker`, as {@link Breaker.call}). `fn` gets
+     * `{ signal, rate, permit, call }`.
+     */
+    guarded<T>(fn: (context: GuardContext) => Promise<T> | T, options?: GuardOptions): Promise<T>;
 }

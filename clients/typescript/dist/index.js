@@ -11,6 +11,9 @@
  * } });
  * const job = await client.waitFor(id); // succeeded, with the handler's result
  * await worker.stop();
+ *
+ * // Limits shared through the server: a permit, a rate check, a breaker (or all three: guarded).
+ * await client.withPermit("llm", ({ signal }) => callTheModel({ signal }), { wait: 60 });
  * ```
  *
  * @module
@@ -18,6 +21,7 @@
 export { Floodgate } from "./client.js";
 export { FloodgateError, isFloodgateError } from "./errors.js";
 export { PermanentError, RetryError, SnoozeError, isSnooze, snooze } from "./outcomes.js";
+export { Breaker, DEFAULT_MAX_WAIT, parseRateLimit } from "./limits.js";
 export { DEFAULT_RETRY_POLICY } from "./retry.js";
 export { FINISHED_STATES } from "./types.js";
 export { Worker } from "./worker.js";

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { type ErrorCode } from "./errors.js";
 import { type RetryPolicy } from "./retry.js";
 /** What the transport needs from the client's options. */
 export interface TransportConfig {
@@ -21,8 +22,8 @@ export interface TransportConfig {
 }
 /** One request. */
 export interface Call {
-    /** `GET` or `POST`. */
-    method: "GET" | "POST";
+    /** The HTTP method. */
+    method: "GET" | "POST" | "PUT" | "DELETE";
     /** The path, starting with `/`. */
     path: string;
     /** Query parameters; `undefined` and `null` values are left out. */
@@ -37,6 +38,11 @@ export interface Call {
     signal?: AbortSignal | undefined;
     /** This request's timeout in ms (default: the client's). */
     timeoutMs?: number | undefined;
+    /**
+     * Problem codes answered as values instead of thrown: an error answer whose problem document
+     * has one of these codes resolves with the document as `data` (and its status and headers).
+     */
+    answerProblems?: readonly ErrorCode[] | undefined;
 }
 /** A successful answer. */
 export interface Answer<T> {
@@ -46,6 +52,8 @@ export interface Answer<T> {
     status: number;
     /** `Retry-After` in seconds, when sent. */
     retryAfter: number | undefined;
+    /** The answer's headers. */
+    headers: Headers;
 }
 /** Sends requests for a client. */
 export declare class Transport {

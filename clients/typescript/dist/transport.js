@@ -76,8 +76,13 @@ export class Transport {
                 throw this.#noAnswer(call, cause, timedOut, timeoutMs);
             }
             const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
-            if (!response.ok)
-                throw errorFromAnswer(call, response, text, retryAfter);
+            if (!response.ok) {
+                const error = errorFromAnswer(call, response, text, retryAfter);
+                if (error.problem !== undefined && call.answerProblems?.includes(error.code)) {
+                    return { data: error.problem, status: response.status, retryAfter, headers: response.headers };
+                }
+                throw error;
+            }
             let data;
             try {
                 data = (text === "" ? undefined : JSON.parse(text));
@@ -92,7 +97,7 @@ export class Transport {
                     cause,
                 });
             }
-            return { data, status: response.status, retryAfter };
+            return { data, status: response.status, retryAfter, headers: response.headers };
         }
         finally {
             clearTimeout(timer);

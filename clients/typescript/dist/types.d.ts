@@ -54,4 +54,32 @@ export type CompleteItem = Schemas["CompleteItem"];
 export type CompletedMany = Schemas["CompletedMany"];
 /** What a batch heartbeat did: `extended`, `cancel_requested` and `lease_lost` job ids. */
 export type HeartbeatMany = Schemas["HeartbeatMany"];
+/** Where a limit holds: `local` (this server) or `fleet` (every server sharing `redis_url`). */
+export type LimitScope = Schemas["Scope"];
+/** A permit request (`POST /v1/limiters/{name}/permits`) body. */
+export type PermitRequest = Schemas["PermitRequest"];
+/** A permit given: its id, limiter, scope, lease (`lease_ttl` s, `lease_expires_at`), `enforced`. */
+export type PermitGranted = Schemas["PermitGranted"];
+/** A permit heartbeat (`POST /v1/permits/{id}/heartbeat`) body. */
+export type PermitHeartbeatRequest = Schemas["PermitHeartbeat"];
+/** A permit's lease after a heartbeat. */
+export type PermitLease = Schemas["PermitLease"];
+/** A limiter with its live counts (`GET /v1/limiters`). */
+export type LimiterView = Schemas["LimiterView"];
+/** A rate check (`POST /v1/rate-limits/{name}/check`) body. */
+export type RateCheck = Schemas["RateCheck"];
+/** An allowed rate check, as the server answers it. */
+export type RateAllowed = Schemas["RateAllowed"];
+/** A rate limit with its counts (`GET /v1/rate-limits`). */
+export type RateLimitView = Schemas["RateLimitView"];
+/** A call a breaker admitted: report its outcome under `call_id` by `report_by`. */
+export type CallAdmitted = Schemas["CallAdmitted"];
+/** How a call through a breaker went: `success`, `failure`, `ignored` or `slow`. */
+export type CallOutcome = Schemas["CallOutcome"];
+/** A call's report (`POST /v1/breakers/{name}/calls/{call_id}`) body. */
+export type CallReport = Schemas["CallReport"];
+/** A breaker's state after a report or a reset. */
+export type BreakerState = Schemas["BreakerState"];
+/** A breaker with its live state (`GET /v1/breakers`). */
+export type BreakerView = Schemas["BreakerView"];
 export {};

@@ -6,11 +6,29 @@
  */
 
 import { FloodgateError } from "./errors.js";
+import {
+  Breaker,
+  guarded,
+  parseRateLimit,
+  withPermit,
+  type AcquireOptions,
+  type BreakerOptions,
+  type GuardContext,
+  type GuardOptions,
+  type PermitContext,
+  type PermitOptions,
+  type RateCheckOptions,
+  type RateDecision,
+} from "./limits.js";
 import { retryPolicy, sleep, type RetryPolicy } from "./retry.js";
 import { Transport } from "./transport.js";
 import {
   FINISHED_STATES,
   type Accepted,
+  type BreakerState,
+  type BreakerView,
+  type CallAdmitted,
+  type CallReport,
   type ClaimedJob,
   type CompleteItem,
   type CompletedMany,
@@ -20,9 +38,18 @@ import {
   type JobPage,
   type LeaseRef,
   type ListAllFilters,
+  type LimiterView,
   type ListFilters,
   type NewBatchJob,
   type NewJob,
+  type PermitGranted,
+  type PermitHeartbeatRequest,
+  type PermitLease,
+  type PermitRequest,
+  type Problem,
+  type RateAllowed,
+  type RateCheck,
+  type RateLimitView,
   type Reported,
 } from "./types.js";
 import { Worker, type WorkOptions } from "./worker.js";
@@ -330,5 +357,185 @@ export class Floodgate {
   /** Starts a worker on one queue; see {@link WorkOptions}. It runs until `stop()` (or a signal). */
   work(options: WorkOptions): Worker {
     return new Worker(this, options);
+  }
+
+  // Limits as a service: permits, rate limits and breakers (see ./limits.ts).
+
+  /**
+   * Runs `fn` while holding a permit of the limiter `name` (`[limiters.NAME]`): waits up to
+   * `options.wait` seconds in all for one (long polls of at most `maxWait` each; 0, the
+   * default, takes one only if free now), heartbeats it every `heartbeatIntervalMs` (a third
+   * of the lease) while `fn` runs, and releases it when `fn` settles, also when it throws.
+   *
+   * `fn` gets `{ signal, permit }`; `signal` aborts when the permit is lost (reason: a
+   * `FloodgateError` `PERMIT_LOST`) or `options.signal` aborts. Rejects with `fn`'s error when
+   * it throws; with `PERMIT_LOST` when `fn` returned but the permit was lost meanwhile; before
+   * `fn` runs, with `QUEUE_FULL` or `ACQUIRE_TIMEOUT` (429), `LIMITER_UNAVAILABLE` (503) or
+   * `NOT_FOUND` (no such limiter). Aborting `options.signal` while waiting aborts the request:
+   * the server drops the wait and no permit is left behind.
+   */
+  withPermit<T>(name: string, fn: (context: PermitContext) => Promise<T> | T, options: PermitOptions = {}): Promise<T> {
+    return withPermit(this, name, fn, options);
+  }
+
+  /**
+   * One permit request (`POST /v1/limiters/{name}/permits`), waiting up to `options.wait`
+   * seconds (at most the limiter's `max_wait`). Not retried (a repeat could take a second
+   * permit). Heartbeat the permit within its `lease_ttl` and release it; or use
+   * {@link withPermit}.
+   */
+  async acquirePermit(name: string, options: AcquireOptions = {}): Promise<PermitGranted> {
+    const wait = options.wait ?? 0;
+    const body: PermitRequest = { priority: options.priority, wait, lease_ttl: options.leaseTtl, holder: options.holder };
+    const answer = await this.#transport.request<PermitGranted>({
+      method: "POST",
+      path: `/v1/limiters/${enc(name)}/permits`,
+      body,
+      idempotent: false,
+      signal: options.signal,
+      timeoutMs: this.#timeoutFor(wait),
+    });
+    return answer.data;
+  }
+
+  /**
+   * Extends a permit's lease by its own `lease_ttl` (or `leaseTtl` seconds) from now
+   * (`POST /v1/permits/{id}/heartbeat`); 409 `PERMIT_LOST` once its lease ran out.
+   */
+  async heartbeatPermit(permitId: string, options: CallOptions & { leaseTtl?: number } = {}): Promise<PermitLease> {
+    const body: PermitHeartbeatRequest = { lease_ttl: options.leaseTtl };
+    const answer = await this.#transport.request<PermitLease>({
+      method: "POST",
+      path: `/v1/permits/${enc(permitId)}/heartbeat`,
+      body,
+      idempotent: true,
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /**
+   * Releases a permit (`DELETE /v1/permits/{id}`; again: still a success); 409 `PERMIT_LOST`
+   * when its lease ran out first (its slot was taken back already).
+   */
+  async releasePermit(permitId: string, options: CallOptions = {}): Promise<void> {
+    await this.#transport.request<undefined>({ method: "DELETE", path: `/v1/permits/${enc(permitId)}`, idempotent: true, signal: options.signal });
+  }
+
+  /** Every configured limiter with its live counts (`GET /v1/limiters`). */
+  async listLimiters(options: CallOptions = {}): Promise<LimiterView[]> {
+    const answer = await this.#transport.request<{ limiters: LimiterView[] }>({ method: "GET", path: "/v1/limiters", idempotent: true, signal: options.signal });
+    return answer.data.limiters;
+  }
+
+  /** Changes a limiter's limit at run time (`PUT /v1/limiters/{name}`); shrinking revokes no permit. */
+  async setLimit(name: string, maxConcurrency: number, options: CallOptions = {}): Promise<LimiterView> {
+    const answer = await this.#transport.request<LimiterView>({
+      method: "PUT",
+      path: `/v1/limiters/${enc(name)}`,
+      body: { max_concurrency: maxConcurrency },
+      idempotent: true,
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /**
+   * Takes `cost` (default 1) from `key`'s allowance under the rate limit `name`
+   * (`POST /v1/rate-limits/{name}/check`). A refusal (429 `RATE_LIMITED`) is not thrown: it
+   * resolves `allowed: false` with `retryAfter` (seconds, from `Retry-After`). Fields the body
+   * lacks are read from the `RateLimit` header. Rejects with `RATE_LIMIT_UNAVAILABLE` (503)
+   * when Redis cannot answer under a closed policy. Not retried (a repeat takes again).
+   */
+  async rateCheck(name: string, key: string, options: RateCheckOptions = {}): Promise<RateDecision> {
+    const body: RateCheck = { key, cost: options.cost };
+    const answer = await this.#transport.request<RateAllowed | Problem>({
+      method: "POST",
+      path: `/v1/rate-limits/${enc(name)}/check`,
+      body,
+      idempotent: false,
+      signal: options.signal,
+      answerProblems: ["RATE_LIMITED"],
+    });
+    const field = parseRateLimit(answer.headers.get("ratelimit"), name);
+    if (answer.status === 429) {
+      return {
+        allowed: false,
+        remaining: field?.remaining ?? 0,
+        resetAfter: field?.resetAfter ?? answer.retryAfter ?? 0,
+        retryAfter: answer.retryAfter ?? field?.resetAfter,
+        enforced: true,
+      };
+    }
+    const allowed = answer.data as Partial<RateAllowed> | undefined;
+    return {
+      allowed: true,
+      remaining: allowed?.remaining ?? field?.remaining ?? 0,
+      resetAfter: allowed?.reset_after ?? field?.resetAfter ?? 0,
+      retryAfter: undefined,
+      enforced: allowed?.enforced ?? true,
+    };
+  }
+
+  /** Every configured rate limit with its counts (`GET /v1/rate-limits`). */
+  async listRateLimits(options: CallOptions = {}): Promise<RateLimitView[]> {
+    const answer = await this.#transport.request<{ rate_limits: RateLimitView[] }>({ method: "GET", path: "/v1/rate-limits", idempotent: true, signal: options.signal });
+    return answer.data.rate_limits;
+  }
+
+  /**
+   * The breaker `name` (`[breakers.NAME]`): `call(fn, { classify?, signal? })` runs `fn`
+   * through it (admitted, timed, reported) and `reset()` closes it. See {@link Breaker}.
+   */
+  breaker(name: string, options: BreakerOptions = {}): Breaker {
+    return new Breaker(this, name, options);
+  }
+
+  /**
+   * Admits one call through the breaker `name` (`POST /v1/breakers/{name}/calls`); 503
+   * `BREAKER_OPEN` with `retryAfter` while open. Not retried (each admission is a call the
+   * server waits a report for). Report it with {@link reportCall} by `report_by`.
+   */
+  async admitCall(name: string, options: CallOptions = {}): Promise<CallAdmitted> {
+    const answer = await this.#transport.request<CallAdmitted>({ method: "POST", path: `/v1/breakers/${enc(name)}/calls`, idempotent: false, signal: options.signal });
+    return answer.data;
+  }
+
+  /**
+   * Reports an admitted call's outcome (`POST /v1/breakers/{name}/calls/{call_id}`); 409
+   * `CALL_EXPIRED` when reported already or past its deadline (then it counted failed).
+   */
+  async reportCall(name: string, callId: string, report: CallReport, options: CallOptions = {}): Promise<BreakerState> {
+    const answer = await this.#transport.request<BreakerState>({
+      method: "POST",
+      path: `/v1/breakers/${enc(name)}/calls/${enc(callId)}`,
+      body: report,
+      idempotent: true,
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /** Closes the breaker `name` and forgets its window (`POST /v1/breakers/{name}/reset`). */
+  async resetBreaker(name: string, options: CallOptions = {}): Promise<BreakerState> {
+    const answer = await this.#transport.request<BreakerState>({ method: "POST", path: `/v1/breakers/${enc(name)}/reset`, idempotent: true, signal: options.signal });
+    return answer.data;
+  }
+
+  /** Every configured breaker with its live state (`GET /v1/breakers`). */
+  async listBreakers(options: CallOptions = {}): Promise<BreakerView[]> {
+    const answer = await this.#transport.request<{ breakers: BreakerView[] }>({ method: "GET", path: "/v1/breakers", idempotent: true, signal: options.signal });
+    return answer.data.breakers;
+  }
+
+  /**
+   * Runs `fn` behind each guard `options` names, in this order: a rate check (`rateLimit`; a
+   * refusal rejects with a `FloodgateError` `RATE_LIMITED`, status 429, `retryAfter` seconds,
+   * and nothing else happens), a permit (`permit`, as {@link withPermit}) held while the rest
+   * runs, and a call through a breaker (`breaker`, as {@link Breaker.call}). `fn` gets
+   * `{ signal, rate, permit, call }`.
+   */
+  guarded<T>(fn: (context: GuardContext) => Promise<T> | T, options: GuardOptions = {}): Promise<T> {
+    return guarded(this, fn, options);
   }
 }

@@ -11,6 +11,9 @@
  * } });
  * const job = await client.waitFor(id); // succeeded, with the handler's result
  * await worker.stop();
+ *
+ * // Limits shared through the server: a permit, a rate check, a breaker (or all three: guarded).
+ * await client.withPermit("llm", ({ signal }) => callTheModel({ signal }), { wait: 60 });
  * ```
  *
  * @module
@@ -22,11 +25,33 @@ export { FloodgateError, isFloodgateError } from "./errors.js";
 export type { ClientErrorCode, ErrorCode, FloodgateErrorInit } from "./errors.js";
 export { PermanentError, RetryError, SnoozeError, isSnooze, snooze } from "./outcomes.js";
 export type { RetryErrorOptions, Snooze } from "./outcomes.js";
+export { Breaker, DEFAULT_MAX_WAIT, parseRateLimit } from "./limits.js";
+export type {
+  AcquireOptions,
+  BreakerCallContext,
+  BreakerCallOptions,
+  BreakerOptions,
+  FailureClass,
+  GuardContext,
+  GuardOptions,
+  LimitsErrorContext,
+  LimitsErrorHandler,
+  PermitContext,
+  PermitOptions,
+  RateCheckOptions,
+  RateDecision,
+  RateLimitField,
+} from "./limits.js";
 export { DEFAULT_RETRY_POLICY } from "./retry.js";
 export type { RetryPolicy } from "./retry.js";
 export { FINISHED_STATES } from "./types.js";
 export type {
   Accepted,
+  BreakerState,
+  BreakerView,
+  CallAdmitted,
+  CallOutcome,
+  CallReport,
   ClaimedJob,
   ClaimRequest,
   CompleteItem,
@@ -37,12 +62,21 @@ export type {
   JobPage,
   JobState,
   LeaseRef,
+  LimiterView,
+  LimitScope,
   ListAllFilters,
   ListFilters,
   NewBatchJob,
   NewJob,
+  PermitGranted,
+  PermitHeartbeatRequest,
+  PermitLease,
+  PermitRequest,
   Problem,
   ProblemCode,
+  RateAllowed,
+  RateCheck,
+  RateLimitView,
   Reported,
 } from "./types.js";
 export { Worker } from "./worker.js";

@@ -107,7 +107,7 @@ export interface paths {
          * Admits a call through the breaker, or refuses it with `503 BREAKER_OPEN` and
          *     `Retry-After` while it is open. Make the call, then report how it went.
          */
-        post: operations["admit"];
+        post: operations["admit_call"];
         delete?: never;
         options?: never;
         head?: never;
@@ -127,7 +127,7 @@ export interface paths {
          * Reports a call's outcome. A call reported twice, or past its deadline (when it was counted
          *     as failed), answers `409 CALL_EXPIRED`.
          */
-        post: operations["report"];
+        post: operations["report_call"];
         delete?: never;
         options?: never;
         head?: never;
@@ -144,7 +144,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Closes the breaker and forgets its window (with `redis_url`, the other servers follow). */
-        post: operations["reset"];
+        post: operations["reset_breaker"];
         delete?: never;
         options?: never;
         head?: never;
@@ -505,7 +505,7 @@ export interface paths {
          *     waits holds a long-poll slot (`max_long_polls`), not a request slot; with none free it
          *     tries once, at once. A client that disconnects while waiting leaves no permit behind.
          */
-        post: operations["acquire"];
+        post: operations["acquire_permit"];
         delete?: never;
         options?: never;
         head?: never;
@@ -526,7 +526,7 @@ export interface paths {
          * Releases a permit (again: still 204). One whose lease ran out answers `409 PERMIT_LOST` and
          *     frees nothing: its slot was taken back already.
          */
-        delete: operations["release"];
+        delete: operations["release_permit"];
         options?: never;
         head?: never;
         patch?: never;
@@ -545,133 +545,7 @@ export interface paths {
          * Extends a permit's lease. A permit whose lease ran out answers `409 PERMIT_LOST`: it no
          *     longer counts, so stop the work it guarded or acquire another.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The permit */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            /** @description Optional */
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["HeartbeatRequest"];
-                };
-            };
-            responses: {
-                /** @description Extended */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["PermitLease"];
-                    };
-                };
-                /** @description The request cannot be read */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description A token is needed */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description The token may not do this */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Not found */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description The body came too slowly */
-                408: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Not in a state the operation applies to */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Too large */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description A field is invalid */
-                422: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Over a limit; retry after `Retry-After` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description An internal error */
-                500: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Unavailable for now; retry after `Retry-After` */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-            };
-        };
+        post: operations["heartbeat_permit"];
         delete?: never;
         options?: never;
         head?: never;
@@ -784,7 +658,7 @@ export interface paths {
          * Takes `cost` from the key's allowance: `200` with what is left, or `429 RATE_LIMITED` with
          *     `Retry-After`. Both carry `RateLimit-Policy` and `RateLimit` (see the module docs).
          */
-        post: operations["check"];
+        post: operations["check_rate_limit"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1465,14 +1339,17 @@ export interface components {
              * @description When it was computed.
              */
             at: string;
-            /** @description Webhook destinations' breakers. */
+            /** @description Webhook destinations' breakers, and the named `[breakers]` (`breaker:NAME`). */
             breakers: components["schemas"]["BreakerView"][];
             /**
              * Format: double
              * @description How long computing this overview took, in milliseconds.
              */
             compute_ms: number;
-            /** @description Limiters: requests in flight, and each webhook destination's deliveries. */
+            /**
+             * @description Limiters: requests in flight, each webhook destination's deliveries, and the named
+             *     `[limiters]` (`limit:NAME`).
+             */
             limiters: components["schemas"]["LimiterView"][];
             protective?: null | components["schemas"]["Protective"];
             /** @description Every queue's counts. */
@@ -1513,6 +1390,14 @@ export interface components {
             permit_id: string;
             /** @description `local` or `fleet`. */
             scope: components["schemas"]["Scope"];
+        };
+        /** @description A heartbeat's lease. */
+        PermitHeartbeat: {
+            /**
+             * Format: double
+             * @description Seconds from now, 1 to 3600 (default: the permit's own lease).
+             */
+            lease_ttl?: number | null;
         };
         /** @description A permit's lease after a heartbeat. */
         PermitLease: {
@@ -2336,7 +2221,7 @@ export interface operations {
             };
         };
     };
-    admit: {
+    admit_call: {
         parameters: {
             query?: never;
             header?: never;
@@ -2458,7 +2343,7 @@ export interface operations {
             };
         };
     };
-    report: {
+    report_call: {
         parameters: {
             query?: never;
             header?: never;
@@ -2586,7 +2471,7 @@ export interface operations {
             };
         };
     };
-    reset: {
+    reset_breaker: {
         parameters: {
             query?: never;
             header?: never;
@@ -5081,7 +4966,7 @@ export interface operations {
             };
         };
     };
-    acquire: {
+    acquire_permit: {
         parameters: {
             query?: never;
             header?: never;
@@ -5207,7 +5092,7 @@ export interface operations {
             };
         };
     };
-    release: {
+    release_permit: {
         parameters: {
             query?: never;
             header?: never;
@@ -5225,6 +5110,133 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The request cannot be read */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A token is needed */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body came too slowly */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not in a state the operation applies to */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A field is invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a limit; retry after `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unavailable for now; retry after `Retry-After` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    heartbeat_permit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The permit */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** @description Optional */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PermitHeartbeat"];
+            };
+        };
+        responses: {
+            /** @description Extended */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PermitLease"];
+                };
             };
             /** @description The request cannot be read */
             400: {
@@ -5935,7 +5947,7 @@ export interface operations {
             };
         };
     };
-    check: {
+    check_rate_limit: {
         parameters: {
             query?: never;
             header?: never;

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { FloodgateError, isProblem, parseRetryAfter } from "./errors.js";
+import { FloodgateError, isProblem, parseRetryAfter, type ErrorCode } from "./errors.js";
 import { backoffMs, sleep, type RetryPolicy } from "./retry.js";
 
 /** What the transport needs from the client's options. */
@@ -25,8 +25,8 @@ export interface TransportConfig {
 
 /** One request. */
 export interface Call {
-  /** `GET` or `POST`. */
-  method: "GET" | "POST";
+  /** The HTTP method. */
+  method: "GET" | "POST" | "PUT" | "DELETE";
   /** The path, starting with `/`. */
   path: string;
   /** Query parameters; `undefined` and `null` values are left out. */
@@ -41,6 +41,11 @@ export interface Call {
   signal?: AbortSignal | undefined;
   /** This request's timeout in ms (default: the client's). */
   timeoutMs?: number | undefined;
+  /**
+   * Problem codes answered as values instead of thrown: an error answer whose problem document
+   * has one of these codes resolves with the document as `data` (and its status and headers).
+   */
+  answerProblems?: readonly ErrorCode[] | undefined;
 }
 
 /** A successful answer. */
@@ -51,6 +56,8 @@ export interface Answer<T> {
   status: number;
   /** `Retry-After` in seconds, when sent. */
   retryAfter: number | undefined;
+  /** The answer's headers. */
+  headers: Headers;
 }
 
 /** Sends requests for a client. */
@@ -117,7 +124,13 @@ export class Transport {
         throw this.#noAnswer(call, cause, timedOut, timeoutMs);
       }
       const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
-      if (!response.ok) throw errorFromAnswer(call, response, text, retryAfter);
+      if (!response.ok) {
+        const error = errorFromAnswer(call, response, text, retryAfter);
+        if (error.problem !== undefined && call.answerProblems?.includes(error.code)) {
+          return { data: error.problem as T, status: response.status, retryAfter, headers: response.headers };
+        }
+        throw error;
+      }
       let data: T;
       try {
         data = (text === "" ? undefined : JSON.parse(text)) as T;
@@ -131,7 +144,7 @@ export class Transport {
           cause,
         });
       }
-      return { data, status: response.status, retryAfter };
+      return { data, status: response.status, retryAfter, headers: response.headers };
     } finally {
       clearTimeout(timer);
       outer?.removeEventListener("abort", onAbort);

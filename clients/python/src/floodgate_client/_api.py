@@ -34,13 +34,22 @@ from .errors import (
 )
 from .models import (
     Accepted,
+    AdmittedCall,
+    BreakerState,
+    BreakerView,
+    CallOutcome,
     ClaimedJob,
     CompleteBatch,
     Heartbeat,
     HeartbeatBatch,
     Job,
     JobPage,
+    LimiterView,
     NewJob,
+    PermitGrant,
+    PermitLease,
+    RateDecision,
+    RateLimitView,
     Reported,
 )
 from .retry import RetryPolicy
@@ -71,6 +80,9 @@ class Call(Generic[T]):
     headers: Dict[str, str] = field(default_factory=dict)
     idempotent: bool = True
     timeout: Optional[float] = None
+    answers: Tuple[str, ...] = ()
+    """Problem codes that are answers, read by ``parse`` rather than raised (a rate check's
+    ``RATE_LIMITED``)."""
 
     def request_args(self) -> Dict[str, Any]:
         """Keyword arguments for ``httpx.Client.request`` / ``AsyncClient.request``."""
@@ -130,7 +142,9 @@ def outcome(
         return network_error(failure, url)
     assert response is not None
     if not response.is_success:
-        return error_from_response(response)
+        error = error_from_response(response)
+        if error.code not in call.answers:
+            return error
     try:
         return Answer(call.parse(response))
     except (KeyError, ValueError, TypeError) as e:
@@ -400,3 +414,190 @@ def whole_seconds(seconds: float) -> int:
     """``seconds`` rounded up to a whole, non-negative number (the API counts in seconds)."""
     whole = int(seconds)
     return max(0, whole + 1 if seconds > whole else whole)
+
+
+# --- Limits: permits, rate limits, circuit breakers -------------------------------------
+
+MAX_PERMIT_POLL = 30.0
+"""The longest one acquire request waits (the server's default ``max_wait``); a longer
+``wait`` is spent in several long polls."""
+
+
+def _name(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _permit_grant(response: httpx.Response) -> PermitGrant:
+    return PermitGrant.from_json(response.json())
+
+
+def _permit_lease(response: httpx.Response) -> PermitLease:
+    return PermitLease.from_json(response.json())
+
+
+def _nothing(response: httpx.Response) -> None:
+    return None
+
+
+def _limiters(response: httpx.Response) -> List[LimiterView]:
+    return [LimiterView.from_json(v) for v in response.json()["limiters"]]
+
+
+def _limiter(response: httpx.Response) -> LimiterView:
+    return LimiterView.from_json(response.json())
+
+
+def parse_ratelimit(value: Optional[str]) -> Dict[str, str]:
+    """The parameters of the first item of a ``RateLimit`` (or ``RateLimit-Policy``) field,
+    ``"name";r=2;t=20`` → ``{"name": "name", "r": "2", "t": "20"}`` (empty when absent)."""
+    if not value:
+        return {}
+    first = value.split(",", 1)[0]
+    parts = [p.strip() for p in first.split(";")]
+    out: Dict[str, str] = {"name": parts[0].strip('"')}
+    for part in parts[1:]:
+        key, sep, val = part.partition("=")
+        if sep:
+            out[key.strip()] = val.strip().strip('"')
+    return out
+
+
+def _rate_decision(response: httpx.Response) -> RateDecision:
+    if response.is_success:
+        return RateDecision.from_json(response.json())
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    fields = parse_ratelimit(response.headers.get("ratelimit"))
+    reset_after = float(fields.get("t", retry_after or 0.0))
+    return RateDecision(
+        allowed=False,
+        remaining=int(fields.get("r", 0)),
+        reset_after=reset_after,
+        retry_after=retry_after,
+        enforced=True,
+    )
+
+
+def _rate_limits(response: httpx.Response) -> List[RateLimitView]:
+    return [RateLimitView.from_json(v) for v in response.json()["rate_limits"]]
+
+
+def _admitted(response: httpx.Response) -> AdmittedCall:
+    return AdmittedCall.from_json(response.json())
+
+
+def _breaker_state(response: httpx.Response) -> BreakerState:
+    return BreakerState.from_json(response.json())
+
+
+def _breakers(response: httpx.Response) -> List[BreakerView]:
+    return [BreakerView.from_json(v) for v in response.json()["breakers"]]
+
+
+def acquire_permit(
+    limiter: str,
+    *,
+    wait: Optional[float],
+    priority: Optional[int],
+    lease_ttl: Optional[float],
+    holder: Optional[str],
+    timeout: float,
+) -> Call[PermitGrant]:
+    """``POST /v1/limiters/{name}/permits``, one request (a long poll of ``wait`` seconds, up
+    to the limiter's ``max_wait``); never retried (a lost answer would strand a permit until
+    its lease runs out)."""
+    body: Dict[str, Any] = {}
+    if wait is not None:
+        body["wait"] = float(wait)
+    if priority is not None:
+        body["priority"] = int(priority)
+    if lease_ttl is not None:
+        body["lease_ttl"] = float(lease_ttl)
+    if holder is not None:
+        body["holder"] = holder
+    return Call(
+        "POST",
+        f"/v1/limiters/{_name(limiter)}/permits",
+        _permit_grant,
+        body=body,
+        idempotent=False,
+        timeout=max(timeout, (wait or 0) + LONG_POLL_MARGIN),
+    )
+
+
+def heartbeat_permit(permit_id: str, *, lease_ttl: Optional[float]) -> Call[PermitLease]:
+    """``POST /v1/permits/{id}/heartbeat`` (default: the permit's own lease)."""
+    body: Dict[str, Any] = {} if lease_ttl is None else {"lease_ttl": float(lease_ttl)}
+    return Call("POST", f"/v1/permits/{_name(permit_id)}/heartbeat", _permit_lease, body=body)
+
+
+def release_permit(permit_id: str) -> Call[None]:
+    """``DELETE /v1/permits/{id}`` (a repeat answers 204 too, so retried)."""
+    return Call("DELETE", f"/v1/permits/{_name(permit_id)}", _nothing)
+
+
+def limiters() -> Call[List[LimiterView]]:
+    """``GET /v1/limiters``."""
+    return Call("GET", "/v1/limiters", _limiters)
+
+
+def set_limit(limiter: str, max_concurrency: int) -> Call[LimiterView]:
+    """``PUT /v1/limiters/{name}``."""
+    body = {"max_concurrency": int(max_concurrency)}
+    return Call("PUT", f"/v1/limiters/{_name(limiter)}", _limiter, body=body)
+
+
+def rate_check(name: str, key: str, *, cost: int) -> Call[RateDecision]:
+    """``POST /v1/rate-limits/{name}/check``; ``429 RATE_LIMITED`` is an answer. Never
+    retried: a lost answer may have taken the cost already."""
+    return Call(
+        "POST",
+        f"/v1/rate-limits/{_name(name)}/check",
+        _rate_decision,
+        body={"key": key, "cost": int(cost)},
+        idempotent=False,
+        answers=("RATE_LIMITED",),
+    )
+
+
+def rate_limits() -> Call[List[RateLimitView]]:
+    """``GET /v1/rate-limits``."""
+    return Call("GET", "/v1/rate-limits", _rate_limits)
+
+
+def admit_call(breaker: str) -> Call[AdmittedCall]:
+    """``POST /v1/breakers/{name}/calls``; never retried (an admitted call left unreported
+    counts as failed at its deadline)."""
+    return Call("POST", f"/v1/breakers/{_name(breaker)}/calls", _admitted, idempotent=False)
+
+
+def report_call(
+    breaker: str,
+    call_id: str,
+    outcome: CallOutcome,
+    *,
+    duration_ms: Optional[float],
+    error: Optional[str],
+) -> Call[BreakerState]:
+    """``POST /v1/breakers/{name}/calls/{call_id}`` (a repeat answers ``409 CALL_EXPIRED``
+    and changes nothing, so retried)."""
+    body: Dict[str, Any] = {"outcome": outcome}
+    if duration_ms is not None:
+        body["duration_ms"] = max(0.0, float(duration_ms))
+    if error is not None:
+        body["error"] = error[:MAX_CALL_ERROR]
+    path = f"/v1/breakers/{_name(breaker)}/calls/{_name(call_id)}"
+    return Call("POST", path, _breaker_state, body=body)
+
+
+MAX_CALL_ERROR = 1000
+"""The longest error text a breaker keeps, in characters (longer ones are cut)."""
+
+
+def reset_breaker(breaker: str) -> Call[BreakerState]:
+    """``POST /v1/breakers/{name}/reset``."""
+    return Call("POST", f"/v1/breakers/{_name(breaker)}/reset", _breaker_state)
+
+
+def breakers() -> Call[List[BreakerView]]:
+    """``GET /v1/breakers``."""
+    return Call("GET", "/v1/breakers", _breakers)

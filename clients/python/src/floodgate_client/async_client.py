@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import (
     Any,
+    Awaitable,
+    Callable,
     Dict,
     Iterable,
     AsyncIterator,
@@ -25,15 +27,25 @@ import httpx
 
 from . import _api
 from ._api import Call, Settings
+from .limits import AsyncBreaker, AsyncPermit, ExceptionTypes, rate_limited
 from .models import (
     Accepted,
+    AdmittedCall,
+    BreakerState,
+    BreakerView,
+    CallOutcome,
     ClaimedJob,
     CompleteBatch,
     Heartbeat,
     HeartbeatBatch,
     Job,
     JobPage,
+    LimiterView,
     NewJob,
+    PermitGrant,
+    PermitLease,
+    RateDecision,
+    RateLimitView,
     Reported,
 )
 from .retry import RetryPolicy
@@ -310,3 +322,167 @@ class AsyncClient:
         (``delay=0`` releases it for another worker at once)."""
         return await self.send(_api.snooze(job_id, lease_token, delay))
 
+    # --- Limits: permits, rate limits, circuit breakers --------------------------------
+
+    def permit(
+        self,
+        limiter: str,
+        *,
+        wait: Optional[float] = None,
+        priority: Optional[int] = None,
+        lease_ttl: Optional[float] = None,
+        holder: Optional[str] = None,
+    ) -> AsyncPermit:
+        """A permit of ``limiter``, for an ``async with`` block: entering waits up to ``wait``
+        seconds in all (``None``/0: answer at once; ``math.inf``: until one comes free) in
+        long polls of at most 30 s, at ``priority`` (1..10, higher first), then heartbeats it
+        in a task every ``lease_ttl / 3``; leaving releases it. Cancelling the wait aborts the
+        request (no permit is left behind). See :class:`~floodgate_client.AsyncPermit`."""
+        return AsyncPermit(
+            self, limiter, wait=wait, priority=priority, lease_ttl=lease_ttl, holder=holder
+        )
+
+    async def with_permit(
+        self,
+        limiter: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        wait: Optional[float] = None,
+        priority: Optional[int] = None,
+        lease_ttl: Optional[float] = None,
+        holder: Optional[str] = None,
+    ) -> T:
+        """``await fn()`` while holding a permit of ``limiter`` (as :meth:`permit`)."""
+        async with self.permit(limiter, wait=wait, priority=priority, lease_ttl=lease_ttl,
+                               holder=holder):
+            return await fn()
+
+    async def acquire_permit(
+        self,
+        limiter: str,
+        *,
+        wait: Optional[float] = None,
+        priority: Optional[int] = None,
+        lease_ttl: Optional[float] = None,
+        holder: Optional[str] = None,
+    ) -> PermitGrant:
+        """One acquire request (``wait`` at most the limiter's ``max_wait``); no heartbeats,
+        no release: the low-level call under :meth:`permit`. Never retried."""
+        return await self.send(
+            _api.acquire_permit(
+                limiter,
+                wait=wait,
+                priority=priority,
+                lease_ttl=lease_ttl,
+                holder=holder,
+                timeout=self.settings.timeout,
+            )
+        )
+
+    async def heartbeat_permit(
+        self, permit_id: str, *, lease_ttl: Optional[float] = None
+    ) -> PermitLease:
+        """Extends a permit's lease (by its own ``lease_ttl`` unless given);
+        :class:`~floodgate_client.PermitLostError` once it is lost."""
+        return await self.send(_api.heartbeat_permit(permit_id, lease_ttl=lease_ttl))
+
+    async def release_permit(self, permit_id: str) -> None:
+        """Releases a permit (again: nothing happens); :class:`~floodgate_client.PermitLostError`
+        when its lease ran out first."""
+        await self.send(_api.release_permit(permit_id))
+
+    async def limiters(self) -> List[LimiterView]:
+        """Every configured limiter with its live counts."""
+        return await self.send(_api.limiters())
+
+    async def set_limit(self, limiter: str, max_concurrency: int) -> LimiterView:
+        """Changes a limiter's permits at once, at run time."""
+        return await self.send(_api.set_limit(limiter, max_concurrency))
+
+    async def _max_wait(self, limiter: str) -> Optional[float]:
+        for view in await self.limiters():
+            if view.name == limiter:
+                return view.max_wait
+        return None
+
+    async def rate_check(self, name: str, key: str, *, cost: int = 1) -> RateDecision:
+        """Takes ``cost`` from ``key``'s allowance under rate limit ``name``. A refusal
+        (``429 RATE_LIMITED``) is returned, ``allowed=False`` with ``retry_after``, not
+        raised; :class:`~floodgate_client.RateLimitUnavailableError` when a fleet-wide limit
+        cannot reach Redis. Never retried (a lost answer may have taken the cost)."""
+        return await self.send(_api.rate_check(name, key, cost=cost))
+
+    async def rate_limits(self) -> List[RateLimitView]:
+        """Every configured rate limit with its counts."""
+        return await self.send(_api.rate_limits())
+
+    def breaker(self, name: str, *, ignore: ExceptionTypes = ()) -> AsyncBreaker:
+        """Circuit breaker ``name``: ``await breaker.call(fn, *args, **kwargs)`` admits,
+        awaits, times and reports a call (exceptions of the ``ignore`` classes count as
+        neither success nor failure); ``await breaker.reset()``. See
+        :class:`~floodgate_client.AsyncBreaker`."""
+        return AsyncBreaker(self, name, ignore=ignore)
+
+    async def admit_call(self, breaker: str) -> AdmittedCall:
+        """Asks breaker ``breaker`` to admit a call; :class:`~floodgate_client.BreakerOpenError`
+        while it is open. Report the call with :meth:`report_call`. Never retried."""
+        return await self.send(_api.admit_call(breaker))
+
+    async def report_call(
+        self,
+        breaker: str,
+        call_id: str,
+        outcome: CallOutcome,
+        *,
+        duration_ms: Optional[float] = None,
+        error: Optional[str] = None,
+    ) -> BreakerState:
+        """Reports how an admitted call went (``success``, ``failure``, ``ignored``, ``slow``);
+        the breaker judges slowness from ``duration_ms``."""
+        return await self.send(
+            _api.report_call(breaker, call_id, outcome, duration_ms=duration_ms, error=error)
+        )
+
+    async def reset_breaker(self, breaker: str) -> BreakerState:
+        """Closes a breaker and forgets its window."""
+        return await self.send(_api.reset_breaker(breaker))
+
+    async def breakers(self) -> List[BreakerView]:
+        """Every configured breaker with its live state."""
+        return await self.send(_api.breakers())
+
+    async def guarded(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        rate_limit: Optional[Tuple[str, str]] = None,
+        cost: int = 1,
+        permit: Optional[str] = None,
+        wait: Optional[float] = None,
+        priority: Optional[int] = None,
+        lease_ttl: Optional[float] = None,
+        holder: Optional[str] = None,
+        breaker: Optional[str] = None,
+        ignore: ExceptionTypes = (),
+    ) -> T:
+        """``await fn()`` behind each guard given, in this order: the rate limit
+        (``(name, key)``, taking ``cost``; a refusal raises
+        :class:`~floodgate_client.RateLimitedError` with ``retry_after``), a permit of limiter
+        ``permit`` (``wait``, ``priority``, ``lease_ttl``, ``holder`` as :meth:`permit`), and
+        circuit breaker ``breaker`` (``ignore`` as :meth:`breaker`)."""
+        if rate_limit is not None:
+            name, key = rate_limit
+            decision = await self.rate_check(name, key, cost=cost)
+            if not decision.allowed:
+                raise rate_limited(name, key, decision)
+
+        async def run() -> T:
+            if breaker is None:
+                return await fn()
+            return await self.breaker(breaker, ignore=ignore).call(fn)
+
+        if permit is None:
+            return await run()
+        return await self.with_permit(
+            permit, run, wait=wait, priority=priority, lease_ttl=lease_ttl, holder=holder
+        )

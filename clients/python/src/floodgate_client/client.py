@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import (
     Any,
+    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -23,15 +24,25 @@ import httpx
 
 from . import _api
 from ._api import Call, Settings
+from .limits import Breaker, ExceptionTypes, Permit, rate_limited
 from .models import (
     Accepted,
+    AdmittedCall,
+    BreakerState,
+    BreakerView,
+    CallOutcome,
     ClaimedJob,
     CompleteBatch,
     Heartbeat,
     HeartbeatBatch,
     Job,
     JobPage,
+    LimiterView,
     NewJob,
+    PermitGrant,
+    PermitLease,
+    RateDecision,
+    RateLimitView,
     Reported,
 )
 from .retry import RetryPolicy
@@ -306,3 +317,166 @@ class Client:
         (``delay=0`` releases it for another worker at once)."""
         return self.send(_api.snooze(job_id, lease_token, delay))
 
+    # --- Limits: permits, rate limits, circuit breakers --------------------------------
+
+    def permit(
+        self,
+        limiter: str,
+        *,
+        wait: Optional[float] = None,
+        priority: Optional[int] = None,
+        lease_ttl: Optional[float] = None,
+        holder: Optional[str] = None,
+    ) -> Permit:
+        """A permit of ``limiter``, for a ``with`` block: entering waits up to ``wait``
+        seconds in all (``None``/0: answer at once; ``math.inf``: until one comes free) in
+        long polls of at most 30 s, at ``priority`` (1..10, higher first), then heartbeats it
+        in a thread every ``lease_ttl / 3``; leaving releases it. See
+        :class:`~floodgate_client.Permit`."""
+        return Permit(
+            self, limiter, wait=wait, priority=priority, lease_ttl=lease_ttl, holder=holder
+        )
+
+    def with_permit(
+        self,
+        limiter: str,
+        fn: Callable[[], T],
+        *,
+        wait: Optional[float] = None,
+        priority: Optional[int] = None,
+        lease_ttl: Optional[float] = None,
+        holder: Optional[str] = None,
+    ) -> T:
+        """``fn()`` while holding a permit of ``limiter`` (as :meth:`permit`)."""
+        with self.permit(limiter, wait=wait, priority=priority, lease_ttl=lease_ttl,
+                         holder=holder):
+            return fn()
+
+    def acquire_permit(
+        self,
+        limiter: str,
+        *,
+        wait: Optional[float] = None,
+        priority: Optional[int] = None,
+        lease_ttl: Optional[float] = None,
+        holder: Optional[str] = None,
+    ) -> PermitGrant:
+        """One acquire request (``wait`` at most the limiter's ``max_wait``); no heartbeats,
+        no release: the low-level call under :meth:`permit`. Never retried."""
+        return self.send(
+            _api.acquire_permit(
+                limiter,
+                wait=wait,
+                priority=priority,
+                lease_ttl=lease_ttl,
+                holder=holder,
+                timeout=self.settings.timeout,
+            )
+        )
+
+    def heartbeat_permit(
+        self, permit_id: str, *, lease_ttl: Optional[float] = None
+    ) -> PermitLease:
+        """Extends a permit's lease (by its own ``lease_ttl`` unless given);
+        :class:`~floodgate_client.PermitLostError` once it is lost."""
+        return self.send(_api.heartbeat_permit(permit_id, lease_ttl=lease_ttl))
+
+    def release_permit(self, permit_id: str) -> None:
+        """Releases a permit (again: nothing happens); :class:`~floodgate_client.PermitLostError`
+        when its lease ran out first."""
+        self.send(_api.release_permit(permit_id))
+
+    def limiters(self) -> List[LimiterView]:
+        """Every configured limiter with its live counts."""
+        return self.send(_api.limiters())
+
+    def set_limit(self, limiter: str, max_concurrency: int) -> LimiterView:
+        """Changes a limiter's permits at once, at run time."""
+        return self.send(_api.set_limit(limiter, max_concurrency))
+
+    def _max_wait(self, limiter: str) -> Optional[float]:
+        for view in self.limiters():
+            if view.name == limiter:
+                return view.max_wait
+        return None
+
+    def rate_check(self, name: str, key: str, *, cost: int = 1) -> RateDecision:
+        """Takes ``cost`` from ``key``'s allowance under rate limit ``name``. A refusal
+        (``429 RATE_LIMITED``) is returned, ``allowed=False`` with ``retry_after``, not
+        raised; :class:`~floodgate_client.RateLimitUnavailableError` when a fleet-wide limit
+        cannot reach Redis. Never retried (a lost answer may have taken the cost)."""
+        return self.send(_api.rate_check(name, key, cost=cost))
+
+    def rate_limits(self) -> List[RateLimitView]:
+        """Every configured rate limit with its counts."""
+        return self.send(_api.rate_limits())
+
+    def breaker(self, name: str, *, ignore: ExceptionTypes = ()) -> Breaker:
+        """Circuit breaker ``name``: ``breaker.call(fn, *args, **kwargs)`` admits, runs,
+        times and reports a call (exceptions of the ``ignore`` classes count as neither
+        success nor failure); ``breaker.reset()``. See :class:`~floodgate_client.Breaker`."""
+        return Breaker(self, name, ignore=ignore)
+
+    def admit_call(self, breaker: str) -> AdmittedCall:
+        """Asks breaker ``breaker`` to admit a call; :class:`~floodgate_client.BreakerOpenError`
+        while it is open. Report the call with :meth:`report_call`. Never retried."""
+        return self.send(_api.admit_call(breaker))
+
+    def report_call(
+        self,
+        breaker: str,
+        call_id: str,
+        outcome: CallOutcome,
+        *,
+        duration_ms: Optional[float] = None,
+        error: Optional[str] = None,
+    ) -> BreakerState:
+        """Reports how an admitted call went (``success``, ``failure``, ``ignored``, ``slow``);
+        the breaker judges slowness from ``duration_ms``."""
+        return self.send(
+            _api.report_call(breaker, call_id, outcome, duration_ms=duration_ms, error=error)
+        )
+
+    def reset_breaker(self, breaker: str) -> BreakerState:
+        """Closes a breaker and forgets its window."""
+        return self.send(_api.reset_breaker(breaker))
+
+    def breakers(self) -> List[BreakerView]:
+        """Every configured breaker with its live state."""
+        return self.send(_api.breakers())
+
+    def guarded(
+        self,
+        fn: Callable[[], T],
+        *,
+        rate_limit: Optional[Tuple[str, str]] = None,
+        cost: int = 1,
+        permit: Optional[str] = None,
+        wait: Optional[float] = None,
+        priority: Optional[int] = None,
+        lease_ttl: Optional[float] = None,
+        holder: Optional[str] = None,
+        breaker: Optional[str] = None,
+        ignore: ExceptionTypes = (),
+    ) -> T:
+        """``fn()`` behind each guard given, in this order: the rate limit
+        (``(name, key)``, taking ``cost``; a refusal raises
+        :class:`~floodgate_client.RateLimitedError` with ``retry_after``), a permit of limiter
+        ``permit`` (``wait``, ``priority``, ``lease_ttl``, ``holder`` as :meth:`permit`), and
+        circuit breaker ``breaker`` (``ignore`` as :meth:`breaker`)."""
+        if rate_limit is not None:
+            name, key = rate_limit
+            decision = self.rate_check(name, key, cost=cost)
+            if not decision.allowed:
+                raise rate_limited(name, key, decision)
+
+        def run() -> T:
+            if breaker is None:
+                return fn()
+            return self.breaker(breaker, ignore=ignore).call(fn)
+
+        if permit is None:
+            return run()
+        return self.with_permit(
+            permit, run, wait=wait, priority=priority, lease_ttl=lease_ttl, holder=holder
+        )

@@ -11,9 +11,12 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from typing import Any, Dict, Mapping, Optional, Type
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Type
 
 import httpx
+
+if TYPE_CHECKING:
+    from .models import RateDecision
 
 __all__ = [
     "FloodgateError",
@@ -25,6 +28,14 @@ __all__ = [
     "AuthError",
     "OverloadedError",
     "WaitTimeoutError",
+    "QueueFullError",
+    "AcquireTimeoutError",
+    "LimiterUnavailableError",
+    "PermitLostError",
+    "RateLimitedError",
+    "RateLimitUnavailableError",
+    "BreakerOpenError",
+    "CallExpiredError",
     "NETWORK_ERROR",
     "WAIT_TIMEOUT",
     "error_from_response",
@@ -124,6 +135,52 @@ class WaitTimeoutError(FloodgateError, TimeoutError):
     ``WAIT_TIMEOUT``)."""
 
 
+class QueueFullError(OverloadedError):
+    """``429 QUEUE_FULL``: too many callers already wait for the limiter's permits (its
+    ``max_queue``); nothing was acquired."""
+
+
+class AcquireTimeoutError(OverloadedError, TimeoutError):
+    """``429 ACQUIRE_TIMEOUT``: no permit came free within the wait asked for (for
+    :meth:`Client.permit <floodgate_client.Client.permit>`: the whole ``wait``)."""
+
+
+class LimiterUnavailableError(OverloadedError):
+    """``503 LIMITER_UNAVAILABLE``: a fleet-wide limiter could not reach Redis and its failure
+    policy is ``closed``."""
+
+
+class PermitLostError(FloodgateError):
+    """``409 PERMIT_LOST``: the permit no longer counts (its lease ran out and it was taken
+    back, or it was released); the work it guarded ran, or runs, unguarded."""
+
+
+class RateLimitedError(OverloadedError):
+    """``429 RATE_LIMITED``: the key is over the rate limit; ``retry_after`` says when it may
+    call again. :meth:`Client.rate_check <floodgate_client.Client.rate_check>` returns a
+    refusal as a :class:`~floodgate_client.RateDecision` instead; :meth:`Client.guarded
+    <floodgate_client.Client.guarded>` raises this, with the decision as ``decision``."""
+
+    decision: Optional[RateDecision] = None
+    """The refused :class:`~floodgate_client.RateDecision`, when the client made this error
+    from one."""
+
+
+class RateLimitUnavailableError(OverloadedError):
+    """``503 RATE_LIMIT_UNAVAILABLE``: a fleet-wide rate limit could not reach Redis and its
+    failure policy is ``closed``."""
+
+
+class BreakerOpenError(OverloadedError):
+    """``503 BREAKER_OPEN``: the circuit breaker is open; the call was not admitted (and not
+    made). ``retry_after``: seconds until it admits a probe."""
+
+
+class CallExpiredError(FloodgateError):
+    """``409 CALL_EXPIRED``: a breaker call was reported twice, or after its deadline (it was
+    counted as failed then)."""
+
+
 _BY_CODE: Mapping[str, Type[FloodgateError]] = {
     "NOT_FOUND": NotFoundError,
     "VALIDATION_FAILED": ValidationError,
@@ -137,6 +194,14 @@ _BY_CODE: Mapping[str, Type[FloodgateError]] = {
     "FORBIDDEN": AuthError,
     "OVERLOADED": OverloadedError,
     "DATABASE_UNAVAILABLE": OverloadedError,
+    "QUEUE_FULL": QueueFullError,
+    "ACQUIRE_TIMEOUT": AcquireTimeoutError,
+    "LIMITER_UNAVAILABLE": LimiterUnavailableError,
+    "PERMIT_LOST": PermitLostError,
+    "RATE_LIMITED": RateLimitedError,
+    "RATE_LIMIT_UNAVAILABLE": RateLimitUnavailableError,
+    "BREAKER_OPEN": BreakerOpenError,
+    "CALL_EXPIRED": CallExpiredError,
 }
 
 

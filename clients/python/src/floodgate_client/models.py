@@ -25,6 +25,17 @@ __all__ = [
     "HeartbeatBatch",
     "CompleteBatch",
     "NewJob",
+    "Scope",
+    "FailurePolicy",
+    "CallOutcome",
+    "PermitGrant",
+    "PermitLease",
+    "LimiterView",
+    "RateDecision",
+    "RateLimitView",
+    "AdmittedCall",
+    "BreakerState",
+    "BreakerView",
     "parse_datetime",
     "format_run_at",
 ]
@@ -336,3 +347,286 @@ class NewJob:
         if isinstance(job, NewJob):
             return job
         return cls(**dict(job))
+
+
+# --- Limits: permits, rate limits, circuit breakers -------------------------------------
+
+Scope = Literal["local", "fleet"]
+"""Where a limit holds: ``local`` (this server) or ``fleet`` (every server sharing Redis)."""
+
+FailurePolicy = Literal["closed", "open"]
+"""What a fleet-wide limit does when Redis cannot answer: ``closed`` refuses (503), ``open``
+lets the call through (``enforced`` false)."""
+
+CallOutcome = Literal["success", "failure", "ignored", "slow"]
+"""How a call through a circuit breaker went."""
+
+
+def _opt_int(value: Any) -> Optional[int]:
+    return None if value is None else int(value)
+
+
+def _opt_float(value: Any) -> Optional[float]:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class PermitGrant:
+    """A permit given by ``POST /v1/limiters/{name}/permits`` (the server's
+    ``PermitGranted``)."""
+
+    permit_id: str
+    """Its id, for heartbeats and the release."""
+    limiter: str
+    """The limiter."""
+    scope: Scope
+    """``local`` or ``fleet``."""
+    lease_expires_at: datetime
+    """When it is taken back unless heartbeated."""
+    lease_ttl: float
+    """Its lease, in seconds."""
+    enforced: bool
+    """``False`` when Redis could not be reached and the open policy let it through (it then
+    counts on that server only)."""
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> PermitGrant:
+        """From the server's ``PermitGranted`` document."""
+        return cls(
+            permit_id=str(doc["permit_id"]),
+            limiter=str(doc["limiter"]),
+            scope=cast(Scope, str(doc["scope"])),
+            lease_expires_at=parse_datetime(str(doc["lease_expires_at"])),
+            lease_ttl=float(doc["lease_ttl"]),
+            enforced=bool(doc["enforced"]),
+        )
+
+
+@dataclass(frozen=True)
+class PermitLease:
+    """A permit's lease after a heartbeat."""
+
+    permit_id: str
+    """The permit."""
+    lease_expires_at: datetime
+    """When it is taken back unless heartbeated again."""
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> PermitLease:
+        """From the server's ``PermitLease`` document."""
+        return cls(
+            permit_id=str(doc["permit_id"]),
+            lease_expires_at=parse_datetime(str(doc["lease_expires_at"])),
+        )
+
+
+@dataclass(frozen=True)
+class LimiterView:
+    """A limiter (``[limiters.NAME]``) with its live counts, from ``GET /v1/limiters``."""
+
+    name: str
+    """Its name."""
+    scope: Scope
+    """``local`` or ``fleet``."""
+    limit: int
+    """Permits at once."""
+    held_here: int
+    """Permits held through this server now."""
+    held_fleet: Optional[int]
+    """Permits held across the fleet now (fleet scope, when Redis answered)."""
+    waiting: int
+    """Callers waiting on this server now."""
+    max_queue: int
+    """Callers that may wait on this server at once."""
+    max_wait: float
+    """The longest wait one request may ask for, in seconds."""
+    lease_ttl: float
+    """A permit's lease unless the request names one, in seconds."""
+    acquired: int
+    """Permits given on this server since start."""
+    queue_full: int
+    """Requests refused because the queue was full."""
+    expired: int
+    """Permits taken back because their lease ran out."""
+    failure_policy: Optional[FailurePolicy]
+    """Fleet scope: what happens when Redis cannot answer."""
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> LimiterView:
+        """From the server's ``LimiterView`` document."""
+        return cls(
+            name=str(doc["name"]),
+            scope=cast(Scope, str(doc["scope"])),
+            limit=int(doc["limit"]),
+            held_here=int(doc["held_here"]),
+            held_fleet=_opt_int(doc.get("held_fleet")),
+            waiting=int(doc["waiting"]),
+            max_queue=int(doc["max_queue"]),
+            max_wait=float(doc["max_wait"]),
+            lease_ttl=float(doc["lease_ttl"]),
+            acquired=int(doc["acquired"]),
+            queue_full=int(doc["queue_full"]),
+            expired=int(doc["expired"]),
+            failure_policy=cast(Optional[FailurePolicy], _opt_str(doc.get("failure_policy"))),
+        )
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """The answer to a rate check: allowed (``200``) or refused (``429 RATE_LIMITED``, which
+    :meth:`Client.rate_check <floodgate_client.Client.rate_check>` returns rather than
+    raises)."""
+
+    allowed: bool
+    """Whether the call may go ahead (its cost was taken)."""
+    remaining: int
+    """Calls the key may still make at once."""
+    reset_after: float
+    """Seconds until the key's allowance is full again."""
+    retry_after: Optional[float]
+    """Refused: seconds until the key may call again (``Retry-After``); ``None`` when
+    allowed."""
+    enforced: bool
+    """``False`` when Redis could not be reached and the open policy let the call through."""
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RateDecision:
+        """From the server's ``RateAllowed`` document."""
+        return cls(
+            allowed=bool(doc["allowed"]),
+            remaining=int(doc["remaining"]),
+            reset_after=float(doc["reset_after"]),
+            retry_after=None,
+            enforced=bool(doc["enforced"]),
+        )
+
+
+@dataclass(frozen=True)
+class RateLimitView:
+    """A rate limit (``[rate_limits.NAME]``) with its counts, from ``GET /v1/rate-limits``."""
+
+    name: str
+    """Its name."""
+    scope: Scope
+    """``local`` or ``fleet``."""
+    rate: int
+    """Calls per period, per key."""
+    per: float
+    """The period, in seconds."""
+    burst: int
+    """Calls a key may make at once after a quiet spell."""
+    keys: Optional[int]
+    """Keys remembered on this server (local scope)."""
+    allowed: int
+    """Checks allowed on this server since start."""
+    limited: int
+    """Checks over the limit."""
+    unavailable: int
+    """Checks refused because Redis could not answer (closed policy)."""
+    failure_policy: Optional[FailurePolicy]
+    """Fleet scope: what happens when Redis cannot answer."""
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RateLimitView:
+        """From the server's ``RateLimitView`` document."""
+        return cls(
+            name=str(doc["name"]),
+            scope=cast(Scope, str(doc["scope"])),
+            rate=int(doc["rate"]),
+            per=float(doc["per"]),
+            burst=int(doc["burst"]),
+            keys=_opt_int(doc.get("keys")),
+            allowed=int(doc["allowed"]),
+            limited=int(doc["limited"]),
+            unavailable=int(doc["unavailable"]),
+            failure_policy=cast(Optional[FailurePolicy], _opt_str(doc.get("failure_policy"))),
+        )
+
+
+@dataclass(frozen=True)
+class AdmittedCall:
+    """A call admitted through a circuit breaker (the server's ``CallAdmitted``): make it,
+    then report how it went."""
+
+    call_id: str
+    """Report the call's outcome under this id."""
+    breaker: str
+    """The breaker."""
+    probe: bool
+    """Whether it is a half-open probe."""
+    report_by: datetime
+    """Unreported by then, it counts as failed."""
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> AdmittedCall:
+        """From the server's ``CallAdmitted`` document."""
+        return cls(
+            call_id=str(doc["call_id"]),
+            breaker=str(doc["breaker"]),
+            probe=bool(doc["probe"]),
+            report_by=parse_datetime(str(doc["report_by"])),
+        )
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    """A breaker's state after a report or a reset."""
+
+    breaker: str
+    """The breaker."""
+    state: str
+    """``closed``, ``open``, ``half_open``, ``forced_open`` or ``disabled``."""
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> BreakerState:
+        """From the server's ``BreakerState`` document."""
+        return cls(breaker=str(doc["breaker"]), state=str(doc["state"]))
+
+
+@dataclass(frozen=True)
+class BreakerView:
+    """A circuit breaker (``[breakers.NAME]``) with its live state, from
+    ``GET /v1/breakers``."""
+
+    name: str
+    """Its name."""
+    state: str
+    """``closed``, ``open``, ``half_open``, ``forced_open`` or ``disabled``."""
+    since_seconds: float
+    """Seconds in that state."""
+    retry_after_seconds: Optional[float]
+    """While open: seconds until it admits probes."""
+    failure_rate: float
+    """The failure rate over the window, 0 to 1."""
+    window_calls: int
+    """The calls in the window."""
+    calls: int
+    """Calls reported since start."""
+    failures: int
+    """Of those, failures."""
+    slow: int
+    """Of those, slow."""
+    rejected: int
+    """Calls refused while open."""
+    half_open_probes: int
+    """Calls admitted while half-open."""
+    last_failure: Optional[str]
+    """What last opened it."""
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> BreakerView:
+        """From the server's ``BreakerView`` document."""
+        return cls(
+            name=str(doc["name"]),
+            state=str(doc["state"]),
+            since_seconds=float(doc["since_seconds"]),
+            retry_after_seconds=_opt_float(doc.get("retry_after_seconds")),
+            failure_rate=float(doc["failure_rate"]),
+            window_calls=int(doc["window_calls"]),
+            calls=int(doc["calls"]),
+            failures=int(doc["failures"]),
+            slow=int(doc["slow"]),
+            rejected=int(doc["rejected"]),
+            half_open_probes=int(doc["half_open_probes"]),
+            last_failure=_opt_str(doc.get("last_failure")),
+        )

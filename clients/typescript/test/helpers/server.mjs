@@ -4,7 +4,7 @@
 // until `GET /health/ready` answers 200.
 
 import { spawn } from "node:child_process";
-import { access, constants, mkdtemp, rm } from "node:fs/promises";
+import { access, constants, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -74,21 +74,29 @@ async function waitForBinary(bin) {
  * Starts `floodgate serve`. Options: `databaseUrl` (default: a fresh SQLite file in a new
  * temporary directory), `port` (default 0: any free port), `env` (extra variables, e.g.
  * `{ FLOODGATE_API_TOKEN: "secret" }`), `dir` (reuse a directory, e.g. to restart on the same
- * file). Returns `{ url, port, dir, databaseUrl, child, logs(), stop(), close() }`: `stop()`
- * sends SIGTERM and waits for the exit; `close()` stops and removes the directory it made.
+ * file), `config` (TOML settings, e.g. `[limiters.llm]` tables, written to `floodgate.toml` in
+ * the directory and passed as `--config`). Returns `{ url, port, dir, databaseUrl, child,
+ * logs(), stop(), close() }`: `stop()` sends SIGTERM and waits for the exit; `close()` stops
+ * and removes the directory it made.
  *
- * @param {{ databaseUrl?: string, port?: number, env?: Record<string, string>, dir?: string }} [options]
+ * @param {{ databaseUrl?: string, port?: number, env?: Record<string, string>, dir?: string, config?: string }} [options]
  */
-export async function startServer({ databaseUrl, port = 0, env = {}, dir } = {}) {
+export async function startServer({ databaseUrl, port = 0, env = {}, dir, config } = {}) {
   const bin = binaryPath();
   const ownDir = dir === undefined;
   const workDir = dir ?? (await mkdtemp(join(tmpdir(), "floodgate-ts-")));
   const db = databaseUrl ?? join(workDir, "jobs.db");
+  const extraArgs = [];
+  if (config !== undefined) {
+    const file = join(workDir, "floodgate.toml");
+    await writeFile(file, config);
+    extraArgs.push("--config", file);
+  }
   const deadline = Date.now() + 90_000;
   for (;;) {
     try {
       await waitForBinary(bin);
-      const server = await launch(bin, db, port, serverEnv(env), deadline);
+      const server = await launch(bin, db, port, serverEnv(env), deadline, extraArgs);
       const close = async () => {
         await server.stop();
         if (ownDir) await rm(workDir, { recursive: true, force: true });
@@ -107,8 +115,8 @@ export async function startServer({ databaseUrl, port = 0, env = {}, dir } = {})
   }
 }
 
-async function launch(bin, db, port, env, deadline) {
-  const child = spawn(bin, ["serve", "--listen", `127.0.0.1:${port}`, "--database-url", db], {
+async function launch(bin, db, port, env, deadline, extraArgs = []) {
+  const child = spawn(bin, ["serve", "--listen", `127.0.0.1:${port}`, "--database-url", db, ...extraArgs], {
     env,
     stdio: ["ignore", "pipe", "pipe"],
   });

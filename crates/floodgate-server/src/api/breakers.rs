@@ -55,7 +55,7 @@ pub struct BreakerList {
 /// Every configured breaker with its live state (this server's; with `redis_url` the servers
 /// follow each other's opens and closes within about a second).
 #[utoipa::path(
-    get, path = "/v1/breakers", tag = "limits",
+    get, path = "/v1/breakers", tag = "limits", operation_id = "list_breakers",
     responses(crate::error::Problems, (status = 200, description = "The breakers", body = BreakerList))
 )]
 pub async fn list_breakers(State(state): State<AppState>) -> Json<BreakerList> {
@@ -98,7 +98,7 @@ pub struct CallAdmitted {
 /// Admits a call through the breaker, or refuses it with `503 BREAKER_OPEN` and
 /// `Retry-After` while it is open. Make the call, then report how it went.
 #[utoipa::path(
-    post, path = "/v1/breakers/{name}/calls", tag = "limits",
+    post, path = "/v1/breakers/{name}/calls", tag = "limits", operation_id = "admit_call",
     params(("name" = String, Path, description = "The breaker")),
     responses(crate::error::Problems, (status = 200, description = "Admitted", body = CallAdmitted))
 )]
@@ -157,7 +157,7 @@ pub struct BreakerState {
 /// Reports a call's outcome. A call reported twice, or past its deadline (when it was counted
 /// as failed), answers `409 CALL_EXPIRED`.
 #[utoipa::path(
-    post, path = "/v1/breakers/{name}/calls/{call_id}", tag = "limits",
+    post, path = "/v1/breakers/{name}/calls/{call_id}", tag = "limits", operation_id = "report_call",
     params(
         ("name" = String, Path, description = "The breaker"),
         ("call_id" = String, Path, description = "The call"),
@@ -205,7 +205,7 @@ pub async fn report(
 
 /// Closes the breaker and forgets its window (with `redis_url`, the other servers follow).
 #[utoipa::path(
-    post, path = "/v1/breakers/{name}/reset", tag = "limits",
+    post, path = "/v1/breakers/{name}/reset", tag = "limits", operation_id = "reset_breaker",
     params(("name" = String, Path, description = "The breaker")),
     responses(crate::error::Problems, (status = 200, description = "Closed", body = BreakerState))
 )]

@@ -78,7 +78,7 @@ pub struct LimiterList {
 
 /// Every configured limiter with its live counts.
 #[utoipa::path(
-    get, path = "/v1/limiters", tag = "limits",
+    get, path = "/v1/limiters", tag = "limits", operation_id = "list_limiters",
     responses(crate::error::Problems, (status = 200, description = "The limiters", body = LimiterList))
 )]
 pub async fn list_limiters(State(state): State<AppState>) -> Json<LimiterList> {
@@ -100,7 +100,7 @@ pub struct SetLimit {
 /// Changes a limit at run time (the API token). Growing serves waiters at once; shrinking
 /// never revokes a held permit.
 #[utoipa::path(
-    put, path = "/v1/limiters/{name}", tag = "limits",
+    put, path = "/v1/limiters/{name}", tag = "limits", operation_id = "set_limit",
     params(("name" = String, Path, description = "The limiter")),
     request_body = SetLimit,
     responses(crate::error::Problems, (status = 200, description = "The limiter after the change", body = LimiterView))
@@ -172,7 +172,7 @@ fn expires(lease: std::time::Duration) -> DateTime<Utc> {
 /// waits holds a long-poll slot (`max_long_polls`), not a request slot; with none free it
 /// tries once, at once. A client that disconnects while waiting leaves no permit behind.
 #[utoipa::path(
-    post, path = "/v1/limiters/{name}/permits", tag = "limits",
+    post, path = "/v1/limiters/{name}/permits", tag = "limits", operation_id = "acquire_permit",
     params(("name" = String, Path, description = "The limiter")),
     request_body = PermitRequest,
     responses(
@@ -240,7 +240,7 @@ pub async fn acquire(
 /// A heartbeat's lease.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct HeartbeatRequest {
+pub struct PermitHeartbeat {
     /// Seconds from now, 1 to 3600 (default: the permit's own lease).
     pub lease_ttl: Option<f64>,
 }
@@ -257,15 +257,15 @@ pub struct PermitLease {
 /// Extends a permit's lease. A permit whose lease ran out answers `409 PERMIT_LOST`: it no
 /// longer counts, so stop the work it guarded or acquire another.
 #[utoipa::path(
-    post, path = "/v1/permits/{id}/heartbeat", tag = "limits",
+    post, path = "/v1/permits/{id}/heartbeat", tag = "limits", operation_id = "heartbeat_permit",
     params(("id" = String, Path, description = "The permit")),
-    request_body(content = HeartbeatRequest, description = "Optional"),
+    request_body(content = PermitHeartbeat, description = "Optional"),
     responses(crate::error::Problems, (status = 200, description = "Extended", body = PermitLease))
 )]
 pub async fn heartbeat(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-    body: Option<ApiJson<HeartbeatRequest>>,
+    body: Option<ApiJson<PermitHeartbeat>>,
 ) -> ApiResult<Json<PermitLease>> {
     let Path(permit_id) = id?;
     let ttl = body.and_then(|ApiJson(b)| b.lease_ttl);
@@ -279,7 +279,7 @@ pub async fn heartbeat(
 /// Releases a permit (again: still 204). One whose lease ran out answers `409 PERMIT_LOST` and
 /// frees nothing: its slot was taken back already.
 #[utoipa::path(
-    delete, path = "/v1/permits/{id}", tag = "limits",
+    delete, path = "/v1/permits/{id}", tag = "limits", operation_id = "release_permit",
     params(("id" = String, Path, description = "The permit")),
     responses(crate::error::Problems, (status = 204, description = "Released"))
 )]

@@ -63,7 +63,7 @@ pub struct RateLimitList {
 
 /// Every configured rate limit with its counts.
 #[utoipa::path(
-    get, path = "/v1/rate-limits", tag = "limits",
+    get, path = "/v1/rate-limits", tag = "limits", operation_id = "list_rate_limits",
     responses(crate::error::Problems, (status = 200, description = "The rate limits", body = RateLimitList))
 )]
 pub async fn list_rate_limits(State(state): State<AppState>) -> Json<RateLimitList> {
@@ -115,7 +115,7 @@ pub struct RateAllowed {
 /// Takes `cost` from the key's allowance: `200` with what is left, or `429 RATE_LIMITED` with
 /// `Retry-After`. Both carry `RateLimit-Policy` and `RateLimit` (see the module docs).
 #[utoipa::path(
-    post, path = "/v1/rate-limits/{name}/check", tag = "limits",
+    post, path = "/v1/rate-limits/{name}/check", tag = "limits", operation_id = "check_rate_limit",
     params(("name" = String, Path, description = "The rate limit")),
     request_body = RateCheck,
     responses(crate::error::Problems, (status = 200, description = "Allowed", body = RateAllowed))

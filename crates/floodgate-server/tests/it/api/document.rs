@@ -35,6 +35,18 @@ async fn every_route_declares_its_problems_and_the_schema_its_limits() {
             }
         }
     }
+    // Client generators need each operation named once.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().expect("an operationId"))
+        .collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "an operationId is used twice: {ids:?}");
+    let beat = &doc["paths"]["/v1/permits/{id}/heartbeat"]["post"]["requestBody"];
+    assert!(beat.to_string().contains("PermitHeartbeat"), "{beat}");
     let job = &doc["components"]["schemas"]["JobRequest"]["properties"];
     assert_eq!(job["kind"]["minLength"], 1, "{job}");
     assert_eq!(job["kind"]["maxLength"], 255, "{job}");
