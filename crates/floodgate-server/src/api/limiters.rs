@@ -288,7 +288,7 @@ pub async fn release(
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<StatusCode> {
     let Path(permit_id) = id?;
-    state.limits().permits().release(&permit_id)?;
+    state.limits().permits().release(&permit_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,7 +4,7 @@
 //! expired (`409`) rather than unknown (`404`).
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! use std::time::Duration;
 //! use floodgate_server::limits::book::{Book, Gone};

@@ -1,8 +1,14 @@
 //! [`FleetQueue`]: one server's waiters for a fleet-wide limiter, in priority order (highest
 //! first, first come first served within a level). Only the waiter at the head asks Redis
 //! for a slot; when a more urgent waiter arrives it becomes the head at once, and the one it
-//! displaced waits again in its place. So within one server permits go strictly by priority,
-//! and the server sends Redis one request at a time however many callers wait.
+//! displaced waits again in its place. So within one server permits go strictly by priority
+//! once the fleet is full, and the server then sends Redis one request at a time however many
+//! callers wait. While the last ask found a free slot, every waiter asks at once (there is no
+//! one to pass: slots are free), so a burst is served at Redis's pace, not one by one.
+//!
+//! A caller whose wait is over before its turn came (a `wait` of 0 behind others, say) still
+//! asks when its turn comes, unless the last ask found the fleet full: then it gives up at
+//! once, as it could only have waited for a permit to come back.
 //!
 //! ```
 //! use floodgate_server::limits::fleet_queue::FleetQueue;
@@ -14,7 +20,7 @@
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use floodgate::rate::RateError;
@@ -33,7 +39,9 @@ pub struct FleetQueue {
     changed: Notify,
     next: AtomicU64,
     max: usize,
-    full: AtomicU64,
+    /// Whether the head's last ask found every slot taken.
+    full: AtomicBool,
+    refused: AtomicU64,
 }
 
 /// Takes a waiter out of the queue however its wait ends (cancellation included).
@@ -57,7 +65,8 @@ impl FleetQueue {
             changed: Notify::new(),
             next: AtomicU64::new(0),
             max,
-            full: AtomicU64::new(0),
+            full: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -77,7 +86,7 @@ impl FleetQueue {
 
     /// Callers refused because the queue was full, since start.
     pub fn refused_full(&self) -> u64 {
-        self.full.load(Relaxed)
+        self.refused.load(Relaxed)
     }
 
     /// A slot may have been freed on this server: the head asks again now.
@@ -102,7 +111,7 @@ impl FleetQueue {
         {
             let mut waiting = self.lock();
             if waiting.len() >= self.max {
-                self.full.fetch_add(1, Relaxed);
+                self.refused.fetch_add(1, Relaxed);
                 return Err(LimitError::QueueFull(self.max));
             }
             waiting.insert(ticket);
@@ -118,17 +127,27 @@ impl FleetQueue {
             tokio::pin!(changed);
             changed.as_mut().enable();
             let head = self.lock().first() == Some(&ticket);
-            if head {
+            if head || !self.full.load(Relaxed) {
                 match global.try_acquire().await {
-                    Ok(Some(permit)) => return Ok(permit),
-                    Ok(None) => {}
+                    Ok(Some(permit)) => {
+                        // The others may all ask at once only while slots are left.
+                        self.full.store(global.last_free() == 0, Relaxed);
+                        return Ok(permit);
+                    }
+                    Ok(None) => {
+                        // Those whose wait is over give up now (see the module docs).
+                        if !self.full.swap(true, Relaxed) {
+                            self.changed.notify_waiters();
+                        }
+                    }
                     Err(RateError::Unavailable { reason }) => {
                         return Err(LimitError::LimiterUnavailable(reason));
                     }
                     Err(e) => return Err(LimitError::LimiterUnavailable(e.to_string())),
                 }
             }
-            if Instant::now() >= deadline {
+            let over = Instant::now() >= deadline;
+            if over && (head || self.full.load(Relaxed)) {
                 return Err(LimitError::AcquireTimeout(waited));
             }
             // The head retries with a growing pause (a slot freed on another server is only
@@ -138,6 +157,9 @@ impl FleetQueue {
                 let at = (Instant::now() + pause).min(deadline);
                 pause = (pause * 2).min(Duration::from_millis(50));
                 at
+            } else if over {
+                // Its turn to ask, or the news that the fleet is full, wakes it.
+                Instant::now() + Duration::from_secs(3_600)
             } else {
                 deadline
             };

@@ -22,7 +22,7 @@
 //! let permits = Permits::new([("llm".to_owned(), spec)].into(), None).unwrap();
 //! let granted = permits.acquire("llm", Ask::default()).await.unwrap();
 //! assert!(permits.acquire("llm", Ask::default()).await.is_err()); // wait 0: at once
-//! permits.release(&granted.permit_id).unwrap();
+//! permits.release(&granted.permit_id).await.unwrap();
 //! # }
 //! ```
 
@@ -320,17 +320,25 @@ impl Permits {
         Ok(deadline - now)
     }
 
-    /// Releases a permit. Releasing one already released again is a success; one whose lease
-    /// ran out answers [`LimitError::PermitLost`] and frees nothing.
-    pub fn release(&self, permit_id: &str) -> Result<(), LimitError> {
-        match self.book.take(permit_id, |_| true) {
-            Ok(held) => {
-                drop(held);
-                Ok(())
+    /// Releases a permit; fleet-wide, once Redis has the slot back. Releasing one already
+    /// released again is a success; one whose lease ran out answers
+    /// [`LimitError::PermitLost`] and frees nothing.
+    pub async fn release(&self, permit_id: &str) -> Result<(), LimitError> {
+        let mut held = match self.book.take(permit_id, |_| true) {
+            Ok(held) => held,
+            Err(Gone::Finished) => return Ok(()),
+            Err(gone) => return Err(LimitError::permit_gone(gone, permit_id)),
+        };
+        if let Some(Either::Fleet(permit)) = held.permit.take() {
+            if let Err(e) = permit.release().await {
+                // Its lease ends it within its TTL.
+                tracing::warn!(limiter = %held.limiter.name, error = %e, "a permit's release did not reach Redis");
             }
-            Err(Gone::Finished) => Ok(()),
-            Err(gone) => Err(LimitError::permit_gone(gone, permit_id)),
+            if let Bound::Fleet { queue, .. } = &held.limiter.bound {
+                queue.freed();
+            }
         }
+        Ok(())
     }
 
     /// Changes a limit at run time (fleet-wide: for every server).

@@ -320,12 +320,13 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = limit_of(KEYS[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < limit then
+local held = redis.call('ZCARD', KEYS[1])
+if held < limit then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-  return {1, limit}
+  return {1, limit, held + 1}
 end
-return {0, limit}
+return {0, limit, held}
 "#;
 
 const HELD: &str = r#"
@@ -361,6 +362,8 @@ pub struct GlobalLimiter {
     limit: u32,
     /// The limit in force as last read from Redis (a run-time override, or `limit`).
     in_force: Arc<AtomicU32>,
+    /// Permits held fleet-wide as of the last acquire.
+    last_held: Arc<AtomicU32>,
     ttl: Duration,
     scripts: Arc<Scripts>,
 }
@@ -403,6 +406,30 @@ impl GlobalPermit {
     pub fn is_unguarded(&self) -> bool {
         self.limiter.is_none()
     }
+
+    /// Releases the permit and waits until Redis has the slot back, so the next acquire
+    /// anywhere can have it (dropping the permit releases it in the background instead).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before Redis answered, the release may or may not have been applied; if not,
+    /// the slot comes back when the lease's TTL passes.
+    pub async fn release(mut self) -> Result<(), RateError> {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+        let Some(limiter) = self.limiter.take() else {
+            return Ok(());
+        };
+        let mut inv = limiter.scripts.release.key(&limiter.key);
+        inv.arg(&self.id);
+        limiter
+            .link
+            .invoke::<i64>(&mut inv)
+            .await
+            .map(drop)
+            .map_err(|reason| RateError::Unavailable { reason })
+    }
 }
 
 impl Drop for GlobalPermit {
@@ -444,6 +471,7 @@ impl GlobalLimiter {
             key,
             limit,
             in_force: Arc::new(AtomicU32::new(limit)),
+            last_held: Arc::new(AtomicU32::new(0)),
             ttl,
             scripts: Arc::new(Scripts {
                 acquire: Script::new(&format!("{LIMIT}{ACQUIRE}")),
@@ -469,9 +497,10 @@ impl GlobalLimiter {
             .arg(self.limit)
             .arg(ttl_ms)
             .arg(&id);
-        match self.link.invoke::<(i64, u32)>(&mut inv).await {
-            Ok((granted, limit)) => {
+        match self.link.invoke::<(i64, u32, u32)>(&mut inv).await {
+            Ok((granted, limit, held)) => {
                 self.in_force.store(limit, Release);
+                self.last_held.store(held, Release);
                 Ok((granted == 1).then(|| self.guard(id)))
             }
             Err(reason) => match self.link.settings.failure_policy {
@@ -576,6 +605,12 @@ impl GlobalLimiter {
             .map_err(|reason| RateError::Unavailable { reason })?;
         self.in_force.store(limit, Release);
         Ok(())
+    }
+
+    /// Slots free fleet-wide as of the last acquire through this handle (after it): whether
+    /// the next caller is likely to find one without waiting.
+    pub fn last_free(&self) -> u32 {
+        self.limit().saturating_sub(self.last_held.load(Acquire))
     }
 
     /// The limit in force as last read from Redis (the configured one until then).
