@@ -37,11 +37,26 @@ enum Backend {
     Fleet(RedisRateLimiter),
 }
 
-#[derive(Default)]
 struct Counts {
     allowed: AtomicU64,
     limited: AtomicU64,
     unavailable: AtomicU64,
+    /// `floodgate_rate_checks_total{rate_limit, outcome}`, looked up once.
+    allowed_total: metrics::Counter,
+    limited_total: metrics::Counter,
+}
+
+impl Counts {
+    fn new(name: &str) -> Counts {
+        let total = |outcome: &'static str| metrics::counter!("floodgate_rate_checks_total", "rate_limit" => name.to_owned(), "outcome" => outcome);
+        Counts {
+            allowed: AtomicU64::new(0),
+            limited: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
+            allowed_total: total("allowed"),
+            limited_total: total("limited"),
+        }
+    }
 }
 
 struct Named {
@@ -126,7 +141,7 @@ impl RateLimits {
                 spec,
                 quota,
                 backend,
-                counts: Counts::default(),
+                counts: Counts::new(&name),
             };
             limits.insert(name, named);
         }
@@ -175,10 +190,12 @@ impl RateLimits {
         let verdict = match taken {
             Ok(allowance) => {
                 named.counts.allowed.fetch_add(1, Relaxed);
+                named.counts.allowed_total.increment(1);
                 Verdict::Allowed(allowance)
             }
             Err(RateError::Limited(NotUntil::Wait(retry_after))) => {
                 named.counts.limited.fetch_add(1, Relaxed);
+                named.counts.limited_total.increment(1);
                 // GCRA waits until the key's lead, less the window, leaves room for `cost`
                 // cells; the lead itself is when the bucket is full again.
                 let reset_after = (retry_after + window(&named.quota))
@@ -194,12 +211,6 @@ impl RateLimits {
             }
             Err(e) => return Err(LimitError::RateLimitUnavailable(e.to_string())),
         };
-        let outcome = match verdict {
-            Verdict::Allowed(_) => "allowed",
-            Verdict::Limited { .. } => "limited",
-        };
-        metrics::counter!("floodgate_rate_checks_total", "rate_limit" => name.to_owned(), "outcome" => outcome)
-            .increment(1);
         Ok(verdict)
     }
 

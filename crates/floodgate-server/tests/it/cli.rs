@@ -77,9 +77,13 @@ fn config_prints_toml_that_reads_back_as_the_same_settings() {
     std::fs::write(
         &first,
         "max_batch = 70\nheader_read_timeout = 7\nlog = \"debug\"\n\
+         redis_url = \"redis://:hunter2hunter2@cache:6379\"\n\
          [webhooks]\nconcurrency = 32\nschedule = [1.5, 60]\n\
          [webhooks.destinations.\"hooks.example.com\"]\nallow_private = true\n\
-         max_concurrency = 3\n",
+         max_concurrency = 3\n\
+         [limiters.llm]\nmax_concurrency = 100\naging = 0.5\n\
+         [rate_limits.per_customer]\nrate = 100\nper = 60\nfailure_policy = \"open\"\n\
+         [breakers.payments]\nconsecutive_failures = 5\n",
     )
     .unwrap();
     let out = floodgate(&["config", "--config", first.to_str().unwrap()], &[]);
@@ -90,6 +94,16 @@ fn config_prints_toml_that_reads_back_as_the_same_settings() {
         "a table, not a JSON line: {shown}"
     );
     assert!(shown.contains("max_concurrency = 3"), "{shown}");
+    // The named limits, with their defaults; the Redis password masked.
+    assert!(
+        shown.contains("[limiters.llm]\nmax_concurrency = 100\nmax_queue = 1000"),
+        "{shown}"
+    );
+    assert!(shown.contains("[rate_limits.per_customer]"), "{shown}");
+    assert!(shown.contains("failure_policy = \"open\""), "{shown}");
+    assert!(shown.contains("[breakers.payments]"), "{shown}");
+    assert!(shown.contains("call_deadline = 60.0"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
     let second = dir.path().join("second.toml");
     std::fs::write(&second, &shown).unwrap();
     let again = floodgate(&["config", "--config", second.to_str().unwrap()], &[]);
