@@ -172,13 +172,13 @@ def test_batch_report_types_match_the_server(document: Dict[str, Any]) -> None:
 def test_limits_types_match_the_server(document: Dict[str, Any]) -> None:
     _compare(document, "PermitGranted", PermitGrant)
     _compare(document, "PermitLease", PermitLease)
-    _compare(document, "LimiterView", LimiterView)
+    _compare(document, "NamedLimiter", LimiterView)
     # retry_after comes from a refusal's Retry-After (a refusal is a 429 problem).
     _compare(document, "RateAllowed", RateDecision, client_only=("retry_after",))
-    _compare(document, "RateLimitView", RateLimitView)
+    _compare(document, "NamedRateLimit", RateLimitView)
     _compare(document, "CallAdmitted", AdmittedCall)
     _compare(document, "BreakerState", BreakerState)
-    _compare(document, "BreakerView", BreakerView)
+    _compare(document, "NamedBreaker", BreakerView)
 
 
 def test_limits_enums_match_the_server(document: Dict[str, Any]) -> None:

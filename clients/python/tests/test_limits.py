@@ -136,9 +136,11 @@ def test_acquire_timeout_and_queue_full(lclient: Client) -> None:
 
 
 def test_a_wait_longer_than_max_wait_is_spent_in_shorter_polls(lclient: Client) -> None:
-    # [limiters.short] has max_wait = 1: a single request may not wait 2.5 s ...
-    with pytest.raises(ValidationError):
-        lclient.acquire_permit("short", wait=2.5)
+    # [limiters.short] has max_wait = 1: a single request asking 2.5 s waits 1 s ...
+    with lclient.permit("short"):
+        with pytest.raises(AcquireTimeoutError) as once:
+            lclient.acquire_permit("short", wait=2.5)
+        assert "within 1 s" in once.value.detail
     with lclient.permit("short"):
         started = time.monotonic()
         # ... but the permit's wait is spent in polls of at most max_wait.

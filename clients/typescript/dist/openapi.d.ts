@@ -743,7 +743,7 @@ export interface components {
         /** @description The configured breakers. */
         BreakerList: {
             /** @description Every `[breakers.NAME]`, by name. */
-            breakers: components["schemas"]["BreakerView"][];
+            breakers: components["schemas"]["NamedBreaker"][];
         };
         /** @description A breaker's state after a change. */
         BreakerState: {
@@ -752,59 +752,17 @@ export interface components {
             /** @description `closed`, `open`, `half_open`, `forced_open` or `disabled`. */
             state: string;
         };
-        /** @description A breaker with its live state. */
+        /** @description A breaker's state. */
         BreakerView: {
-            /**
-             * Format: int64
-             * @description Calls reported since start.
-             */
-            calls: number;
-            /**
-             * Format: double
-             * @description The failure rate over the window, 0 to 1.
-             */
-            failure_rate: number;
-            /**
-             * Format: int64
-             * @description Of those, failures.
-             */
-            failures: number;
-            /**
-             * Format: int32
-             * @description Calls admitted while half-open.
-             */
-            half_open_probes: number;
-            /** @description What last opened it. */
-            last_failure?: string | null;
-            /** @description Its name (`[breakers.NAME]`). */
+            /** @description Its name (a destination, or `breaker:NAME`). */
             name: string;
-            /**
-             * Format: int64
-             * @description Calls refused while open.
-             */
-            rejected: number;
-            /**
-             * Format: double
-             * @description While open: seconds until it admits probes.
-             */
-            retry_after_seconds?: number | null;
             /**
              * Format: double
              * @description Seconds in that state.
              */
             since_seconds: number;
-            /**
-             * Format: int64
-             * @description Of those, slow.
-             */
-            slow: number;
             /** @description `closed`, `open`, `half_open`, `forced_open` or `disabled`. */
             state: string;
-            /**
-             * Format: int64
-             * @description The calls in the window.
-             */
-            window_calls: number;
         };
         /** @description A call admitted. */
         CallAdmitted: {
@@ -1245,10 +1203,80 @@ export interface components {
         /** @description The configured limiters. */
         LimiterList: {
             /** @description Every `[limiters.NAME]`, by name. */
-            limiters: components["schemas"]["LimiterView"][];
+            limiters: components["schemas"]["NamedLimiter"][];
+        };
+        /** @description A limiter's gauges. */
+        LimiterView: {
+            /** @description Permits held. */
+            active: number;
+            /** @description The limit. */
+            limit: number;
+            /** @description Its name. */
+            name: string;
+            /** @description Callers waiting. */
+            queued: number;
+        };
+        /**
+         * @description A kind, queue, worker or key: 1 to 255 characters, no NUL (in the document only; the fields
+         *     are plain strings).
+         */
+        Name: string;
+        /** @description A breaker with its live state. */
+        NamedBreaker: {
+            /**
+             * Format: int64
+             * @description Calls reported since start.
+             */
+            calls: number;
+            /**
+             * Format: double
+             * @description The failure rate over the window, 0 to 1.
+             */
+            failure_rate: number;
+            /**
+             * Format: int64
+             * @description Of those, failures.
+             */
+            failures: number;
+            /**
+             * Format: int32
+             * @description Calls admitted while half-open.
+             */
+            half_open_probes: number;
+            /** @description What last opened it. */
+            last_failure?: string | null;
+            /** @description Its name (`[breakers.NAME]`). */
+            name: string;
+            /**
+             * Format: int64
+             * @description Calls refused while open.
+             */
+            rejected: number;
+            /**
+             * Format: double
+             * @description While open: seconds until it admits probes.
+             */
+            retry_after_seconds?: number | null;
+            /**
+             * Format: double
+             * @description Seconds in that state.
+             */
+            since_seconds: number;
+            /**
+             * Format: int64
+             * @description Of those, slow.
+             */
+            slow: number;
+            /** @description `closed`, `open`, `half_open`, `forced_open` or `disabled`. */
+            state: string;
+            /**
+             * Format: int64
+             * @description The calls in the window.
+             */
+            window_calls: number;
         };
         /** @description A limiter with its live counts. */
-        LimiterView: {
+        NamedLimiter: {
             /**
              * Format: int64
              * @description Permits given on this server since start.
@@ -1293,11 +1321,46 @@ export interface components {
             /** @description Callers waiting on this server now. */
             waiting: number;
         };
-        /**
-         * @description A kind, queue, worker or key: 1 to 255 characters, no NUL (in the document only; the fields
-         *     are plain strings).
-         */
-        Name: string;
+        /** @description A rate limit with its counts. */
+        NamedRateLimit: {
+            /**
+             * Format: int64
+             * @description Checks allowed on this server since start.
+             */
+            allowed: number;
+            /**
+             * Format: int32
+             * @description Calls a key may make at once after a quiet spell.
+             */
+            burst: number;
+            failure_policy?: null | components["schemas"]["Policy"];
+            /** @description Keys remembered on this server (local scope). */
+            keys?: number | null;
+            /**
+             * Format: int64
+             * @description Checks over the limit.
+             */
+            limited: number;
+            /** @description Its name (`[rate_limits.NAME]`). */
+            name: string;
+            /**
+             * Format: double
+             * @description The period, in seconds.
+             */
+            per: number;
+            /**
+             * Format: int32
+             * @description Calls per period, per key.
+             */
+            rate: number;
+            /** @description `local` (this server) or `fleet` (every server sharing `redis_url`). */
+            scope: components["schemas"]["Scope"];
+            /**
+             * Format: int64
+             * @description Checks refused because Redis could not answer (closed policy).
+             */
+            unavailable: number;
+        };
         /** @description One job to enqueue; its idempotency key is the `Idempotency-Key` header. */
         OneJobRequest: {
             /** @description What the job does; workers claim by kind (at most 255 characters). */
@@ -1421,8 +1484,8 @@ export interface components {
             priority?: number | null;
             /**
              * Format: double
-             * @description Seconds to wait for a permit, up to the limiter's `max_wait` (default 0: answer at
-             *     once).
+             * @description Seconds to wait for a permit (default 0: answer at once); a wait longer than the
+             *     limiter's `max_wait` is cut to it.
              */
             wait?: number | null;
         };
@@ -1529,56 +1592,17 @@ export interface components {
         RateCheck: {
             /**
              * Format: int32
-             * @description Cells this call takes, 1 up to the burst (default 1).
+             * @description Cells this call takes (default 1), at most the rate limit's burst (`GET
+             *     /v1/rate-limits`); more could never be allowed and is refused 422.
              */
             cost?: number | null;
-            /** @description What is limited: a customer, an API key, an IP (1 to 256 bytes). */
+            /** @description What is limited: a customer, an API key, an IP (1 to 256 characters). */
             key: string;
         };
         /** @description The configured rate limits. */
         RateLimitList: {
             /** @description Every `[rate_limits.NAME]`, by name. */
-            rate_limits: components["schemas"]["RateLimitView"][];
-        };
-        /** @description A rate limit with its counts. */
-        RateLimitView: {
-            /**
-             * Format: int64
-             * @description Checks allowed on this server since start.
-             */
-            allowed: number;
-            /**
-             * Format: int32
-             * @description Calls a key may make at once after a quiet spell.
-             */
-            burst: number;
-            failure_policy?: null | components["schemas"]["Policy"];
-            /** @description Keys remembered on this server (local scope). */
-            keys?: number | null;
-            /**
-             * Format: int64
-             * @description Checks over the limit.
-             */
-            limited: number;
-            /** @description Its name (`[rate_limits.NAME]`). */
-            name: string;
-            /**
-             * Format: double
-             * @description The period, in seconds.
-             */
-            per: number;
-            /**
-             * Format: int32
-             * @description Calls per period, per key.
-             */
-            rate: number;
-            /** @description `local` (this server) or `fleet` (every server sharing `redis_url`). */
-            scope: components["schemas"]["Scope"];
-            /**
-             * Format: int64
-             * @description Checks refused because Redis could not answer (closed policy).
-             */
-            unavailable: number;
+            rate_limits: components["schemas"]["NamedRateLimit"][];
         };
         /** @description The job's state after a report. */
         Reported: {
@@ -1598,7 +1622,7 @@ export interface components {
         /** @description A new limit. */
         SetLimit: {
             /**
-             * @description Permits at once, 1 or more. Fleet-wide, it holds for every server until the
+             * @description Permits at once, 1 to 1,000,000,000. Fleet-wide, it holds for every server until the
              *     configuration's own limit changes.
              */
             max_concurrency: number;
@@ -2222,7 +2246,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The breaker */
+                /**
+                 * @description The breaker
+                 * @example payments
+                 */
                 name: string;
             };
             cookie?: never;
@@ -2344,7 +2371,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The breaker */
+                /**
+                 * @description The breaker
+                 * @example payments
+                 */
                 name: string;
                 /** @description The call */
                 call_id: string;
@@ -2472,7 +2502,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The breaker */
+                /**
+                 * @description The breaker
+                 * @example payments
+                 */
                 name: string;
             };
             cookie?: never;
@@ -4841,7 +4874,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The limiter */
+                /**
+                 * @description The limiter
+                 * @example llm
+                 */
                 name: string;
             };
             cookie?: never;
@@ -4858,7 +4894,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["LimiterView"];
+                    "application/json": components["schemas"]["NamedLimiter"];
                 };
             };
             /** @description The request cannot be read */
@@ -4967,11 +5003,15 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The limiter */
+                /**
+                 * @description The limiter
+                 * @example llm
+                 */
                 name: string;
             };
             cookie?: never;
         };
+        /** @description Optional */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PermitRequest"];
@@ -5948,7 +5988,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The rate limit */
+                /**
+                 * @description The rate limit
+                 * @example per_customer
+                 */
                 name: string;
             };
             cookie?: never;

@@ -65,13 +65,13 @@ export type PermitHeartbeatRequest = Schemas["PermitHeartbeat"];
 /** A permit's lease after a heartbeat. */
 export type PermitLease = Schemas["PermitLease"];
 /** A limiter with its live counts (`GET /v1/limiters`). */
-export type LimiterView = Schemas["LimiterView"];
+export type LimiterView = Schemas["NamedLimiter"];
 /** A rate check (`POST /v1/rate-limits/{name}/check`) body. */
 export type RateCheck = Schemas["RateCheck"];
 /** An allowed rate check, as the server answers it. */
 export type RateAllowed = Schemas["RateAllowed"];
 /** A rate limit with its counts (`GET /v1/rate-limits`). */
-export type RateLimitView = Schemas["RateLimitView"];
+export type RateLimitView = Schemas["NamedRateLimit"];
 /** A call a breaker admitted: report its outcome under `call_id` by `report_by`. */
 export type CallAdmitted = Schemas["CallAdmitted"];
 /** How a call through a breaker went: `success`, `failure`, `ignored` or `slow`. */
@@ -81,5 +81,5 @@ export type CallReport = Schemas["CallReport"];
 /** A breaker's state after a report or a reset. */
 export type BreakerState = Schemas["BreakerState"];
 /** A breaker with its live state (`GET /v1/breakers`). */
-export type BreakerView = Schemas["BreakerView"];
+export type BreakerView = Schemas["NamedBreaker"];
 export {};

@@ -92,7 +92,7 @@ export type PermitHeartbeatRequest = Schemas["PermitHeartbeat"];
 export type PermitLease = Schemas["PermitLease"];
 
 /** A limiter with its live counts (`GET /v1/limiters`). */
-export type LimiterView = Schemas["LimiterView"];
+export type LimiterView = Schemas["NamedLimiter"];
 
 /** A rate check (`POST /v1/rate-limits/{name}/check`) body. */
 export type RateCheck = Schemas["RateCheck"];
@@ -101,7 +101,7 @@ export type RateCheck = Schemas["RateCheck"];
 export type RateAllowed = Schemas["RateAllowed"];
 
 /** A rate limit with its counts (`GET /v1/rate-limits`). */
-export type RateLimitView = Schemas["RateLimitView"];
+export type RateLimitView = Schemas["NamedRateLimit"];
 
 /** A call a breaker admitted: report its outcome under `call_id` by `report_by`. */
 export type CallAdmitted = Schemas["CallAdmitted"];
@@ -116,4 +116,4 @@ export type CallReport = Schemas["CallReport"];
 export type BreakerState = Schemas["BreakerState"];
 
 /** A breaker with its live state (`GET /v1/breakers`). */
-export type BreakerView = Schemas["BreakerView"];
+export type BreakerView = Schemas["NamedBreaker"];

@@ -347,7 +347,11 @@ impl From<crate::limits::LimitError> for ApiError {
             L::Unknown { .. } | L::NoSuchId(_) => ApiError::new(Code::NotFound, detail),
             L::Invalid(field, reason) => ApiError::invalid(field, reason),
             L::QueueFull(_) => ApiError::new(Code::QueueFull, detail).retry_after(1),
-            L::AcquireTimeout(_) => ApiError::new(Code::AcquireTimeout, detail).retry_after(1),
+            // After a wait spent in full, ask again at once; with no wait, in a moment.
+            L::AcquireTimeout(waited) => {
+                let again = if waited > 0.0 { 0 } else { 1 };
+                ApiError::new(Code::AcquireTimeout, detail).retry_after(again)
+            }
             L::LimiterUnavailable(_) => {
                 ApiError::new(Code::LimiterUnavailable, detail).retry_after(1)
             }

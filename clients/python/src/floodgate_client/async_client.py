@@ -399,11 +399,6 @@ class AsyncClient:
         """Changes a limiter's permits at once, at run time."""
         return await self.send(_api.set_limit(limiter, max_concurrency))
 
-    async def _max_wait(self, limiter: str) -> Optional[float]:
-        for view in await self.limiters():
-            if view.name == limiter:
-                return view.max_wait
-        return None
 
     async def rate_check(self, name: str, key: str, *, cost: int = 1) -> RateDecision:
         """Takes ``cost`` from ``key``'s allowance under rate limit ``name``. A refusal

@@ -394,11 +394,6 @@ class Client:
         """Changes a limiter's permits at once, at run time."""
         return self.send(_api.set_limit(limiter, max_concurrency))
 
-    def _max_wait(self, limiter: str) -> Optional[float]:
-        for view in self.limiters():
-            if view.name == limiter:
-                return view.max_wait
-        return None
 
     def rate_check(self, name: str, key: str, *, cost: int = 1) -> RateDecision:
         """Takes ``cost`` from ``key``'s allowance under rate limit ``name``. A refusal

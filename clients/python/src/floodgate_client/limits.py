@@ -30,7 +30,6 @@ from .errors import (
     NotFoundError,
     PermitLostError,
     RateLimitedError,
-    ValidationError,
 )
 from .models import BreakerState, BreakerView, CallOutcome, PermitGrant, RateDecision
 
@@ -90,12 +89,6 @@ class _WaitPlan:
         if took < asked / 2:
             return min(left, error.retry_after if error.retry_after is not None else 1.0)
         return 0.0
-
-    def limit_poll(self, max_wait: float) -> None:
-        """Polls of at most ``max_wait`` from now on (the limiter's own, under 30 s); the
-        refused request is sent again."""
-        self.max_poll = max_wait
-        self._first = True
 
     def timed_out(self, limiter: str, last: FloodgateError) -> AcquireTimeoutError:
         """The error for a ``wait`` spent in several polls without a permit."""
@@ -267,7 +260,6 @@ class Permit(_PermitBase):
     def _acquire(self) -> PermitGrant:
         plan = _WaitPlan(self.wait, time.monotonic())
         last: Optional[FloodgateError] = None
-        adapted = False
         while True:
             asked = plan.next_wait(time.monotonic())
             if asked is None:
@@ -292,15 +284,6 @@ class Permit(_PermitBase):
                 last = e
                 if pause > 0:
                     time.sleep(pause)
-            except ValidationError:
-                # A limiter whose max_wait is under 30 s refuses a longer poll: learn it once.
-                if adapted or asked <= 0:
-                    raise
-                adapted = True
-                max_wait = self._client._max_wait(self.limiter)
-                if max_wait is None or max_wait >= asked or max_wait <= 0:
-                    raise
-                plan.limit_poll(max_wait)
 
     def _heartbeats(self, grant: PermitGrant, confirmed: float) -> None:
         interval = self._interval(grant)
@@ -455,7 +438,6 @@ class AsyncPermit(_PermitBase):
         loop = asyncio.get_running_loop()
         plan = _WaitPlan(self.wait, loop.time())
         last: Optional[FloodgateError] = None
-        adapted = False
         while True:
             asked = plan.next_wait(loop.time())
             if asked is None:
@@ -480,14 +462,6 @@ class AsyncPermit(_PermitBase):
                 last = e
                 if pause > 0:
                     await asyncio.sleep(pause)
-            except ValidationError:
-                if adapted or asked <= 0:
-                    raise
-                adapted = True
-                max_wait = await self._client._max_wait(self.limiter)
-                if max_wait is None or max_wait >= asked or max_wait <= 0:
-                    raise
-                plan.limit_poll(max_wait)
 
     async def _heartbeats(self, grant: PermitGrant, confirmed: float) -> None:
         loop = asyncio.get_running_loop()

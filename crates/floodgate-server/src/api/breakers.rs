@@ -18,7 +18,7 @@ use crate::state::AppState;
 
 /// A breaker with its live state.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct BreakerView {
+pub struct NamedBreaker {
     /// Its name (`[breakers.NAME]`).
     pub name: String,
     /// `closed`, `open`, `half_open`, `forced_open` or `disabled`.
@@ -49,7 +49,7 @@ pub struct BreakerView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BreakerList {
     /// Every `[breakers.NAME]`, by name.
-    pub breakers: Vec<BreakerView>,
+    pub breakers: Vec<NamedBreaker>,
 }
 
 /// Every configured breaker with its live state (this server's; with `redis_url` the servers
@@ -64,7 +64,7 @@ pub async fn list_breakers(State(state): State<AppState>) -> Json<BreakerList> {
         .breakers()
         .snapshot()
         .into_iter()
-        .map(|(s, spec)| BreakerView {
+        .map(|(s, spec)| NamedBreaker {
             name: s.name,
             state: s.state.as_str().to_owned(),
             since_seconds: s.in_state_for.as_secs_f64(),
@@ -99,7 +99,7 @@ pub struct CallAdmitted {
 /// `Retry-After` while it is open. Make the call, then report how it went.
 #[utoipa::path(
     post, path = "/v1/breakers/{name}/calls", tag = "limits", operation_id = "admit_call",
-    params(("name" = String, Path, description = "The breaker")),
+    params(("name" = String, Path, description = "The breaker", example = "payments")),
     responses(crate::error::Problems, (status = 200, description = "Admitted", body = CallAdmitted))
 )]
 pub async fn admit(
@@ -139,9 +139,10 @@ pub struct CallReport {
     pub outcome: CallOutcome,
     /// How long it took, in milliseconds, as the caller measured it: the breaker judges
     /// slowness from it.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 86_400_000)]
     pub duration_ms: Option<f64>,
     /// What failed (kept as the breaker's last failure; at most 1,000 characters).
+    #[schema(max_length = 1000)]
     pub error: Option<String>,
 }
 
@@ -159,7 +160,7 @@ pub struct BreakerState {
 #[utoipa::path(
     post, path = "/v1/breakers/{name}/calls/{call_id}", tag = "limits", operation_id = "report_call",
     params(
-        ("name" = String, Path, description = "The breaker"),
+        ("name" = String, Path, description = "The breaker", example = "payments"),
         ("call_id" = String, Path, description = "The call"),
     ),
     request_body = CallReport,
@@ -206,7 +207,7 @@ pub async fn report(
 /// Closes the breaker and forgets its window (with `redis_url`, the other servers follow).
 #[utoipa::path(
     post, path = "/v1/breakers/{name}/reset", tag = "limits", operation_id = "reset_breaker",
-    params(("name" = String, Path, description = "The breaker")),
+    params(("name" = String, Path, description = "The breaker", example = "payments")),
     responses(crate::error::Problems, (status = 200, description = "Closed", body = BreakerState))
 )]
 pub async fn reset(

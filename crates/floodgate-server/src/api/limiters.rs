@@ -20,7 +20,7 @@ use crate::state::AppState;
 
 /// A limiter with its live counts.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct LimiterView {
+pub struct NamedLimiter {
     /// Its name (`[limiters.NAME]`).
     pub name: String,
     /// `local` (this server) or `fleet` (every server sharing `redis_url`).
@@ -49,9 +49,9 @@ pub struct LimiterView {
     pub failure_policy: Option<Policy>,
 }
 
-impl From<LimiterSnapshot> for LimiterView {
+impl From<LimiterSnapshot> for NamedLimiter {
     fn from(s: LimiterSnapshot) -> Self {
-        LimiterView {
+        NamedLimiter {
             scope: s.scope,
             limit: s.limit,
             held_here: s.held_here,
@@ -73,7 +73,7 @@ impl From<LimiterSnapshot> for LimiterView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LimiterList {
     /// Every `[limiters.NAME]`, by name.
-    pub limiters: Vec<LimiterView>,
+    pub limiters: Vec<NamedLimiter>,
 }
 
 /// Every configured limiter with its live counts.
@@ -84,7 +84,7 @@ pub struct LimiterList {
 pub async fn list_limiters(State(state): State<AppState>) -> Json<LimiterList> {
     let limiters = state.limits().permits().snapshot().await;
     Json(LimiterList {
-        limiters: limiters.into_iter().map(LimiterView::from).collect(),
+        limiters: limiters.into_iter().map(NamedLimiter::from).collect(),
     })
 }
 
@@ -92,8 +92,9 @@ pub async fn list_limiters(State(state): State<AppState>) -> Json<LimiterList> {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetLimit {
-    /// Permits at once, 1 or more. Fleet-wide, it holds for every server until the
+    /// Permits at once, 1 to 1,000,000,000. Fleet-wide, it holds for every server until the
     /// configuration's own limit changes.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub max_concurrency: usize,
 }
 
@@ -101,15 +102,15 @@ pub struct SetLimit {
 /// never revokes a held permit.
 #[utoipa::path(
     put, path = "/v1/limiters/{name}", tag = "limits", operation_id = "set_limit",
-    params(("name" = String, Path, description = "The limiter")),
+    params(("name" = String, Path, description = "The limiter", example = "llm")),
     request_body = SetLimit,
-    responses(crate::error::Problems, (status = 200, description = "The limiter after the change", body = LimiterView))
+    responses(crate::error::Problems, (status = 200, description = "The limiter after the change", body = NamedLimiter))
 )]
 pub async fn set_limit(
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
     ApiJson(body): ApiJson<SetLimit>,
-) -> ApiResult<Json<LimiterView>> {
+) -> ApiResult<Json<NamedLimiter>> {
     let Path(name) = name?;
     state
         .limits()
@@ -123,7 +124,7 @@ pub async fn set_limit(
         .await
         .into_iter()
         .find(|s| s.name == name)
-        .map(LimiterView::from)
+        .map(NamedLimiter::from)
         .ok_or_else(|| ApiError::new(Code::NotFound, format!("no limiter is named {name:?}")))?;
     Ok(Json(view))
 }
@@ -135,13 +136,15 @@ pub struct PermitRequest {
     /// 1 (lowest) to 10 (highest), default 5: waiters are served highest first.
     #[schema(minimum = 1, maximum = 10)]
     pub priority: Option<u8>,
-    /// Seconds to wait for a permit, up to the limiter's `max_wait` (default 0: answer at
-    /// once).
-    #[schema(minimum = 0)]
+    /// Seconds to wait for a permit (default 0: answer at once); a wait longer than the
+    /// limiter's `max_wait` is cut to it.
+    #[schema(minimum = 0, maximum = 300)]
     pub wait: Option<f64>,
     /// Seconds the permit lives without a heartbeat, 1 to 3600 (default: the limiter's).
+    #[schema(minimum = 1, maximum = 3600)]
     pub lease_ttl: Option<f64>,
     /// Who holds it, for the server's log (at most 200 characters).
+    #[schema(max_length = 200)]
     pub holder: Option<String>,
 }
 
@@ -173,8 +176,8 @@ fn expires(lease: std::time::Duration) -> DateTime<Utc> {
 /// tries once, at once. A client that disconnects while waiting leaves no permit behind.
 #[utoipa::path(
     post, path = "/v1/limiters/{name}/permits", tag = "limits", operation_id = "acquire_permit",
-    params(("name" = String, Path, description = "The limiter")),
-    request_body = PermitRequest,
+    params(("name" = String, Path, description = "The limiter", example = "llm")),
+    request_body(content = PermitRequest, description = "Optional"),
     responses(
         crate::error::Problems,
         (status = 201, description = "A permit; `Location` names it", body = PermitGranted),
@@ -242,6 +245,7 @@ pub async fn acquire(
 #[serde(deny_unknown_fields)]
 pub struct PermitHeartbeat {
     /// Seconds from now, 1 to 3600 (default: the permit's own lease).
+    #[schema(minimum = 1, maximum = 3600)]
     pub lease_ttl: Option<f64>,
 }
 

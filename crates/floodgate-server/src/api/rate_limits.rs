@@ -31,7 +31,7 @@ use crate::state::AppState;
 
 /// A rate limit with its counts.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct RateLimitView {
+pub struct NamedRateLimit {
     /// Its name (`[rate_limits.NAME]`).
     pub name: String,
     /// `local` (this server) or `fleet` (every server sharing `redis_url`).
@@ -58,7 +58,7 @@ pub struct RateLimitView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RateLimitList {
     /// Every `[rate_limits.NAME]`, by name.
-    pub rate_limits: Vec<RateLimitView>,
+    pub rate_limits: Vec<NamedRateLimit>,
 }
 
 /// Every configured rate limit with its counts.
@@ -72,7 +72,7 @@ pub async fn list_rate_limits(State(state): State<AppState>) -> Json<RateLimitLi
         .rates()
         .snapshot()
         .into_iter()
-        .map(|s| RateLimitView {
+        .map(|s| NamedRateLimit {
             scope: s.scope,
             rate: s.spec.rate,
             per: s.spec.per,
@@ -92,9 +92,11 @@ pub async fn list_rate_limits(State(state): State<AppState>) -> Json<RateLimitLi
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateCheck {
-    /// What is limited: a customer, an API key, an IP (1 to 256 bytes).
+    /// What is limited: a customer, an API key, an IP (1 to 256 characters).
+    #[schema(min_length = 1, max_length = 256)]
     pub key: String,
-    /// Cells this call takes, 1 up to the burst (default 1).
+    /// Cells this call takes (default 1), at most the rate limit's burst (`GET
+    /// /v1/rate-limits`); more could never be allowed and is refused 422.
     #[schema(minimum = 1)]
     pub cost: Option<u32>,
 }
@@ -116,7 +118,7 @@ pub struct RateAllowed {
 /// `Retry-After`. Both carry `RateLimit-Policy` and `RateLimit` (see the module docs).
 #[utoipa::path(
     post, path = "/v1/rate-limits/{name}/check", tag = "limits", operation_id = "check_rate_limit",
-    params(("name" = String, Path, description = "The rate limit")),
+    params(("name" = String, Path, description = "The rate limit", example = "per_customer")),
     request_body = RateCheck,
     responses(crate::error::Problems, (status = 200, description = "Allowed", body = RateAllowed))
 )]

@@ -44,6 +44,12 @@ use super::{LimitError, Scope};
 /// The longest lease a permit may ask for, in seconds.
 pub const MAX_LEASE_SECS: f64 = 3_600.0;
 
+/// The largest limit, in the settings or at run time.
+pub const MAX_LIMIT: usize = 1_000_000_000;
+
+/// The longest wait a request may name, in seconds (a limiter's `max_wait` cuts it shorter).
+pub const MAX_WAIT_SECS: f64 = 300.0;
+
 /// Where a limiter's permits are held.
 enum Bound {
     /// On this server.
@@ -163,8 +169,8 @@ impl Permits {
         for (name, spec) in specs {
             let key = |k: &str| format!("limiters.{name}.{k}");
             check_name(&name).map_err(|e| (format!("limiters.{name}"), e))?;
-            if spec.max_concurrency == 0 {
-                return Err((key("max_concurrency"), "give at least 1".into()));
+            if !(1..=MAX_LIMIT).contains(&spec.max_concurrency) {
+                return Err((key("max_concurrency"), format!("give 1 to {MAX_LIMIT}")));
             }
             let lease = secs(spec.lease_ttl).map_err(|e| (key("lease_ttl"), e))?;
             if spec.lease_ttl > MAX_LEASE_SECS {
@@ -173,8 +179,8 @@ impl Permits {
                     format!("at most {MAX_LEASE_SECS} seconds"),
                 ));
             }
-            if !(spec.max_wait.is_finite() && (0.0..=300.0).contains(&spec.max_wait)) {
-                return Err((key("max_wait"), "0 to 300 seconds".into()));
+            if !(spec.max_wait.is_finite() && (0.0..=MAX_WAIT_SECS).contains(&spec.max_wait)) {
+                return Err((key("max_wait"), format!("0 to {MAX_WAIT_SECS} seconds")));
             }
             let bound = match redis {
                 None => {
@@ -236,15 +242,14 @@ impl Permits {
             LimitError::Invalid("priority", "give 1 (lowest) to 10 (highest)".into())
         })?;
         let wait = ask.wait.unwrap_or(0.0);
-        if !(wait.is_finite() && (0.0..=named.spec.max_wait).contains(&wait)) {
+        if !(wait.is_finite() && (0.0..=MAX_WAIT_SECS).contains(&wait)) {
             return Err(LimitError::Invalid(
                 "wait",
-                format!(
-                    "give 0 to {} seconds (this limiter's max_wait)",
-                    named.spec.max_wait
-                ),
+                format!("give 0 to {MAX_WAIT_SECS} seconds"),
             ));
         }
+        // A longer wait than the limiter allows is cut to it: the caller asks again.
+        let wait = wait.min(named.spec.max_wait);
         let lease = match ask.lease_ttl {
             None => secs(named.spec.lease_ttl).expect("checked at start"),
             Some(ttl) if (1.0..=MAX_LEASE_SECS).contains(&ttl) => Duration::from_secs_f64(ttl),
@@ -344,10 +349,10 @@ impl Permits {
     /// Changes a limit at run time (fleet-wide: for every server).
     pub async fn set_limit(&self, name: &str, limit: usize) -> Result<(), LimitError> {
         let named = self.named(name)?;
-        if limit == 0 {
+        if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(LimitError::Invalid(
                 "max_concurrency",
-                "give at least 1".into(),
+                format!("give 1 to {MAX_LIMIT}"),
             ));
         }
         match &named.bound {

@@ -29,8 +29,8 @@ use floodgate::rate::{Allowance, KeyedRateLimiter, NotUntil, Quota, RateError};
 use super::config::{RateLimitSpec, check_name};
 use super::{LimitError, Scope};
 
-/// The longest key, in bytes.
-pub const MAX_KEY_BYTES: usize = 256;
+/// The longest key, in characters.
+pub const MAX_KEY_CHARS: usize = 256;
 
 enum Backend {
     Local(KeyedRateLimiter<String>),
@@ -168,10 +168,10 @@ impl RateLimits {
     /// A fleet-wide check already sent when the future is dropped may still take its cells.
     pub async fn check(&self, name: &str, key: &str, cost: u32) -> Result<Verdict, LimitError> {
         let named = self.named(name)?;
-        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
             return Err(LimitError::Invalid(
                 "key",
-                format!("give 1 to {MAX_KEY_BYTES} bytes"),
+                format!("give 1 to {MAX_KEY_CHARS} characters"),
             ));
         }
         let burst = named.quota.burst_size();
