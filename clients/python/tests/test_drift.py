@@ -129,10 +129,15 @@ def _python_shape(hint: Any) -> Shape:
 
 
 def _compare(
-    doc: Dict[str, Any], schema: str, cls: type, client_only: Tuple[str, ...] = ()
+    doc: Dict[str, Any],
+    schema: str,
+    cls: type,
+    client_only: Tuple[str, ...] = (),
+    optional_here: Tuple[str, ...] = (),
 ) -> None:
     """Every property of ``schema`` is a field of ``cls`` of the same shape, and back (but
-    the ``client_only`` fields, which the client fills in from elsewhere)."""
+    the ``client_only`` fields, which the client fills in from elsewhere, and the
+    ``optional_here`` ones, which the client also fills from an answer that lacks them)."""
     props, required = _object(doc, schema)
     hints = get_type_hints(cls)
     fields = {f.name: f.name for f in dataclasses.fields(cls) if f.name not in client_only}
@@ -142,7 +147,7 @@ def _compare(
     )
     for name, prop in props.items():
         want_kind, want_null = _schema_shape(doc, prop)
-        want_null = want_null or name not in required
+        want_null = want_null or name not in required or name in optional_here
         got_kind, got_null = _python_shape(hints[fields[name]])
         if want_kind == "object":
             want_kind = "any"  # a JSON object is kept as a plain mapping
@@ -173,8 +178,15 @@ def test_limits_types_match_the_server(document: Dict[str, Any]) -> None:
     _compare(document, "PermitGranted", PermitGrant)
     _compare(document, "PermitLease", PermitLease)
     _compare(document, "NamedLimiter", LimiterView)
-    # retry_after comes from a refusal's Retry-After (a refusal is a 429 problem).
-    _compare(document, "RateAllowed", RateDecision, client_only=("retry_after",))
+    # retry_after comes from a refusal's Retry-After (a refusal is a 429 problem, which
+    # carries no scope).
+    _compare(
+        document,
+        "RateAllowed",
+        RateDecision,
+        client_only=("retry_after",),
+        optional_here=("scope",),
+    )
     _compare(document, "NamedRateLimit", RateLimitView)
     _compare(document, "CallAdmitted", AdmittedCall)
     _compare(document, "BreakerState", BreakerState)

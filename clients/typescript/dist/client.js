@@ -330,6 +330,7 @@ export class Floodgate {
                 resetAfter: field?.resetAfter ?? answer.retryAfter ?? 0,
                 retryAfter: answer.retryAfter ?? field?.resetAfter,
                 enforced: true,
+                scope: undefined,
             };
         }
         const allowed = answer.data;
@@ -339,6 +340,7 @@ export class Floodgate {
             resetAfter: allowed?.reset_after ?? field?.resetAfter ?? 0,
             retryAfter: undefined,
             enforced: allowed?.enforced ?? true,
+            scope: allowed?.scope,
         };
     }
     /** Every configured rate limit with its counts (`GET /v1/rate-limits`). */

@@ -13,7 +13,7 @@
  * @module
  */
 import type { CallOptions, Floodgate } from "./client.js";
-import type { BreakerState, CallAdmitted, PermitGranted } from "./types.js";
+import type { BreakerState, CallAdmitted, LimitScope, PermitGranted } from "./types.js";
 /**
  * The longest wait one acquire request asks for unless told otherwise (the server's default
  * `max_wait`, in seconds); a longer total wait is spent in several requests.
@@ -90,6 +90,8 @@ export interface RateDecision {
     retryAfter: number | undefined;
     /** `false` when the server could not reach Redis and its open policy let the call through. */
     enforced: boolean;
+    /** Allowed: `local` (this server's count) or `fleet` (every server's); refused: undefined. */
+    scope: LimitScope | undefined;
 }
 /** One item of a `RateLimit` header field: `"name";r=REMAINING;t=RESET_SECONDS`. */
 export interface RateLimitField {

@@ -465,6 +465,7 @@ export class Floodgate {
         resetAfter: field?.resetAfter ?? answer.retryAfter ?? 0,
         retryAfter: answer.retryAfter ?? field?.resetAfter,
         enforced: true,
+        scope: undefined,
       };
     }
     const allowed = answer.data as Partial<RateAllowed> | undefined;
@@ -474,6 +475,7 @@ export class Floodgate {
       resetAfter: allowed?.reset_after ?? field?.resetAfter ?? 0,
       retryAfter: undefined,
       enforced: allowed?.enforced ?? true,
+      scope: allowed?.scope,
     };
   }
 

@@ -16,7 +16,7 @@
 import type { CallOptions, Floodgate } from "./client.js";
 import { FloodgateError, isFloodgateError } from "./errors.js";
 import { sleep } from "./retry.js";
-import type { BreakerState, CallAdmitted, CallOutcome, PermitGranted } from "./types.js";
+import type { BreakerState, CallAdmitted, CallOutcome, LimitScope, PermitGranted } from "./types.js";
 
 /**
  * The longest wait one acquire request asks for unless told otherwise (the server's default
@@ -104,6 +104,8 @@ export interface RateDecision {
   retryAfter: number | undefined;
   /** `false` when the server could not reach Redis and its open policy let the call through. */
   enforced: boolean;
+  /** Allowed: `local` (this server's count) or `fleet` (every server's); refused: undefined. */
+  scope: LimitScope | undefined;
 }
 
 /** One item of a `RateLimit` header field: `"name";r=REMAINING;t=RESET_SECONDS`. */

@@ -1591,6 +1591,8 @@ export interface components {
              * @description Seconds until the key's bucket is full again.
              */
             reset_after: number;
+            /** @description `local` (this server's count) or `fleet` (every server's, in Redis). */
+            scope: components["schemas"]["Scope"];
         };
         /** @description A check of one key. */
         RateCheck: {

@@ -333,6 +333,7 @@ test("rateCheck: allowed with what remains, refused with retryAfter (not thrown)
     assert.ok(decision.resetAfter > 0);
     assert.equal(decision.retryAfter, undefined);
     assert.equal(decision.enforced, true);
+    assert.equal(decision.scope, "local");
   }
   const refused = await client.rateCheck("per_customer", "ada");
   assert.equal(refused.allowed, false);
@@ -517,7 +518,7 @@ test("rateCheck throws RATE_LIMIT_UNAVAILABLE, and falls back on the RateLimit h
   assert.equal(error.retryAfter, 1);
 
   mode = "bare";
-  assert.deepEqual(await client.rateCheck("x", "k"), { allowed: true, remaining: 7, resetAfter: 12, retryAfter: undefined, enforced: true });
+  assert.deepEqual(await client.rateCheck("x", "k"), { allowed: true, remaining: 7, resetAfter: 12, retryAfter: undefined, enforced: true, scope: undefined });
   mode = "limited"; // no Retry-After: the reset is the safe guess
-  assert.deepEqual(await client.rateCheck("x", "k"), { allowed: false, remaining: 0, resetAfter: 30, retryAfter: 30, enforced: true });
+  assert.deepEqual(await client.rateCheck("x", "k"), { allowed: false, remaining: 0, resetAfter: 30, retryAfter: 30, enforced: true, scope: undefined });
 });

@@ -110,6 +110,9 @@ pub struct Config {
     /// The log filter: a default level and `target=level` directives, comma-separated
     /// (`info`, `warn,floodgate_server=debug`; default `info`). `RUST_LOG` overrides it.
     pub log: String,
+    /// How log lines are written to standard output: `text` (default; coloured only on a
+    /// terminal) or `json` (one object per line, for log shippers).
+    pub log_format: LogFormat,
     /// Webhook delivery (the built-in job kind `webhook`): `[webhooks]` in the file.
     pub webhooks: crate::webhook::config::WebhookConfig,
     /// A Redis URL: with it, the named limiters and rate limits hold across every server
@@ -148,6 +151,7 @@ impl Default for Config {
             postgres_schema: None,
             queue_stats_max_age: Duration::from_secs(1),
             log: "info".to_owned(),
+            log_format: LogFormat::Text,
             webhooks: Default::default(),
             redis_url: None,
             limiters: BTreeMap::new(),
@@ -155,6 +159,17 @@ impl Default for Config {
             breakers: BTreeMap::new(),
         }
     }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured on a terminal only.
+    #[default]
+    Text,
+    /// One JSON object per line, with the span's fields (a request's id, say).
+    Json,
 }
 
 /// A setting that cannot be used, and what to do instead.

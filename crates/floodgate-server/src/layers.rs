@@ -16,6 +16,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Sleep;
+use tracing::Instrument;
 
 use crate::error::{ApiError, Code};
 use crate::state::AppState;
@@ -59,23 +60,46 @@ pub(crate) async fn bound(State(state): State<AppState>, request: Request, next:
     }
 }
 
-/// Counts requests per route, method and status, and records their latency.
-pub(crate) async fn record(request: Request, next: Next) -> Response {
+/// Records each request's count and duration per route, gives it an id (the client's
+/// `x-request-id` if it sent a usable one, else a new one) that every log line of the request
+/// carries and the response echoes, and marks every response `nosniff`.
+pub(crate) async fn record(mut request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().to_string();
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_owned);
+    let id_value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    request.headers_mut().insert(REQUEST_ID, id_value.clone());
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("floodgate_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    let mut response = next.run(request).instrument(span).await;
+    let status = response.status().as_u16();
+    if status >= 500 {
+        tracing::warn!(request_id = %id, %method, %route, status, "answered with a server error");
+    }
+    let headers = response.headers_mut();
+    headers.insert(REQUEST_ID, id_value);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    metrics::counter!("floodgate_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.to_string())
         .increment(1);
     metrics::histogram!("floodgate_http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
 }
+
+/// The header field naming a request in the server's log.
+const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
 /// Answers 408 (and closes the connection) when a request's body has not arrived whole within
 /// `request_body_timeout` of its head: a body sent a byte at a time cannot hold a handler.

@@ -488,6 +488,9 @@ class RateDecision:
     allowed."""
     enforced: bool
     """``False`` when Redis could not be reached and the open policy let the call through."""
+    scope: Optional[Scope] = None
+    """Allowed: ``local`` (this server's count) or ``fleet`` (every server's); ``None`` when
+    refused."""
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> RateDecision:
@@ -498,6 +501,7 @@ class RateDecision:
             reset_after=float(doc["reset_after"]),
             retry_after=None,
             enforced=bool(doc["enforced"]),
+            scope=doc["scope"],
         )
 
 

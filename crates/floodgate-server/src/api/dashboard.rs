@@ -99,12 +99,21 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
+/// The page's Content-Security-Policy: scripts, styles and data from the server only, and
+/// never inside a frame (its buttons act with the viewer's token, so they must not be framed).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 /// The dashboard's page.
 pub async fn page() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         include_str!("../../assets/index.html"),
     )

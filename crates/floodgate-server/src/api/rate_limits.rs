@@ -112,6 +112,8 @@ pub struct RateAllowed {
     pub reset_after: f64,
     /// `false` when Redis could not be reached and the open policy let the call through.
     pub enforced: bool,
+    /// `local` (this server's count) or `fleet` (every server's, in Redis).
+    pub scope: Scope,
 }
 
 /// Takes `cost` from the key's allowance: `200` with what is left, or `429 RATE_LIMITED` with
@@ -146,6 +148,7 @@ pub async fn check(
                 remaining: left.remaining,
                 reset_after: left.reset_after.as_secs_f64(),
                 enforced: left.enforced,
+                scope: rates.scope(&name).unwrap_or(Scope::Local),
             };
             Ok((
                 [

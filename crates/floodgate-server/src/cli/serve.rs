@@ -1,6 +1,7 @@
 //! `floodgate serve`: open the store, serve the API, run maintenance (rescue of expired
 //! leases, retention) on whichever node leads, and shut down gracefully on SIGTERM/SIGINT.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -8,7 +9,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
 use super::ServeArgs;
-use crate::config::{Config, mask_url};
+use crate::config::{Config, LogFormat, mask_url};
 use crate::server::Server;
 
 pub(super) fn run(args: &ServeArgs) -> ExitCode {
@@ -25,10 +26,14 @@ pub(super) fn run(args: &ServeArgs) -> ExitCode {
         .and_then(|v| v.parse::<Targets>().ok())
         .or_else(|| config.log.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer())
-        .with(filter)
-        .init();
+    // Colour only on a terminal: a file or a pipe gets plain text, or JSON lines for shippers.
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal());
+    let registry = tracing_subscriber::registry().with(filter);
+    if config.log_format == LogFormat::Json {
+        registry.with(fmt.json().with_current_span(true)).init();
+    } else {
+        registry.with(fmt).init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,6 +77,12 @@ async fn serve(config: Config) -> ExitCode {
 
 fn announce(config: &Config, addr: std::net::SocketAddr, backend: &str) {
     let url = format!("http://{addr}");
+    if config.log_format == LogFormat::Json {
+        // Standard output is for the log shipper: one JSON object per line, nothing else.
+        let database = mask_url(&config.database_url);
+        tracing::info!(%url, backend, %database, "floodgate listening");
+        return;
+    }
     println!(
         "floodgate listening on {url} ({backend}: {})",
         mask_url(&config.database_url)
@@ -88,6 +99,10 @@ fn announce(config: &Config, addr: std::net::SocketAddr, backend: &str) {
     println!(
         "  queues:   curl {url}/v1/queues      docs: {url}/openapi.json      metrics: {url}/metrics"
     );
+    if !config.limiters.is_empty() || !config.rate_limits.is_empty() || !config.breakers.is_empty()
+    {
+        println!("  limits:   curl {url}/v1/limiters   {url}/v1/rate-limits   {url}/v1/breakers");
+    }
     if config.auth_enabled() {
         println!("  (tokens are configured: add -H 'authorization: Bearer <token>')");
     }

@@ -123,6 +123,17 @@ impl<T> Book<T> {
         Ok(deadline)
     }
 
+    /// Takes out `id` as expired if `lost` says its value no longer holds; whether it did.
+    pub fn expire_if(&self, id: &str, lost: impl FnOnce(&T) -> bool) -> bool {
+        let mut state = self.lock();
+        if !state.live.get(id).is_some_and(|e| lost(&e.value)) {
+            return false;
+        }
+        state.live.remove(id);
+        state.ended.put(id.to_owned(), Gone::Expired);
+        true
+    }
+
     /// Takes `id` back for its caller, if it is live and `owns` accepts its value.
     pub fn take(&self, id: &str, owns: impl FnOnce(&T) -> bool) -> Result<T, Gone> {
         let mut state = self.lock();

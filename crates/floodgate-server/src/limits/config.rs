@@ -33,7 +33,8 @@ pub enum Policy {
     /// Refuse: protection first (the default).
     #[default]
     Closed,
-    /// Let the call through (only the local bound holds): availability first.
+    /// Let the call through: availability first. A fleet-wide limiter then holds each server
+    /// to `max_concurrency` on its own.
     Open,
 }
 
@@ -56,11 +57,11 @@ pub struct LimiterSpec {
     pub max_queue: usize,
     /// The longest `wait` a request may ask for, in seconds (default 30).
     pub max_wait: f64,
-    /// A permit's lease without a heartbeat, in seconds, when the request names none
+    /// A permit's lease without a heartbeat, 1 to 3600 seconds, when the request names none
     /// (default 30).
     pub lease_ttl: f64,
     /// Seconds after which a waiter gains a priority level, so low priorities are never starved
-    /// (default: no aging).
+    /// (default: no aging). Local scope only: fleet-wide, waiters keep their priority.
     pub aging: Option<f64>,
     /// With `redis_url`: what to do when Redis cannot answer (default `closed`).
     pub failure_policy: Policy,

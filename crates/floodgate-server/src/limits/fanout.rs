@@ -115,7 +115,11 @@ impl Fanout {
                 continue;
             };
             if conn.is_none() {
-                conn = self.client.get_multiplexed_async_connection().await.ok();
+                let connect = self.client.get_multiplexed_async_connection();
+                conn = match tokio::time::timeout(Duration::from_secs(1), connect).await {
+                    Ok(Ok(c)) => Some(c),
+                    _ => None,
+                };
             }
             let sent = match conn.as_mut() {
                 Some(c) => tokio::time::timeout(
@@ -138,7 +142,7 @@ impl Fanout {
         loop {
             let followed = tokio::select! {
                 () = stop.cancelled() => return,
-                result = self.follow_once(breakers) => result,
+                result = self.follow_once(breakers, &mut pause) => result,
             };
             if let Err(e) = followed {
                 tracing::warn!(error = %e, "following other servers' breaker transitions failed; retrying");
@@ -151,14 +155,22 @@ impl Fanout {
         }
     }
 
-    /// Subscribes and applies transitions until the connection ends.
-    async fn follow_once(&self, breakers: &Breakers) -> Result<(), String> {
-        let mut pubsub = self
-            .client
-            .get_async_pubsub()
+    /// Subscribes and applies transitions until the connection ends (a subscription that
+    /// took resets the reconnection `pause`).
+    async fn follow_once(&self, breakers: &Breakers, pause: &mut Duration) -> Result<(), String> {
+        let subscribe = async {
+            let mut pubsub = self
+                .client
+                .get_async_pubsub()
+                .await
+                .map_err(|e| e.to_string())?;
+            pubsub.subscribe(CHANNEL).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(pubsub)
+        };
+        let mut pubsub = tokio::time::timeout(Duration::from_secs(5), subscribe)
             .await
-            .map_err(|e| e.to_string())?;
-        pubsub.subscribe(CHANNEL).await.map_err(|e| e.to_string())?;
+            .map_err(|_| "no answer from Redis within 5 s".to_owned())??;
+        *pause = Duration::from_millis(100);
         tracing::info!("following other servers' breaker transitions");
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {

@@ -110,7 +110,8 @@ impl FleetQueue {
         let ticket = (Reverse(priority), self.next.fetch_add(1, Relaxed));
         {
             let mut waiting = self.lock();
-            if waiting.len() >= self.max {
+            // The bound is on callers who wait: while the last ask found room, none does.
+            if self.full.load(Relaxed) && waiting.len() >= self.max {
                 self.refused.fetch_add(1, Relaxed);
                 return Err(LimitError::QueueFull(self.max));
             }
@@ -141,6 +142,10 @@ impl FleetQueue {
                         }
                     }
                     Err(RateError::Unavailable { reason }) => {
+                        // Every waiter asks at once and hears the same, rather than one by one.
+                        if self.full.swap(false, Relaxed) {
+                            self.changed.notify_waiters();
+                        }
                         return Err(LimitError::LimiterUnavailable(reason));
                     }
                     Err(e) => return Err(LimitError::LimiterUnavailable(e.to_string())),

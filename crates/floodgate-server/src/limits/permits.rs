@@ -58,6 +58,8 @@ enum Bound {
     Fleet {
         global: Box<GlobalLimiter>,
         queue: FleetQueue,
+        /// Under the open policy with Redis away: this server alone keeps to the limit.
+        unguarded: Limiter,
     },
 }
 
@@ -80,14 +82,22 @@ struct Held {
 /// A local or a fleet-wide permit.
 enum Either {
     Local(#[expect(dead_code, reason = "held for its drop, which frees the slot")] OwnedPermit),
-    /// Released (in the background) when dropped.
-    Fleet(GlobalPermit),
+    /// Released (in the background) when dropped. Granted without Redis (open policy), it
+    /// holds a slot of this server's own bound too.
+    Fleet(GlobalPermit, Option<OwnedPermit>),
+}
+
+impl Held {
+    /// Whether a fleet-wide permit's Redis lease could not be renewed: it counts nowhere now.
+    fn is_lost(&self) -> bool {
+        matches!(&self.permit, Some(Either::Fleet(permit, _)) if permit.is_lost())
+    }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if let Some(Either::Fleet(permit)) = self.permit.take() {
-            drop(permit);
+        if let Some(Either::Fleet(permit, unguarded)) = self.permit.take() {
+            drop((permit, unguarded));
             // This server's head waiter asks Redis again now.
             if let Bound::Fleet { queue, .. } = &self.limiter.bound {
                 queue.freed();
@@ -172,13 +182,10 @@ impl Permits {
             if !(1..=MAX_LIMIT).contains(&spec.max_concurrency) {
                 return Err((key("max_concurrency"), format!("give 1 to {MAX_LIMIT}")));
             }
-            let lease = secs(spec.lease_ttl).map_err(|e| (key("lease_ttl"), e))?;
-            if spec.lease_ttl > MAX_LEASE_SECS {
-                return Err((
-                    key("lease_ttl"),
-                    format!("at most {MAX_LEASE_SECS} seconds"),
-                ));
+            if !(1.0..=MAX_LEASE_SECS).contains(&spec.lease_ttl) {
+                return Err((key("lease_ttl"), format!("1 to {MAX_LEASE_SECS} seconds")));
             }
+            let lease = Duration::from_secs_f64(spec.lease_ttl);
             if !(spec.max_wait.is_finite() && (0.0..=MAX_WAIT_SECS).contains(&spec.max_wait)) {
                 return Err((key("max_wait"), format!("0 to {MAX_WAIT_SECS} seconds")));
             }
@@ -203,9 +210,16 @@ impl Permits {
                     let limit = u32::try_from(spec.max_concurrency).unwrap_or(u32::MAX);
                     let global = GlobalLimiter::new(settings, &name, limit, lease)
                         .map_err(|e| ("redis_url".to_owned(), e.to_string()))?;
+                    let unguarded = Limiter::builder()
+                        .name(format!("limit:{name}:unguarded"))
+                        .max_concurrency(spec.max_concurrency)
+                        .max_queue(0)
+                        .build()
+                        .map_err(|e| (key("max_concurrency"), e.to_string()))?;
                     Bound::Fleet {
                         global: Box::new(global),
                         queue: FleetQueue::new(spec.max_queue),
+                        unguarded,
                     }
                 }
             };
@@ -276,12 +290,23 @@ impl Permits {
                     Ok(Err(_)) | Err(_) => return Err(LimitError::AcquireTimeout(wait)),
                 }
             }
-            Bound::Fleet { global, queue } => {
+            Bound::Fleet {
+                global,
+                queue,
+                unguarded,
+            } => {
                 let permit = queue
                     .acquire(global, priority.get(), deadline, wait)
                     .await?;
-                let enforced = !permit.is_unguarded();
-                (Either::Fleet(permit), enforced)
+                if permit.is_unguarded() {
+                    // Let through by the open policy: within this server's own bound only.
+                    let Ok(slot) = unguarded.try_acquire_owned() else {
+                        return Err(LimitError::AcquireTimeout(wait));
+                    };
+                    (Either::Fleet(permit, Some(slot)), false)
+                } else {
+                    (Either::Fleet(permit, None), true)
+                }
             }
         };
         named.granted.fetch_add(1, Relaxed);
@@ -317,6 +342,15 @@ impl Permits {
                 ));
             }
         };
+        // A fleet-wide permit whose Redis lease could not be renewed (Redis away for longer
+        // than the lease) no longer counts anywhere: it is lost, not extended.
+        if self.book.expire_if(permit_id, Held::is_lost) {
+            tracing::warn!(%permit_id, "a permit's fleet-wide lease was lost in Redis");
+            return Err(LimitError::PermitLost(format!(
+                "the permit {permit_id:?} was lost: its fleet-wide lease could not be renewed \
+                 in Redis; acquire a new one"
+            )));
+        }
         let now = Instant::now();
         let deadline = self
             .book
@@ -334,14 +368,20 @@ impl Permits {
             Err(Gone::Finished) => return Ok(()),
             Err(gone) => return Err(LimitError::permit_gone(gone, permit_id)),
         };
-        if let Some(Either::Fleet(permit)) = held.permit.take() {
-            if let Err(e) = permit.release().await {
-                // Its lease ends it within its TTL.
-                tracing::warn!(limiter = %held.limiter.name, error = %e, "a permit's release did not reach Redis");
-            }
-            if let Bound::Fleet { queue, .. } = &held.limiter.bound {
-                queue.freed();
-            }
+        if let Some(Either::Fleet(permit, unguarded)) = held.permit.take() {
+            drop(unguarded);
+            // In a task of its own: a caller that goes away mid-release does not stop it.
+            let limiter = held.limiter.clone();
+            let release = tokio::spawn(async move {
+                if let Err(e) = permit.release().await {
+                    // Its lease ends it within its TTL.
+                    tracing::warn!(limiter = %limiter.name, error = %e, "a permit's release did not reach Redis");
+                }
+                if let Bound::Fleet { queue, .. } = &limiter.bound {
+                    queue.freed();
+                }
+            });
+            let _ = release.await;
         }
         Ok(())
     }
@@ -359,12 +399,14 @@ impl Permits {
             Bound::Local(local) => local
                 .set_limit(limit)
                 .map_err(|e| LimitError::Invalid("max_concurrency", e.to_string()))?,
-            Bound::Fleet { global, .. } => {
+            Bound::Fleet { global, queue, .. } => {
                 let limit = u32::try_from(limit).unwrap_or(u32::MAX);
                 global
                     .set_limit(limit)
                     .await
                     .map_err(|e| LimitError::LimiterUnavailable(e.to_string()))?;
+                // A larger limit may have room for this server's waiters now.
+                queue.freed();
             }
         }
         tracing::info!(limiter = %name, limit, "limit changed");
@@ -381,7 +423,7 @@ impl Permits {
                     let stats = local.stats();
                     (stats.limit, None, stats.queued, stats.rejected.queue_full)
                 }
-                Bound::Fleet { global, queue } => {
+                Bound::Fleet { global, queue, .. } => {
                     let (held, limit) = match global.held().await {
                         Ok((held, limit)) => (Some(held), limit),
                         Err(_) => (None, global.limit()),

@@ -161,6 +161,13 @@ impl RateLimits {
             .map(|n| (n.quota.burst_size(), window(&n.quota)))
     }
 
+    /// Where `name` holds.
+    pub fn scope(&self, name: &str) -> Option<Scope> {
+        self.limits
+            .get(name)
+            .map(|n| Scope::of(matches!(n.backend, Backend::Fleet(_))))
+    }
+
     /// Takes `cost` cells of `name` for `key`.
     ///
     /// # Cancel safety

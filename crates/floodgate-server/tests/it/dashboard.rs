@@ -458,3 +458,49 @@ async fn a_bulk_action_with_a_bad_payload_path_is_refused_before_it_starts() {
         (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED")
     );
 }
+
+/// The page acts with the viewer's token (bulk retry and cancel), so it must never be framed,
+/// and runs only the server's own scripts; no answer may be sniffed into another type; every
+/// answer names its request (the client's id if it sent one).
+#[tokio::test]
+async fn the_page_cannot_be_framed_and_every_answer_is_marked() {
+    let (app, _) = test_app().await;
+    let page = get(&app, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let policy = page.headers["content-security-policy"].to_str().unwrap();
+    for directive in [
+        "frame-ancestors 'none'",
+        "script-src 'self'",
+        "default-src 'self'",
+        "object-src 'none'",
+    ] {
+        assert!(policy.contains(directive), "{directive} missing: {policy}");
+    }
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    for path in ["/", "/assets/js/main.js", "/v1/queues", "/v1/nothing-here"] {
+        let a = get(&app, path).await;
+        assert_eq!(a.headers["x-content-type-options"], "nosniff", "{path}");
+        let id = a.headers["x-request-id"].to_str().unwrap();
+        assert_eq!(id.len(), 16, "{path}: {id}");
+    }
+    let echoed = send(
+        &app,
+        Method::GET,
+        "/v1/queues",
+        None,
+        &[("x-request-id", "trace-42")],
+    )
+    .await;
+    assert_eq!(echoed.headers["x-request-id"], "trace-42");
+    // An id that cannot be a header value on a log line is replaced.
+    let long = "x".repeat(200);
+    let replaced = send(
+        &app,
+        Method::GET,
+        "/v1/queues",
+        None,
+        &[("x-request-id", &long)],
+    )
+    .await;
+    assert_ne!(replaced.headers["x-request-id"], long.as_str());
+}

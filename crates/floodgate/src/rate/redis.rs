@@ -385,6 +385,28 @@ impl std::fmt::Debug for GlobalLimiter {
     }
 }
 
+/// An acquire Redis has not answered: dropped armed, it removes the lease it may have taken
+/// (in the background, best effort; removing a lease that was never taken changes nothing).
+struct Unanswered<'a> {
+    limiter: &'a GlobalLimiter,
+    id: Option<String>,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let limiter = self.limiter.clone();
+            rt.spawn(async move {
+                let mut inv = limiter.scripts.release.key(&limiter.key);
+                inv.arg(&id);
+                let _ = limiter.link.invoke::<i64>(&mut inv).await;
+            });
+        }
+    }
+}
+
 /// A permit of a [`GlobalLimiter`]; released when dropped (inside a Tokio runtime).
 #[derive(Debug)]
 #[must_use = "the permit is released as soon as it is dropped"]
@@ -486,9 +508,10 @@ impl GlobalLimiter {
     ///
     /// # Cancel safety
     ///
-    /// A permit returned is released by its drop. But a command already sent when the future
-    /// is dropped may still take a lease in Redis that no permit owns: nobody renews it, and
-    /// the slot comes back when the lease's TTL passes.
+    /// A permit returned is released by its drop. A command already sent when the future is
+    /// dropped (or whose answer timed out) may still take a lease in Redis; its removal is
+    /// then sent in the background, and should that fail too, nobody renews the lease and the
+    /// slot comes back when its TTL passes.
     pub async fn try_acquire(&self) -> Result<Option<GlobalPermit>, RateError> {
         let id = format!("{:032x}", rand::random::<u128>());
         let ttl_ms = self.ttl.as_millis() as u64;
@@ -497,8 +520,16 @@ impl GlobalLimiter {
             .arg(self.limit)
             .arg(ttl_ms)
             .arg(&id);
-        match self.link.invoke::<(i64, u32, u32)>(&mut inv).await {
+        // Until Redis has answered, the lease may or may not exist: if the answer never comes
+        // (a timeout, or this future dropped), remove it, so no slot is held by nobody.
+        let mut unsure = Unanswered {
+            limiter: self,
+            id: Some(id.clone()),
+        };
+        let answer = self.link.invoke::<(i64, u32, u32)>(&mut inv).await;
+        match answer {
             Ok((granted, limit, held)) => {
+                unsure.id = None;
                 self.in_force.store(limit, Release);
                 self.last_held.store(held, Release);
                 Ok((granted == 1).then(|| self.guard(id)))

@@ -172,9 +172,11 @@ fn with_redis_out_of_reach_each_policy_holds_and_recovers() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let proxy = Proxy::start(redis_addr(&url));
     let (lc, lo, rc, ro) = (unique("lc"), unique("lo"), unique("rc"), unique("ro"));
+    let short = unique("short");
     let settings = format!(
         "redis_url = \"{}\"\n\
          [limiters.{lc}]\nmax_concurrency = 5\n\
+         [limiters.{short}]\nmax_concurrency = 5\nlease_ttl = 1\n\
          [limiters.{lo}]\nmax_concurrency = 5\nfailure_policy = \"open\"\n\
          [rate_limits.{rc}]\nrate = 1000\n\
          [rate_limits.{ro}]\nrate = 1000\nfailure_policy = \"open\"\n",
@@ -209,6 +211,9 @@ fn with_redis_out_of_reach_each_policy_holds_and_recovers() {
         let (status, _, body) = permit(name);
         assert_eq!((status, &body["enforced"]), (201, &json!(true)), "{body}");
     }
+    let (status, _, kept) = permit(&short);
+    assert_eq!(status, 201, "{kept}");
+    let kept = kept["permit_id"].as_str().expect("an id").to_owned();
     proxy.cut();
     // Closed: 503 with Retry-After (the seed's path). Open: through, unenforced.
     let took = within(Duration::from_secs(10), || {
@@ -232,9 +237,37 @@ fn with_redis_out_of_reach_each_policy_holds_and_recovers() {
     assert!(headers.contains_key("retry-after"), "{headers:?}");
     let (status, _, body) = check(&ro);
     assert_eq!((status, &body["enforced"]), (200, &json!(false)), "{body}");
+    // Open: through, but this server alone keeps to the limit of 5.
+    for n in 0..5 {
+        let (status, _, body) = permit(&lo);
+        assert_eq!(
+            (status, &body["enforced"]),
+            (201, &json!(false)),
+            "unguarded {n}: {body}"
+        );
+    }
     let (status, _, body) = permit(&lo);
-    assert_eq!((status, &body["enforced"]), (201, &json!(false)), "{body}");
+    assert_eq!(
+        (status, &body["code"]),
+        (429, &json!("ACQUIRE_TIMEOUT")),
+        "{body}"
+    );
+    // A permit heartbeated through the cut outlives its 1 s Redis lease here...
+    let beat = format!("/v1/permits/{kept}/heartbeat");
+    let cut_at = Instant::now();
+    while cut_at.elapsed() < Duration::from_millis(2_000) {
+        let (status, body) = http("POST", port, &beat, None);
+        assert_eq!(status, 200, "{body}");
+        thread::sleep(Duration::from_millis(200));
+    }
     proxy.restore();
+    // ... but Redis gave its slot up: once the server learns it, the permit is lost.
+    within(Duration::from_secs(10), || {
+        match http("POST", port, &beat, None) {
+            (409, body) if body["code"] == "PERMIT_LOST" => Ok(()),
+            other => Err(other),
+        }
+    });
     let took = within(Duration::from_secs(15), || {
         let (status, _, body) = check(&rc);
         if status == 200 && body["enforced"] == true {
@@ -244,10 +277,15 @@ fn with_redis_out_of_reach_each_policy_holds_and_recovers() {
         }
     });
     println!("closed rate limit enforced again {took:?} after Redis came back");
-    let (status, _, body) = permit(&lc);
-    assert_eq!((status, &body["enforced"]), (201, &json!(true)), "{body}");
-    let (status, _, body) = check(&ro);
-    assert_eq!((status, &body["enforced"]), (200, &json!(true)), "{body}");
+    // Each limit has its own connection, reconnecting on its own backoff (at most 2 s).
+    within(Duration::from_secs(15), || match check(&ro) {
+        (200, _, body) if body["enforced"] == true => Ok(()),
+        other => Err(other),
+    });
+    within(Duration::from_secs(15), || match permit(&lc) {
+        (201, _, body) if body["enforced"] == true => Ok(()),
+        other => Err(other),
+    });
 }
 
 #[test]

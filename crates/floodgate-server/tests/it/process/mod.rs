@@ -30,6 +30,8 @@ mod takeover;
 
 mod fleet_limits;
 
+mod logs;
+
 /// The Python example worker drains a queue: emails succeed with their result, resizes
 /// succeed after sleeping, and jobs that always fail go dead with their error.
 #[test]
