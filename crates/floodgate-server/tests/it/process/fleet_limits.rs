@@ -207,9 +207,13 @@ fn with_redis_out_of_reach_each_policy_holds_and_recovers() {
         let (status, _, body) = check(name);
         assert_eq!((status, &body["enforced"]), (200, &json!(true)), "{body}");
     }
+    // Every permit given, released at the end: none may stay held.
+    let mut granted: Vec<String> = Vec::new();
+    let id_of = |body: &Value| body["permit_id"].as_str().expect("an id").to_owned();
     for name in [&lc, &lo] {
         let (status, _, body) = permit(name);
         assert_eq!((status, &body["enforced"]), (201, &json!(true)), "{body}");
+        granted.push(id_of(&body));
     }
     let (status, _, kept) = permit(&short);
     assert_eq!(status, 201, "{kept}");
@@ -245,6 +249,7 @@ fn with_redis_out_of_reach_each_policy_holds_and_recovers() {
             (201, &json!(false)),
             "unguarded {n}: {body}"
         );
+        granted.push(id_of(&body));
     }
     let (status, _, body) = permit(&lo);
     assert_eq!(
@@ -283,8 +288,31 @@ fn with_redis_out_of_reach_each_policy_holds_and_recovers() {
         other => Err(other),
     });
     within(Duration::from_secs(15), || match permit(&lc) {
-        (201, _, body) if body["enforced"] == true => Ok(()),
+        (201, _, body) if body["enforced"] == true => {
+            granted.push(id_of(&body));
+            Ok(())
+        }
         other => Err(other),
+    });
+    for id in &granted {
+        let (status, body) = http("DELETE", port, &format!("/v1/permits/{id}"), None);
+        assert_eq!(status, 204, "{body}");
+    }
+    // Nothing leaked: not here, not in Redis (the unguarded ones never were).
+    within(Duration::from_secs(10), || {
+        let (_, listed) = http("GET", port, "/v1/limiters", None);
+        let leaked = listed["limiters"]
+            .as_array()
+            .expect("limiters")
+            .iter()
+            .filter(|l| l["name"] == lc.as_str() || l["name"] == lo.as_str())
+            .filter(|l| l["held_here"] != 0 || l["held_fleet"] != 0)
+            .count();
+        if leaked == 0 {
+            Ok(())
+        } else {
+            Err(listed.to_string())
+        }
     });
 }
 
