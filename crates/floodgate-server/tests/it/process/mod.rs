@@ -32,6 +32,8 @@ mod fleet_limits;
 
 mod logs;
 
+mod pg_cut;
+
 /// The Python example worker drains a queue: emails succeed with their result, resizes
 /// succeed after sleeping, and jobs that always fail go dead with their error.
 #[test]
