@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::process::{Server, http, shared_machine, try_http_full};
+use crate::support::process::{Server, http, shared_machine, try_http_full, within};
 use crate::support::proxy::{Proxy, redis_addr};
 
 fn redis() -> Option<String> {
@@ -55,21 +55,6 @@ fn acquire(port: u16, limiter: &str, body: Value) -> (u16, Value) {
         &format!("/v1/limiters/{limiter}/permits"),
         Some(&body),
     )
-}
-
-/// Polls `check` every 20 ms for up to `limit`; how long it took, or the last thing seen.
-fn within<T: std::fmt::Debug>(
-    limit: Duration,
-    mut check: impl FnMut() -> Result<(), T>,
-) -> Duration {
-    let start = Instant::now();
-    loop {
-        match check() {
-            Ok(()) => return start.elapsed(),
-            Err(seen) if start.elapsed() > limit => panic!("not within {limit:?}: {seen:?}"),
-            Err(_) => thread::sleep(Duration::from_millis(20)),
-        }
-    }
 }
 
 #[test]

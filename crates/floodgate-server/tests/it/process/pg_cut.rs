@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::PgDatabase;
-use crate::support::process::{Server, http, shared_machine, try_http, try_http_full};
+use crate::support::process::{Server, http, shared_machine, try_http, try_http_full, within};
 use crate::support::proxy::Proxy;
 
 /// `url` with its host and port replaced by `127.0.0.1:port`, and the address it named.
@@ -37,17 +37,6 @@ fn through(url: &str, port: u16) -> (String, std::net::SocketAddr) {
         .next()
         .expect("an address");
     (format!("{scheme}://{user}127.0.0.1:{port}{path}"), addr)
-}
-
-fn within<T: std::fmt::Debug>(limit: Duration, mut check: impl FnMut() -> Result<(), T>) {
-    let start = Instant::now();
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(seen) if start.elapsed() > limit => panic!("not within {limit:?}: {seen:?}"),
-            Err(_) => thread::sleep(Duration::from_millis(50)),
-        }
-    }
 }
 
 #[test]

@@ -135,6 +135,22 @@ pub fn wait_with_limit(child: &mut Child, limit: Duration) -> Option<ExitStatus>
     }
 }
 
+/// Polls `check` every 20 ms for up to `limit`: how long it took to pass, or a failure with
+/// the last thing it saw. The blocking twin of the async `support::eventually`.
+pub fn within<T: std::fmt::Debug>(
+    limit: Duration,
+    mut check: impl FnMut() -> Result<(), T>,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return start.elapsed(),
+            Err(seen) if start.elapsed() > limit => panic!("not within {limit:?}: {seen:?}"),
+            Err(_) => thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 pub type Answer = (u16, Value);
 
 /// One HTTP/1.1 request: the status and the body as JSON (`Null` when empty, a JSON string
