@@ -200,7 +200,14 @@ fn with_redis_out_of_reach_each_policy_holds_and_recovers() {
         assert_eq!((status, &body["enforced"]), (201, &json!(true)), "{body}");
         granted.push(id_of(&body));
     }
-    let (status, _, kept) = permit(&short);
+    // Its lease here is 30 s (the request's), in Redis 1 s (the limiter's, renewed by the
+    // server while it holds the permit).
+    let (status, kept) = http(
+        "POST",
+        port,
+        &format!("/v1/limiters/{short}/permits"),
+        Some(&json!({"lease_ttl": 30})),
+    );
     assert_eq!(status, 201, "{kept}");
     let kept = kept["permit_id"].as_str().expect("an id").to_owned();
     proxy.cut();
@@ -242,7 +249,8 @@ fn with_redis_out_of_reach_each_policy_holds_and_recovers() {
         (429, &json!("ACQUIRE_TIMEOUT")),
         "{body}"
     );
-    // A permit heartbeated through the cut outlives its 1 s Redis lease here...
+    // A permit heartbeated through the cut outlives its 1 s Redis lease here (which nobody
+    // can renew while Redis is away)...
     let beat = format!("/v1/permits/{kept}/heartbeat");
     let cut_at = Instant::now();
     while cut_at.elapsed() < Duration::from_millis(2_000) {
