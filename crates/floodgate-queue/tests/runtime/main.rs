@@ -13,6 +13,8 @@ mod cluster_limit;
 mod held_jobs;
 mod inbox;
 mod leader;
+#[cfg(feature = "postgres")]
+mod listen_drop;
 mod maintenance;
 #[cfg(feature = "sqlite")]
 mod metric_labels;
