@@ -306,7 +306,7 @@ crate::support::backends!(
 async fn buffered_jobs_are_rescued_after_a_crash<S, F, Fut>(store: &S, open: F)
 where
     S: Store + Clone + Send + Sync + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
+    F: Fn() -> Fut + Clone + Send + 'static,
     Fut: Future<Output = S>,
 {
     let ids: Vec<JobId> = store
@@ -316,35 +316,46 @@ where
         .into_iter()
         .map(|e| e.id)
         .collect();
-    tokio::task::spawn_blocking(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let crashing = open().await;
-            let handle = scenario_worker(&crashing, None);
-            until_jobs_are_held(&handle).await
-        });
-        drop(rt); // the crash: every task of the worker gone at once
-    })
-    .await
-    .unwrap();
-    // Statements the crashed worker had sent (a completion batch) may still commit.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let jobs = all_jobs(store).await;
-    let held: Vec<JobId> = jobs
-        .iter()
-        .filter(|j| j.state == JobState::Pending && j.lease_token.is_some())
-        .map(|j| j.id)
-        .collect();
-    let running = jobs.iter().filter(|j| j.state == JobState::Running).count();
-    // (What it held may all have been recorded to start, and so shows as running.)
-    assert!(
-        held.len() + running > 0,
-        "the crashed worker's jobs stay leased"
-    );
+    // A crash at the very moment the worker gave back everything it held (a stall alarm)
+    // leaves nothing leased and proves nothing: then crash another worker, up to five times.
+    let mut crashes = 0;
+    let (jobs, held) = loop {
+        crashes += 1;
+        let open = open.clone();
+        tokio::task::spawn_blocking(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let crashing = open().await;
+                let handle = scenario_worker(&crashing, None);
+                until_jobs_are_held(&handle).await
+            });
+            drop(rt); // the crash: every task of the worker gone at once
+        })
+        .await
+        .unwrap();
+        // Statements the crashed worker had sent (a completion batch) may still commit.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let jobs = all_jobs(store).await;
+        let held: Vec<JobId> = jobs
+            .iter()
+            .filter(|j| j.state == JobState::Pending && j.lease_token.is_some())
+            .map(|j| j.id)
+            .collect();
+        let running = jobs.iter().filter(|j| j.state == JobState::Running).count();
+        // (What it held may all have been recorded to start, and so shows as running.)
+        if held.len() + running > 0 {
+            break (jobs, held);
+        }
+        assert!(
+            crashes < 5,
+            "the crashed worker's jobs stay leased: in {crashes} crashes none was"
+        );
+        println!("crash {crashes}: nothing was leased at that moment; crashing another worker");
+    };
     assert!(
         held.iter().all(|id| jobs
             .iter()
@@ -396,8 +407,10 @@ async fn sqlite_buffered_jobs_are_rescued_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.db");
     let store = floodgate_queue::SqliteStore::open(&path).await.unwrap();
-    buffered_jobs_are_rescued_after_a_crash(&store, move || async move {
-        floodgate_queue::SqliteStore::open(&path).await.unwrap()
+    let reopen = path.clone();
+    buffered_jobs_are_rescued_after_a_crash(&store, move || {
+        let path = reopen.clone();
+        async move { floodgate_queue::SqliteStore::open(&path).await.unwrap() }
     })
     .await;
     store.close().await;
@@ -410,9 +423,10 @@ async fn postgres_buffered_jobs_are_rescued_after_a_crash() {
         return;
     };
     let store = crate::support::pg_builder(&schema).connect().await.unwrap();
-    let crashing = crate::support::pg_builder(&schema);
-    buffered_jobs_are_rescued_after_a_crash(&store, move || async move {
-        crashing.connect().await.unwrap()
+    let (options, name) = (schema.connect_options(), schema.name().to_owned());
+    buffered_jobs_are_rescued_after_a_crash(&store, move || {
+        let crashing = floodgate_queue::PgStore::builder_with(options.clone()).schema(&name);
+        async move { crashing.connect().await.unwrap() }
     })
     .await;
     store.close().await;
