@@ -139,6 +139,11 @@ impl Breakers {
             .map_err(|e| LimitError::unknown("breaker", &e.to_string(), self.specs.keys()))
     }
 
+    /// Whether no breaker is configured.
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
     /// The registry (for following transitions).
     pub fn registry(&self) -> &BreakerRegistry {
         &self.registry

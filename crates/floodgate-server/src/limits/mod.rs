@@ -214,7 +214,7 @@ impl Limits {
             async move { breakers.run(stop).await }
         });
         if let Some(url) = &self.redis_url
-            && !self.breakers.snapshot().is_empty()
+            && !self.breakers.is_empty()
         {
             match Fanout::new(url, &node) {
                 Ok(fanout) => {

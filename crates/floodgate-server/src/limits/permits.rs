@@ -50,6 +50,20 @@ pub const MAX_LIMIT: usize = 1_000_000_000;
 /// The longest wait a request may name, in seconds (a limiter's `max_wait` cuts it shorter).
 pub const MAX_WAIT_SECS: f64 = 300.0;
 
+/// A lease a request names (1 to [`MAX_LEASE_SECS`] seconds), if it names one.
+fn asked_lease(ttl: Option<f64>) -> Result<Option<Duration>, LimitError> {
+    match ttl {
+        None => Ok(None),
+        Some(ttl) if (1.0..=MAX_LEASE_SECS).contains(&ttl) => {
+            Ok(Some(Duration::from_secs_f64(ttl)))
+        }
+        Some(_) => Err(LimitError::Invalid(
+            "lease_ttl",
+            format!("give 1 to {MAX_LEASE_SECS} seconds"),
+        )),
+    }
+}
+
 /// Where a limiter's permits are held.
 enum Bound {
     /// On this server.
@@ -264,16 +278,8 @@ impl Permits {
         }
         // A longer wait than the limiter allows is cut to it: the caller asks again.
         let wait = wait.min(named.spec.max_wait);
-        let lease = match ask.lease_ttl {
-            None => secs(named.spec.lease_ttl).expect("checked at start"),
-            Some(ttl) if (1.0..=MAX_LEASE_SECS).contains(&ttl) => Duration::from_secs_f64(ttl),
-            Some(_) => {
-                return Err(LimitError::Invalid(
-                    "lease_ttl",
-                    format!("give 1 to {MAX_LEASE_SECS} seconds"),
-                ));
-            }
-        };
+        let lease = asked_lease(ask.lease_ttl)?
+            .unwrap_or_else(|| Duration::from_secs_f64(named.spec.lease_ttl));
         let deadline = Instant::now() + Duration::from_secs_f64(wait);
         let (permit, enforced) = match &named.bound {
             Bound::Local(local) => {
@@ -330,18 +336,7 @@ impl Permits {
         permit_id: &str,
         lease_ttl: Option<f64>,
     ) -> Result<Duration, LimitError> {
-        let lease = match lease_ttl {
-            None => None,
-            Some(ttl) if (1.0..=MAX_LEASE_SECS).contains(&ttl) => {
-                Some(Duration::from_secs_f64(ttl))
-            }
-            Some(_) => {
-                return Err(LimitError::Invalid(
-                    "lease_ttl",
-                    format!("give 1 to {MAX_LEASE_SECS} seconds"),
-                ));
-            }
-        };
+        let lease = asked_lease(lease_ttl)?;
         // A fleet-wide permit whose Redis lease could not be renewed (Redis away for longer
         // than the lease) no longer counts anywhere: it is lost, not extended.
         if self.book.expire_if(permit_id, Held::is_lost) {
