@@ -25,7 +25,8 @@ export interface paths {
         };
         /**
          * Ready to serve: the database answers (migrations ran when the store opened), and the
-         *     server is not shutting down.
+         *     server is not shutting down. A relay whose broker cannot be reached is a warning, not a
+         *     reason: enqueues still succeed, and its jobs wait for the broker.
          */
         get: operations["ready"];
         put?: never;
@@ -1004,6 +1005,11 @@ export interface components {
              * @description Seconds since start.
              */
             uptime_seconds: number;
+            /**
+             * @description What works less well than it should without making the server unready: a relay whose
+             *     broker cannot be reached (its jobs are accepted and wait).
+             */
+            warnings?: string[];
         };
         /** @description What became of each lease of a batch heartbeat. */
         HeartbeatMany: {

@@ -51,6 +51,8 @@ mod json;
 pub mod leader;
 pub mod maintenance;
 mod observe;
+mod redact;
+pub mod relay;
 #[cfg(feature = "postgres")]
 pub mod sql;
 pub mod store;
@@ -63,6 +65,7 @@ pub use job::{
     LeaseToken, MAX_NAME_LEN, NewJob,
 };
 pub use leader::Singleton;
+pub use redact::redact_url;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use store::AnyStore;
 #[cfg(feature = "postgres")]

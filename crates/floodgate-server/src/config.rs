@@ -125,6 +125,9 @@ pub struct Config {
     pub rate_limits: BTreeMap<String, RateLimitSpec>,
     /// Named circuit breakers, `[breakers.NAME]`: calls admitted and reported over HTTP.
     pub breakers: BTreeMap<String, BreakerSpec>,
+    /// The outbox relayed to brokers, `[relays.NAME]`: job kinds published to NATS JetStream
+    /// or RabbitMQ.
+    pub relays: BTreeMap<String, crate::relay::config::RelayConfig>,
 }
 
 impl Default for Config {
@@ -157,6 +160,7 @@ impl Default for Config {
             limiters: BTreeMap::new(),
             rate_limits: BTreeMap::new(),
             breakers: BTreeMap::new(),
+            relays: BTreeMap::new(),
         }
     }
 }
@@ -350,6 +354,7 @@ impl Config {
                 &format!("{e}; write redis://host:6379 (or rediss:// for TLS)"),
             );
         }
+        crate::relay::config::validate(&self.relays)?;
         // The named limits' own checks, without reaching Redis.
         let local = Config {
             redis_url: None,
@@ -370,6 +375,9 @@ impl Config {
         hide(&mut shown.webhooks.secrets);
         shown.webhooks.redis_url = self.webhooks.redis_url.as_deref().map(mask_url);
         shown.redis_url = self.redis_url.as_deref().map(mask_url);
+        for relay in shown.relays.values_mut() {
+            relay.url = mask_url(&relay.url);
+        }
         for d in shown.webhooks.destinations.values_mut() {
             if let Some(secrets) = d.secrets.as_mut() {
                 hide(secrets);
@@ -386,16 +394,7 @@ impl Config {
 
 /// `url` with a password between `user:` and `@` replaced by `***`.
 pub fn mask_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host)) => match userinfo.split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-                None => url.to_owned(),
-            },
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
+    floodgate_queue::redact_url(url)
 }
 
 fn toml_string(config: &Config) -> String {

@@ -48,6 +48,7 @@ mod hub;
 mod layers;
 pub mod leases;
 pub mod limits;
+pub mod relay;
 pub mod sampler;
 pub mod server;
 pub mod state;

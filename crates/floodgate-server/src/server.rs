@@ -59,6 +59,9 @@ pub enum ServerError {
     /// A delivery worker could not start.
     #[error(transparent)]
     Delivery(#[from] EngineError),
+    /// A delivery target's destination is not fit (a relay's stream or exchange).
+    #[error("{0}")]
+    Destination(String),
 }
 
 /// Builds a [`Server`]; see the [module docs](self).
@@ -219,6 +222,15 @@ impl ServerBuilder {
         let state = AppState::new(store.clone(), config.clone());
         if let Some(handle) = self.metrics {
             state.set_metrics(handle);
+        }
+        // Every destination is checked before any worker starts (a relay's stream or
+        // exchange must exist).
+        for delivery in state.deliveries().iter().filter(|_| self.delivery) {
+            if let Err(reason) = delivery.check().await {
+                state.stop_background();
+                store.close().await;
+                return Err(ServerError::Destination(reason));
+            }
         }
         let mut deliveries: Vec<WorkerHandle> = Vec::new();
         for delivery in state.deliveries().iter().filter(|_| self.delivery) {

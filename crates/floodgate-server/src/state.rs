@@ -90,7 +90,18 @@ impl AppState {
             crate::webhook::engine(&config.webhooks, store.clone(), paused_groups.clone())
                 .expect("the webhook settings were validated"),
         );
-        let deliveries = Deliveries::default().with(webhooks.clone());
+        let mut deliveries = Deliveries::default().with(webhooks.clone());
+        for (name, relay) in &config.relays {
+            let engine = crate::relay::engine(
+                name,
+                relay,
+                config.rescue_interval,
+                store.clone(),
+                paused_groups.clone(),
+            )
+            .expect("the relay settings were validated");
+            deliveries = deliveries.with(Arc::new(engine));
+        }
         let limits = Arc::new(Limits::from_config(&config).expect("the limits were validated"));
         let enqueuer = Enqueuer::start(store.clone());
         let completer = Completer::start(store.clone());

@@ -502,6 +502,10 @@ pub struct Health {
     /// Why not ready, when not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
+    /// What works less well than it should without making the server unready: a relay whose
+    /// broker cannot be reached (its jobs are accepted and wait).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// `sqlite` or `postgres`.
     pub backend: String,
     /// Seconds since start.

@@ -21,6 +21,7 @@ fn health(state: &AppState, reasons: Vec<String>) -> Health {
         }
         .to_owned(),
         reasons,
+        warnings: Vec::new(),
         backend: state.store().backend().to_owned(),
         uptime_seconds: state.uptime().as_secs(),
     }
@@ -36,7 +37,8 @@ pub async fn live(State(state): State<AppState>) -> Json<Health> {
 }
 
 /// Ready to serve: the database answers (migrations ran when the store opened), and the
-/// server is not shutting down.
+/// server is not shutting down. A relay whose broker cannot be reached is a warning, not a
+/// reason: enqueues still succeed, and its jobs wait for the broker.
 #[utoipa::path(
     get, path = "/health/ready", tag = "operations",
     responses(
@@ -60,7 +62,13 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(health(&state, reasons))).into_response()
+    let mut health = health(&state, reasons);
+    health.warnings = state
+        .deliveries()
+        .iter()
+        .filter_map(|d| d.unreachable())
+        .collect();
+    (status, Json(health)).into_response()
 }
 
 /// Prometheus text: the primitives', the queue's and the server's metrics.

@@ -88,7 +88,7 @@ pub enum EngineError {
     #[error("{kind} breakers: {reason}")]
     Breakers {
         /// The job kind delivered.
-        kind: &'static str,
+        kind: String,
         /// Why.
         reason: String,
     },
@@ -96,7 +96,7 @@ pub enum EngineError {
     #[error("{kind} delivery worker: {reason}")]
     Worker {
         /// The job kind delivered.
-        kind: &'static str,
+        kind: String,
         /// Why.
         reason: String,
     },
@@ -175,7 +175,7 @@ impl<T: Transport> Engine<T> {
             .default_config(breaker)
             .build()
             .map_err(|e| EngineError::Breakers {
-                kind: transport.kind(),
+                kind: transport.kind().to_owned(),
                 reason: e.to_string(),
             })?;
         Ok(Engine {
@@ -415,6 +415,16 @@ impl<T: Transport> Engine<T> {
             slot.ignore();
             permit.record(Outcome::Ignored, None);
         }
+        if verdict == Verdict::Unavailable {
+            // Not an attempt: the job waits for the destination, its attempt unspent.
+            let wait = breaker
+                .stats()
+                .retry_after
+                .unwrap_or(dest.policy.timeout.min(Duration::from_secs(1)))
+                .max(Duration::from_millis(100));
+            tracing::debug!(kind = self.transport.kind(), destination = %name, error = ?sent.error, "unavailable: the job waits");
+            return Err(snooze(wait));
+        }
         let mut record = Value::Object(sent.record);
         let describe = sent.error.unwrap_or_else(|| "failed".to_owned());
         if verdict != Verdict::Delivered {
@@ -439,6 +449,8 @@ impl<T: Transport> Engine<T> {
                 }
             }
             Verdict::Permanent => Err(JobError::permanent(describe)),
+            // (Answered above, before anything was recorded.)
+            Verdict::Unavailable => Err(snooze(Duration::from_secs(1))),
             Verdict::Gone => {
                 self.disable(&name, &describe).await;
                 tracing::warn!(kind = self.transport.kind(), destination = %name, "gone: destination disabled");

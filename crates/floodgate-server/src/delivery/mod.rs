@@ -40,10 +40,20 @@ use transport::{InvalidPayload, Transport};
 
 /// A delivery target as the server sees it, whatever its transport.
 pub trait Delivery: Send + Sync {
-    /// The job kind it delivers.
-    fn kind(&self) -> &'static str;
+    /// The job kind it delivers (its label, when it delivers several).
+    fn kind(&self) -> &str;
+    /// What tells it from the server's other deliveries.
+    fn name(&self) -> &str;
+    /// Whether it delivers jobs of `kind`.
+    fn handles(&self, kind: &str) -> bool;
     /// The queue its jobs go to unless they name another.
-    fn queue(&self) -> &'static str;
+    fn queue(&self) -> &str;
+    /// Attempts in flight across destinations, when it chooses.
+    fn slots(&self) -> Option<usize>;
+    /// Checks its destinations once at start (`Err`: refuse to start, and why).
+    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// Why its destinations cannot be reached now, if so.
+    fn unreachable(&self) -> Option<String>;
     /// Checks a payload at enqueue: the job's group (its destination), or why it cannot be
     /// delivered.
     fn group(&self, payload: &Value) -> Result<String, InvalidPayload>;
@@ -69,11 +79,26 @@ pub trait Delivery: Send + Sync {
 }
 
 impl<T: Transport> Delivery for Engine<T> {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> &str {
         self.transport().kind()
     }
-    fn queue(&self) -> &'static str {
+    fn name(&self) -> &str {
+        self.transport().name()
+    }
+    fn handles(&self, kind: &str) -> bool {
+        self.transport().kinds().iter().any(|k| k == kind)
+    }
+    fn queue(&self) -> &str {
         self.transport().queue()
+    }
+    fn slots(&self) -> Option<usize> {
+        self.transport().slots()
+    }
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.transport().check())
+    }
+    fn unreachable(&self) -> Option<String> {
+        self.transport().unreachable()
     }
     fn group(&self, payload: &Value) -> Result<String, InvalidPayload> {
         let message = self.transport().parse(payload)?;
@@ -116,22 +141,22 @@ pub struct Deliveries {
 impl std::fmt::Debug for Deliveries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.all.iter().map(|d| d.kind()))
+            .entries(self.all.iter().map(|d| d.name()))
             .finish()
     }
 }
 
 impl Deliveries {
-    /// Adds `delivery` (replacing one of the same kind).
+    /// Adds `delivery` (replacing one of the same name).
     pub fn with(mut self, delivery: Arc<dyn Delivery>) -> Deliveries {
-        self.all.retain(|d| d.kind() != delivery.kind());
+        self.all.retain(|d| d.name() != delivery.name());
         self.all.push(delivery);
         self
     }
 
-    /// The target delivering `kind`, if it is a built-in kind.
+    /// The target delivering `kind`, if it is a built-in or relayed kind.
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Delivery>> {
-        self.all.iter().find(|d| d.kind() == kind)
+        self.all.iter().find(|d| d.handles(kind))
     }
 
     /// Every target.

@@ -65,11 +65,44 @@ pub trait Transport: Send + Sync + 'static {
     /// What it keeps per destination (a client, a connection).
     type Endpoint: Send + Sync + 'static;
 
-    /// The job kind it delivers (`webhook`).
-    fn kind(&self) -> &'static str;
+    /// The job kind it delivers (`webhook`), or its label when it delivers several (`relay`).
+    fn kind(&self) -> &str;
+
+    /// What tells it from the server's other transports (default: its kind).
+    fn name(&self) -> &str {
+        self.kind()
+    }
+
+    /// The job kinds its worker runs (default: its kind).
+    fn kinds(&self) -> Vec<String> {
+        vec![self.kind().to_owned()]
+    }
 
     /// The queue its jobs go to unless they name another.
-    fn queue(&self) -> &'static str;
+    fn queue(&self) -> &str;
+
+    /// Attempts in flight across destinations, when the transport chooses (default: the
+    /// server's `[webhooks] concurrency`).
+    fn slots(&self) -> Option<usize> {
+        None
+    }
+
+    /// The lease its worker takes on each job (default: the worker's, 5 minutes).
+    fn lease_ttl(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Checks what it sends to exists and is fit, once at start: `Err` refuses to start, with
+    /// the reason; a destination that cannot be reached now is only logged (see
+    /// [`unreachable`](Self::unreachable)).
+    fn check(&self) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    /// Why its destinations cannot be reached now, if that is so (for `/health/ready`).
+    fn unreachable(&self) -> Option<String> {
+        None
+    }
 
     /// Checks a payload: at enqueue (so a bad one is refused then) and before each attempt.
     fn parse(&self, payload: &Value) -> Result<Self::Message, InvalidPayload>;

@@ -18,9 +18,13 @@ pub enum Verdict {
     /// The receiver asked to wait (an HTTP 429/503, a broker's flow control): retry no sooner
     /// than this; not a breaker failure.
     RetryAfter(Duration),
-    /// A failure worth retrying on the schedule (a timeout, a refused connection, an HTTP 5xx,
-    /// a broker down); a breaker failure.
+    /// A failure worth retrying on the schedule (a timeout, a refused connection, an HTTP 5xx);
+    /// a breaker failure.
     Retry,
+    /// The destination cannot be reached now (a broker that is down or did not confirm in
+    /// time): a breaker failure, but the job waits without spending an attempt, keeping its
+    /// place in its ordering key's line.
+    Unavailable,
     /// The destination is gone for good (HTTP 410): never retry, and disable the destination
     /// until it is enabled again.
     Gone,
@@ -31,6 +35,6 @@ pub enum Verdict {
 impl Verdict {
     /// Whether the destination's breaker counts this attempt as a failure.
     pub fn is_breaker_failure(self) -> bool {
-        matches!(self, Verdict::Retry)
+        matches!(self, Verdict::Retry | Verdict::Unavailable)
     }
 }

@@ -19,19 +19,25 @@ pub fn start<T: Transport>(
     node: &str,
     slots: usize,
 ) -> Result<WorkerHandle, EngineError> {
-    let kind = engine.transport().kind();
+    let transport = engine.transport();
+    let name = transport.name().to_owned();
+    let slots = transport.slots().unwrap_or(slots);
     engine.set_slots(slots);
-    let recorder = store.clone();
     let waiting = engine.clone();
-    let worker = Worker::builder(store)
-        .id(format!("{node}-{kind}s"))
-        .queues([engine.transport().queue()])
+    let mut builder = Worker::builder(store.clone())
+        .id(format!("{node}-{}s", name.replace(':', "-")))
+        .queues([transport.queue()])
         .concurrency(slots.max(1))
         // Destinations that must wait keep their jobs pending (disabled destinations are
         // paused groups, which the worker skips by itself).
-        .skip_groups(move || waiting.waiting_destinations())
-        .handler(kind, KindOptions::new(), move |job: Job, _ctx| {
-            let (engine, store) = (engine.clone(), recorder.clone());
+        .skip_groups(move || waiting.waiting_destinations());
+    if let Some(ttl) = transport.lease_ttl() {
+        builder = builder.lease_ttl(ttl);
+    }
+    for kind in transport.kinds() {
+        let (engine, store) = (engine.clone(), store.clone());
+        builder = builder.handler(kind, KindOptions::new(), move |job: Job, _ctx| {
+            let (engine, store) = (engine.clone(), store.clone());
             async move {
                 let (outcome, failed) = engine.deliver(&job).await;
                 if let (Some(attempt), Some(lease)) = (failed, job.lease())
@@ -41,11 +47,11 @@ pub fn start<T: Transport>(
                 }
                 outcome
             }
-        })
-        .build()
-        .map_err(|e| EngineError::Worker {
-            kind,
-            reason: e.to_string(),
-        })?;
+        });
+    }
+    let worker = builder.build().map_err(|e| EngineError::Worker {
+        kind: name,
+        reason: e.to_string(),
+    })?;
     Ok(worker.start())
 }

@@ -43,18 +43,9 @@ pub(super) fn parse_url(url: &str) -> Result<PgConnectOptions, StoreError> {
     })
 }
 
-/// `url` with the password (between `user:` and `@`) replaced by `***`.
+/// `url` with the password replaced by `***`.
 pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
+    crate::redact_url(url)
 }
 
 /// The server and database `options` point at, for messages (never the password).

@@ -34,6 +34,8 @@ mod logs;
 
 mod pg_cut;
 
+mod relay;
+
 /// The Python example worker drains a queue: emails succeed with their result, resizes
 /// succeed after sleeping, and jobs that always fail go dead with their error.
 #[test]
