@@ -18,4 +18,6 @@ mod listen_drop;
 mod maintenance;
 #[cfg(feature = "sqlite")]
 mod metric_labels;
+#[cfg(all(feature = "sqlite", feature = "nats", feature = "rabbitmq"))]
+mod relay;
 mod takeover;
