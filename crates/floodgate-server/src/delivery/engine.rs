@@ -296,7 +296,11 @@ impl<T: Transport> Engine<T> {
         let (policy, endpoint) = self.transport.open(name)?;
         let max = policy.max_concurrency.max(1);
         let aimd = Aimd::default()
-            .limits(INITIAL_LIMIT.min(max), 1, max)
+            .limits(
+                policy.initial_concurrency.unwrap_or(INITIAL_LIMIT).clamp(1, max),
+                1,
+                max,
+            )
             .backoff(0.5)
             .timeout(policy.timeout);
         let limiter = AdaptiveLimiter::new(

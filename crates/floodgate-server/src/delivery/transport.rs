@@ -22,6 +22,9 @@ use super::schedule::RetrySchedule;
 pub struct Policy {
     /// Attempts in flight at most (the adaptive limit never grows past it).
     pub max_concurrency: usize,
+    /// Where the adaptive limit starts (default 2): a destination that may hang (any host a
+    /// payload names) starts low; a known one (a relay's broker) may start at its maximum.
+    pub initial_concurrency: Option<usize>,
     /// Attempts per second, if limited.
     pub rate_per_second: Option<u32>,
     /// Delays between attempts; the job goes dead after the last.

@@ -132,6 +132,8 @@ impl Transport for RelayTransport {
     fn open(&self, _destination: &str) -> Result<(Policy, ()), OpenError> {
         let policy = Policy {
             max_concurrency: self.config.concurrency,
+            // One known destination: no reason to start low; failures still halve it.
+            initial_concurrency: Some(self.config.concurrency),
             rate_per_second: None,
             schedule: self.config.retry_schedule(),
             timeout: Duration::from_secs_f64(self.config.ack_timeout),

@@ -97,6 +97,7 @@ impl Transport for WebhookTransport {
         .map_err(|e| refuse(format!("cannot build the HTTP client: {e}")))?;
         let policy = Policy {
             max_concurrency: settings.max_concurrency,
+            initial_concurrency: None,
             rate_per_second: settings.rate_per_second,
             schedule: settings.schedule.clone(),
             timeout: settings.timeout,
