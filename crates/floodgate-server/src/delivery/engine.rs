@@ -297,7 +297,10 @@ impl<T: Transport> Engine<T> {
         let max = policy.max_concurrency.max(1);
         let aimd = Aimd::default()
             .limits(
-                policy.initial_concurrency.unwrap_or(INITIAL_LIMIT).clamp(1, max),
+                policy
+                    .initial_concurrency
+                    .unwrap_or(INITIAL_LIMIT)
+                    .clamp(1, max),
                 1,
                 max,
             )
