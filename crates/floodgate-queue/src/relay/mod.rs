@@ -45,7 +45,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::Job;
@@ -154,6 +153,7 @@ pub fn message_id(job: &Job) -> String {
 }
 
 /// Counts a publish's result in the relay metrics.
+#[cfg(any(feature = "nats", feature = "rabbitmq"))]
 pub(crate) fn observe(relay: &str, job: &Job, result: &Result<Published, RelayError>) {
     let name = relay.to_owned();
     match result {
@@ -164,7 +164,7 @@ pub(crate) fn observe(relay: &str, job: &Job, result: &Result<Published, RelayEr
                 metrics::counter!("floodgate_relay_duplicates_total", "relay" => name.clone())
                     .increment(1);
             }
-            let latency = (Utc::now() - job.created_at)
+            let latency = (chrono::Utc::now() - job.created_at)
                 .to_std()
                 .unwrap_or(Duration::ZERO);
             metrics::histogram!("floodgate_relay_latency_seconds", "relay" => name)
