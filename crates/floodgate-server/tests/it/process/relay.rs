@@ -472,35 +472,14 @@ fn consume(
     })
 }
 
-#[test]
-fn a_broker_cut_mid_run_loses_nothing_and_the_flow_resumes() {
-    let _machine = shared_machine();
-    let rt = runtime();
-    let Some(js) = rt.block_on(jetstream()) else {
-        return;
-    };
-    let name = unique("FGC");
-    rt.block_on(js.create_stream(async_nats::jetstream::stream::Config {
-        name: name.clone(),
-        subjects: vec![format!("fgc.{name}.>")],
-        storage: async_nats::jetstream::stream::StorageType::Memory,
-        ..Default::default()
-    }))
-    .expect("create the test stream");
-    let upstream: std::net::SocketAddr = nats_url()
-        .trim_start_matches("nats://")
-        .parse()
-        .expect("NATS_URL as nats://ip:port");
-    let proxy = Proxy::start(upstream);
+/// The relay `relay` (its broker reached through `proxy`) relays 100 `tick` jobs; the proxy
+/// cuts the broker off; 200 more are enqueued and wait (no attempt spent, none dead,
+/// `/health/ready` still 200 with a warning naming the relay); the proxy restores it and all
+/// 300 are published, each at least once (`delivered()` counts the distinct job ids the
+/// broker has).
+fn cut_mid_run(proxy: &Proxy, relay: &str, delivered: &dyn Fn() -> usize) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[relays.events]\nurl = \"nats://127.0.0.1:{}\"\nkinds = [\"tick\"]\nsubject = \
-             \"fgc.{name}.{{kind}}\"\nstream = \"{name}\"\nack_timeout = 1\nbreaker_wait = 0.5\n",
-            proxy.port
-        ),
-    );
+    let config = write_config(dir.path(), relay);
     let server = Server::start_with(
         dir.path().join("jobs.db").to_str().expect("a UTF-8 path"),
         dir.path(),
@@ -558,6 +537,23 @@ fn a_broker_cut_mid_run_loses_nothing_and_the_flow_resumes() {
         0,
         "nothing goes dead while the broker is away"
     );
+    // The waiting jobs spent no attempt: they were left pending, or snoozed.
+    let (_, waiting) = http(
+        "GET",
+        port,
+        "/v1/jobs?queue=relay&state=pending&limit=200",
+        None,
+    );
+    let spent: Vec<&Value> = waiting["jobs"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|j| j["attempt"] != 0)
+        .collect();
+    assert!(
+        spent.is_empty(),
+        "attempts spent while the broker was away: {spent:?}"
+    );
     proxy.restore();
     within(Duration::from_secs(30), || match count("succeeded") {
         300 => Ok(()),
@@ -566,15 +562,136 @@ fn a_broker_cut_mid_run_loses_nothing_and_the_flow_resumes() {
     assert_eq!(count("dead"), 0);
     let (_, ready) = http("GET", port, "/health/ready", None);
     assert!(ready.get("warnings").is_none(), "{ready}");
-    let messages = rt.block_on(async {
-        let mut stream = js.get_stream(&name).await.expect("the stream");
-        let n = stream.info().await.expect("its info").state.messages;
-        js.delete_stream(&name)
-            .await
-            .expect("delete the test stream");
-        n
+    within(Duration::from_secs(10), || match delivered() {
+        300 => Ok(()),
+        n => Err(n),
     });
-    assert_eq!(messages, 300, "each job once in the stream");
+}
+
+#[test]
+fn a_jetstream_cut_mid_run_loses_nothing_and_the_flow_resumes() {
+    let _machine = shared_machine();
+    let rt = runtime();
+    let Some(js) = rt.block_on(jetstream()) else {
+        return;
+    };
+    let name = unique("FGC");
+    rt.block_on(js.create_stream(async_nats::jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("fgc.{name}.>")],
+        storage: async_nats::jetstream::stream::StorageType::Memory,
+        ..Default::default()
+    }))
+    .expect("create the test stream");
+    let upstream: std::net::SocketAddr = nats_url()
+        .trim_start_matches("nats://")
+        .parse()
+        .expect("NATS_URL as nats://ip:port");
+    let proxy = Proxy::start(upstream);
+    let relay = format!(
+        "[relays.events]\nurl = \"nats://127.0.0.1:{}\"\nkinds = [\"tick\"]\nsubject = \
+         \"fgc.{name}.{{kind}}\"\nstream = \"{name}\"\nack_timeout = 1\nbreaker_wait = 0.5\n",
+        proxy.port
+    );
+    // Exactly once: the stream's message count is the distinct jobs.
+    let delivered = || {
+        rt.block_on(async {
+            let mut stream = js.get_stream(&name).await.expect("the stream");
+            stream.info().await.expect("its info").state.messages as usize
+        })
+    };
+    cut_mid_run(&proxy, &relay, &delivered);
+    rt.block_on(js.delete_stream(&name))
+        .expect("delete the test stream");
+}
+
+#[test]
+fn a_rabbitmq_cut_mid_run_loses_nothing_and_the_flow_resumes() {
+    use lapin::options::{
+        BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    };
+    use lapin::types::FieldTable;
+    let _machine = shared_machine();
+    let rt = runtime();
+    let Some(connection) = rt.block_on(rabbit()) else {
+        return;
+    };
+    let name = unique("fgc.");
+    let ids = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
+    rt.block_on(async {
+        let channel = connection.create_channel().await.expect("a channel");
+        let auto = ExchangeDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        };
+        channel
+            .exchange_declare(
+                name.clone().into(),
+                lapin::ExchangeKind::Topic,
+                auto,
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare the test exchange");
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(name.clone().into(), exclusive, FieldTable::default())
+            .await
+            .expect("declare the test queue");
+        channel
+            .queue_bind(
+                name.clone().into(),
+                name.clone().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind it");
+        let no_ack = BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        };
+        let mut consumer = channel
+            .basic_consume(
+                name.clone().into(),
+                "fgc".into(),
+                no_ack,
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            let _channel = channel;
+            while let Some(Ok(delivery)) = consumer.next().await {
+                if let Some(id) = delivery.properties.message_id() {
+                    ids.lock().unwrap().insert(id.to_string());
+                }
+            }
+        });
+    });
+    let upstream: std::net::SocketAddr = amqp_url()
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("AMQP_URL as amqp://user:password@ip:port/vhost")
+        .parse()
+        .expect("an ip:port");
+    let proxy = Proxy::start(upstream);
+    let relay = format!(
+        "[relays.events]\nurl = \"amqp://guest:guest@127.0.0.1:{}/%2f\"\nkinds = [\"tick\"]\n\
+         exchange = \"{name}\"\nack_timeout = 1\nbreaker_wait = 0.5\n",
+        proxy.port
+    );
+    // At least once: the distinct job ids that arrived.
+    let delivered = || ids.lock().unwrap().len();
+    cut_mid_run(&proxy, &relay, &delivered);
+    drop(connection);
 }
 
 /// Runs `floodgate serve` with `relay` settings and expects it to refuse to start: its
