@@ -69,6 +69,47 @@ async fn rabbit() -> Option<lapin::Connection> {
     }
 }
 
+/// A topic exchange `name` (deleted with its last binding) and an exclusive queue `name` bound
+/// to everything on it (deleted with the connection): what a test's relay publishes to.
+async fn exchange_and_queue(connection: &lapin::Connection, name: &str) -> lapin::Channel {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let channel = connection.create_channel().await.expect("a channel");
+    let auto_delete = ExchangeDeclareOptions {
+        auto_delete: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            name.into(),
+            lapin::ExchangeKind::Topic,
+            auto_delete,
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare the test exchange");
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(name.into(), exclusive, FieldTable::default())
+        .await
+        .expect("declare the test queue");
+    channel
+        .queue_bind(
+            name.into(),
+            name.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind it");
+    channel
+}
+
 /// A name no other run uses.
 fn unique(label: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -306,46 +347,7 @@ fn rabbitmq_delivers_every_event_and_an_inbox_applies_each_once() {
         return;
     };
     let name = unique("fgt.");
-    let channel = rt.block_on(async {
-        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-        use lapin::types::FieldTable;
-        let channel = connection.create_channel().await.expect("a channel");
-        channel
-            .exchange_declare(
-                name.clone().into(),
-                lapin::ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare the test exchange");
-        channel
-            .queue_declare(
-                name.clone().into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare the test queue");
-        channel
-            .queue_bind(
-                name.clone().into(),
-                name.clone().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("bind it");
-        channel
-    });
+    let channel = rt.block_on(exchange_and_queue(&connection, &name));
     // The consumer: an inbox (SQLite) applies each event's effect once, in the same
     // transaction as its id; every arrival is kept too.
     let arrivals = Arc::new(std::sync::Mutex::new(Vec::<(String, Value)>::new()));
@@ -607,9 +609,7 @@ fn a_jetstream_cut_mid_run_loses_nothing_and_the_flow_resumes() {
 
 #[test]
 fn a_rabbitmq_cut_mid_run_loses_nothing_and_the_flow_resumes() {
-    use lapin::options::{
-        BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    };
+    use lapin::options::BasicConsumeOptions;
     use lapin::types::FieldTable;
     let _machine = shared_machine();
     let rt = runtime();
@@ -619,39 +619,7 @@ fn a_rabbitmq_cut_mid_run_loses_nothing_and_the_flow_resumes() {
     let name = unique("fgc.");
     let ids = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
     rt.block_on(async {
-        let channel = connection.create_channel().await.expect("a channel");
-        let auto = ExchangeDeclareOptions {
-            auto_delete: true,
-            ..Default::default()
-        };
-        channel
-            .exchange_declare(
-                name.clone().into(),
-                lapin::ExchangeKind::Topic,
-                auto,
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare the test exchange");
-        let exclusive = QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..Default::default()
-        };
-        channel
-            .queue_declare(name.clone().into(), exclusive, FieldTable::default())
-            .await
-            .expect("declare the test queue");
-        channel
-            .queue_bind(
-                name.clone().into(),
-                name.clone().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("bind it");
+        let channel = exchange_and_queue(&connection, &name).await;
         let no_ack = BasicConsumeOptions {
             no_ack: true,
             ..Default::default()
