@@ -422,19 +422,10 @@ impl<T: Transport> Engine<T> {
             slot.ignore();
             permit.record(Outcome::Ignored, None);
         }
-        if verdict == Verdict::Unavailable {
-            // Not an attempt: the job waits for the destination, its attempt unspent.
-            let wait = breaker
-                .stats()
-                .retry_after
-                .unwrap_or(dest.policy.timeout.min(Duration::from_secs(1)))
-                .max(Duration::from_millis(100));
-            tracing::debug!(kind = self.transport.kind(), destination = %name, error = ?sent.error, "unavailable: the job waits");
-            return Err(snooze(wait));
-        }
         let mut record = Value::Object(sent.record);
         let describe = sent.error.unwrap_or_else(|| "failed".to_owned());
-        if verdict != Verdict::Delivered {
+        // An unavailable destination is not an attempt: nothing is recorded.
+        if !matches!(verdict, Verdict::Delivered | Verdict::Unavailable) {
             record["attempt"] = json!(job.attempt);
             *failed = Some(record.clone());
         }
@@ -456,8 +447,13 @@ impl<T: Transport> Engine<T> {
                 }
             }
             Verdict::Permanent => Err(JobError::permanent(describe)),
-            // (Answered above, before anything was recorded.)
-            Verdict::Unavailable => Err(snooze(Duration::from_secs(1))),
+            // The job waits for the destination, its attempt unspent.
+            Verdict::Unavailable => {
+                tracing::debug!(kind = self.transport.kind(), destination = %name, error = %describe, "unavailable: the job waits");
+                let wait = breaker.stats().retry_after;
+                let wait = wait.unwrap_or(dest.policy.timeout.min(Duration::from_secs(1)));
+                Err(snooze(wait.max(Duration::from_millis(100))))
+            }
             Verdict::Gone => {
                 self.disable(&name, &describe).await;
                 tracing::warn!(kind = self.transport.kind(), destination = %name, "gone: destination disabled");

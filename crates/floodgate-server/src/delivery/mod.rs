@@ -86,7 +86,7 @@ impl<T: Transport> Delivery for Engine<T> {
         self.transport().name()
     }
     fn handles(&self, kind: &str) -> bool {
-        self.transport().kinds().iter().any(|k| k == kind)
+        self.transport().handles(kind)
     }
     fn queue(&self) -> &str {
         self.transport().queue()

@@ -81,6 +81,11 @@ pub trait Transport: Send + Sync + 'static {
         vec![self.kind().to_owned()]
     }
 
+    /// Whether it delivers jobs of `kind` (asked on every enqueue: no allocation).
+    fn handles(&self, kind: &str) -> bool {
+        kind == self.kind()
+    }
+
     /// The queue its jobs go to unless they name another.
     fn queue(&self) -> &str;
 

@@ -109,6 +109,10 @@ impl Transport for RelayTransport {
         self.config.kinds.clone()
     }
 
+    fn handles(&self, kind: &str) -> bool {
+        self.config.kinds.iter().any(|k| k == kind)
+    }
+
     fn queue(&self) -> &str {
         &self.config.queue
     }
